@@ -1,0 +1,117 @@
+"""Typed settings read from the environment (and an optional ``.env``), never at import time.
+
+Every service reads its configuration through :func:`get_settings`, which is cached; tests call
+``get_settings.cache_clear()`` after changing the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "dev", "secret", "dev-api-key"})
+
+
+def _read_secret_file(path: Path | None) -> str | None:
+    """Return the stripped content of a Docker secret file, if one is configured and exists."""
+    if path is None or not path.is_file():
+        return None
+    return path.read_text(encoding="utf-8").strip()
+
+
+class Settings(BaseSettings):
+    """All configuration of churnops; names match the environment variables (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    env: Literal["dev", "test", "prod"] = Field("dev", description="Deployment mode.")
+    var_dir: Path = Field(Path("var"), description="Root of all generated state.")
+    data_path: Path = Field(Path("data/raw/churn.csv"), description="Training data CSV.")
+
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; default: SQLite store under var/."
+    )
+    mlflow_experiment: str = Field("churnops", description="MLflow experiment name.")
+    model_name: str = Field("churn-model", description="Registered model name.")
+
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the predictions DB; default: SQLite under var/."
+    )
+
+    es_url: str | None = Field(None, description="Elasticsearch URL; unset = monitoring to SQLite.")
+    es_username: str | None = None
+    es_password: SecretStr | None = None
+    es_password_file: Path | None = None
+    kibana_url: str | None = None
+
+    api_url: str = Field("http://127.0.0.1:8000", description="Where the UI finds the API.")
+    api_key: SecretStr | None = Field(None, description="Key for admin endpoints (X-API-Key).")
+    api_key_file: Path | None = Field(None, description="Docker secret file holding the API key.")
+
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_password_file: Path | None = None
+    smtp_sender: str = "churnops@localhost"
+    smtp_to: str | None = None
+    smtp_starttls: bool = False
+
+    log_json: bool = Field(False, description="Log JSON lines with ECS field names.")
+
+    @model_validator(mode="after")
+    def _secrets_from_files(self) -> "Settings":
+        for attr, file_attr in (
+            ("api_key", "api_key_file"),
+            ("es_password", "es_password_file"),
+            ("smtp_password", "smtp_password_file"),
+        ):
+            value = _read_secret_file(getattr(self, file_attr))
+            if value is not None:
+                setattr(self, attr, SecretStr(value))
+        return self
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI, defaulting to a SQLite store under ``var/``."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.var_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> Path:
+        """Local artifact root used with the embedded SQLite store."""
+        return (self.var_dir / "mlartifacts").resolve()
+
+    @property
+    def db_url(self) -> str:
+        """The predictions database URL, defaulting to SQLite under ``var/``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / 'churnops.db').resolve()}"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Where the last champion is copied so serving can start with MLflow down."""
+        return (self.var_dir / "champion").resolve()
+
+    def require_api_key(self) -> str:
+        """Return the admin API key, refusing placeholders outside dev/test mode.
+
+        Raises:
+            ValueError: when no usable key is configured in prod mode.
+        """
+        key = self.api_key.get_secret_value() if self.api_key else ""
+        if self.env == "prod" and key.lower() in PLACEHOLDER_SECRETS:
+            raise ValueError("API_KEY is unset or a placeholder; set a real key in prod mode")
+        return key or "dev-api-key"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings (cached; call ``cache_clear()`` after env changes)."""
+    return Settings()
