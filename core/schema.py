@@ -1,9 +1,10 @@
 """The single definition of the 19 raw customer features and the churn target.
 
-Everything else is derived from :data:`FEATURES`: the pydantic :class:`Customer` model (API requests,
-Streamlit form), the vectorised DataFrame validator (training data, batch uploads, drift), and the
-normaliser that accepts the BigML CSV spelling course projects use (``Account length``, ``Area code``
-as ``415``, ``International plan`` ``Yes``/``No``, ``Churn`` ``True``/``False``).
+Everything else is derived from :data:`FEATURES`: the pydantic :class:`Customer` model (API
+requests, Streamlit form), the vectorised DataFrame validator (training data, batch uploads,
+drift), and the normaliser that accepts the BigML CSV spelling course projects use
+(``Account length``, ``Area code`` as ``415``, ``International plan`` ``Yes``/``No``, ``Churn``
+``True``/``False``).
 """
 
 from __future__ import annotations
@@ -65,21 +66,50 @@ class FeatureSpec:
         return self.kind != "category"
 
 
-def _usage(period: str, label: str, churn: tuple[float, int, float], loyal: tuple[float, int, float]) -> list[FeatureSpec]:  # noqa: E501  # pylint: disable=line-too-long
+def _usage(
+    period: str, label: str, churner: tuple[float, int, float], loyal: tuple[float, int, float]
+) -> list[FeatureSpec]:
     """Minutes, calls and charge of one calling period (day, evening, night, international)."""
-    title = period.capitalize()
+    bigml = f"Total {period}"
     return [
-        FeatureSpec(f"total_{period}_minutes", "number", f"Total {label} minutes in the billing period.",
-                    churn[0], loyal[0], f"Total {period} minutes", "minutes", minimum=0, maximum=1000),
-        FeatureSpec(f"total_{period}_calls", "integer", f"Number of {label} calls in the billing period.",
-                    churn[1], loyal[1], f"Total {period} calls", "calls", minimum=0, maximum=500),
-        FeatureSpec(f"total_{period}_charge", "number", f"Total charge for {label} calls.",
-                    churn[2], loyal[2], f"Total {period} charge", "USD", minimum=0, maximum=200),
-    ] if title else []  # fmt: skip
+        FeatureSpec(
+            f"total_{period}_minutes",
+            "number",
+            f"Total {label} minutes in the billing period.",
+            churner[0],
+            loyal[0],
+            f"{bigml} minutes",
+            "minutes",
+            minimum=0,
+            maximum=1000,
+        ),
+        FeatureSpec(
+            f"total_{period}_calls",
+            "integer",
+            f"Number of {label} calls in the billing period.",
+            churner[1],
+            loyal[1],
+            f"{bigml} calls",
+            "calls",
+            minimum=0,
+            maximum=500,
+        ),
+        FeatureSpec(
+            f"total_{period}_charge",
+            "number",
+            f"Total charge for {label} calls in the billing period.",
+            churner[2],
+            loyal[2],
+            f"{bigml} charge",
+            "USD",
+            minimum=0,
+            maximum=200,
+        ),
+    ]
 
 
 FEATURES: tuple[FeatureSpec, ...] = (
-    FeatureSpec("state", "category", "US state of the customer's billing address (two-letter code).",
+    FeatureSpec("state", "category", "US state of the customer's address (two-letter code).",
                 "NJ", "KS", "State", allowed=US_STATES),
     FeatureSpec("account_length", "integer", "How long the account has been active.",
                 137, 128, "Account length", "days", minimum=0, maximum=400),
@@ -149,9 +179,9 @@ def normalise_area_code(value: Any) -> Any:
 def normalise_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Return a copy with canonical column names and category spellings.
 
-    Accepts the modeldata spelling unchanged and the BigML spelling (``Account length``, ``Area code``
-    as ``415``, ``Yes``/``No`` plans, ``Churn`` ``True``/``False``). Columns it does not know are kept
-    as they are so the validator can report them.
+    Accepts the modeldata spelling unchanged and the BigML spelling (``Account length``,
+    ``Area code`` as ``415``, ``Yes``/``No`` plans, ``Churn`` ``True``/``False``). Columns it does
+    not know are kept as they are so the validator can report them.
 
     Args:
         frame: a raw table as read from a CSV.
@@ -178,7 +208,7 @@ def _field(spec: FeatureSpec) -> tuple[Any, Any]:
     unit = f" Unit: {spec.unit}." if spec.unit else ""
     if spec.kind == "category":
         allowed = ", ".join(spec.allowed)
-        annotation: Any = Literal[spec.allowed]  # type: ignore[valid-type]
+        annotation: Any = Literal[spec.allowed]
         desc = f"{spec.description} Allowed: {allowed}."
         return annotation, Field(description=desc, examples=[spec.churner, spec.loyal])
     annotation = int if spec.kind == "integer" else float
@@ -288,8 +318,8 @@ def _check_numeric(spec: FeatureSpec, raw: pd.Series) -> tuple[pd.Series, list[I
         issues.append(Issue(int(row), spec.name, f"not a number: {raw.iloc[row]!r}"))
     arr = values.to_numpy()
     with np.errstate(invalid="ignore"):
-        low = finite & (arr < (spec.minimum if spec.minimum is not None else -np.inf))
-        high = finite & (arr > (spec.maximum if spec.maximum is not None else np.inf))
+        low = finite & (arr < (-np.inf if spec.minimum is None else spec.minimum))
+        high = finite & (arr > (np.inf if spec.maximum is None else spec.maximum))
         fractional = finite & (arr != np.round(arr)) if spec.kind == "integer" else finite & False
     for row in np.flatnonzero(low | high):
         issues.append(

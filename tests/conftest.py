@@ -1,6 +1,7 @@
 """Shared fixtures and the CI rule: in CI (``CI`` set) nothing may skip.
 
-Fixtures local to one area live in ``tests/<area>/conftest.py``; factories in ``tests/factories.py``.
+Fixtures local to one area live in ``tests/<area>/conftest.py``; factories in
+``tests/factories.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ IN_CI = bool(os.environ.get("CI"))
 
 
 def need(condition: bool, why: str) -> None:
-    """Skip the calling test when ``condition`` is false, but fail it in CI, where nothing may skip."""
+    """Skip the calling test when ``condition`` is false; fail it in CI, where nothing may skip."""
     if condition:
         return
     if IN_CI:
