@@ -115,7 +115,7 @@ FEATURES: tuple[FeatureSpec, ...] = (
                 137, 128, "Account length", "days", minimum=0, maximum=400),
     FeatureSpec("area_code", "category", "Telephone area code of the customer.",
                 "area_code_415", "area_code_415", "Area code", allowed=AREA_CODES),
-    FeatureSpec("international_plan", "category", "Whether the customer has the international plan.",
+    FeatureSpec("international_plan", "category", "Whether the customer has the intl plan.",
                 "yes", "no", "International plan", allowed=YES_NO),
     FeatureSpec("voice_mail_plan", "category", "Whether the customer has the voice-mail plan.",
                 "no", "yes", "Voice mail plan", allowed=YES_NO),
