@@ -5,7 +5,7 @@ SHELL := /bin/bash
 MAKEFLAGS += --no-print-directory
 
 PYTHON_VERSION ?= 3.11
-UV ?= uv
+UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 RUN := $(VENV)/bin
@@ -21,7 +21,7 @@ help: ## Show this help
 
 # --- install ---------------------------------------------------------------------------------------
 $(STAMP): pyproject.toml uv.lock
-	@command -v $(UV) >/dev/null || python3 -m pip install --quiet --user uv
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
 	$(UV) sync --frozen --python $(PYTHON_VERSION)
 	@touch $@
 
@@ -47,10 +47,17 @@ typecheck: $(STAMP) ## Type-check core, api and ui with mypy --strict
 	$(RUN)/mypy $(SRC)
 
 .PHONY: security
-security: $(STAMP) ## bandit (no medium/high) and pip-audit on the locked dependencies
+security: bandit audit ## Security gates: bandit and pip-audit
+
+.PHONY: bandit
+bandit: $(STAMP) ## Static security scan of our code (fails on medium/high findings)
 	$(RUN)/bandit -q -c pyproject.toml -r $(SRC) scripts --severity-level medium
-	$(UV) export --frozen --format requirements-txt --no-emit-project --no-hashes > var/requirements-audit.txt
-	$(RUN)/pip-audit --strict --disable-pip --no-deps -r var/requirements-audit.txt
+
+.PHONY: audit
+audit: $(STAMP) ## pip-audit of every locked dependency against PyPI's advisory data
+	@mkdir -p var
+	$(UV) export --frozen --all-groups --format requirements-txt --no-emit-project > var/requirements-audit.txt
+	$(RUN)/pip-audit --strict --disable-pip --require-hashes -r var/requirements-audit.txt
 
 .PHONY: test
 test: $(STAMP) ## Run every test (unit, data, model, api, ui, integration, e2e) with the coverage gate
