@@ -1,0 +1,122 @@
+# Automation (issue 6): distinct pipelines, each a chain of gates that stops at the first failure,
+# run through core.automation (times each step, keeps its log under var/pipelines/, notifies at the
+# end); `make watch` runs the matching pipeline on every change; CI files, pre-commit, SonarQube.
+# Each pipeline's steps are make targets listed in one variable, so `make -n pipeline-code` shows them.
+
+PIPELINE_CODE ?= format-check lint typecheck security test-code
+PIPELINE_DATA ?= validate-data test-data data-drift
+PIPELINE_TRAIN ?= train evaluate
+PIPELINE_DEPLOY ?= docker-check docker-build docker-push deploy smoke
+# pipeline-all = code, data, train; DEPLOY=1 appends the deploy pipeline (it needs a Docker engine
+# and registry credentials, so it is a release decision, not part of every run).
+PIPELINE_ALL ?= $(PIPELINE_CODE) $(PIPELINE_DATA) $(PIPELINE_TRAIN) \
+  $(if $(filter 1 yes true,$(DEPLOY)),$(PIPELINE_DEPLOY))
+# EMAIL=auto (all + failures) | always | never; NOTIFY_ARGS=--no-desktop to skip the pop-up.
+EMAIL ?= auto
+NOTIFY_ARGS ?=
+PIPELINE_RUN = $(PY) -m core.automation run --make '$(MAKE)' --email $(EMAIL) $(NOTIFY_ARGS)
+
+DATA_CSV ?= data/raw/churn.csv
+TEST_CODE_PATHS ?= tests/unit tests/api tests/ui tests/integration
+TEST_DATA_PATHS ?= tests/data
+
+WATCH_COMMAND ?= $(MAKE) pipeline-{name}
+WATCH_DEBOUNCE ?= 1.5
+
+TOOLS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/churnops/tools
+ACTIONLINT_VERSION ?= v1.7.12
+ACTIONLINT := $(TOOLS_DIR)/actionlint-$(ACTIONLINT_VERSION)/actionlint
+SONAR_SCANNER ?= npx --yes sonarqube-scanner@5.0.1
+WORKFLOWS := $(wildcard .github/workflows/*.yml)
+
+# --- pipelines -------------------------------------------------------------------------------------
+.PHONY: pipeline-code
+pipeline-code: $(STAMP) ## Code pipeline: format-check, lint, typecheck, security, unit+functional tests
+	$(PIPELINE_RUN) code $(PIPELINE_CODE)
+
+.PHONY: pipeline-data
+pipeline-data: $(STAMP) ## Data pipeline: validate data/ against the schema, data tests, drift vs champion
+	$(PIPELINE_RUN) data $(PIPELINE_DATA)
+
+.PHONY: pipeline-train
+pipeline-train: $(STAMP) ## Training pipeline: train, evaluate, register and gate (make train), evaluate
+	$(PIPELINE_RUN) train $(PIPELINE_TRAIN)
+
+.PHONY: pipeline-deploy
+pipeline-deploy: $(STAMP) ## Deploy pipeline: docker-build, docker-push, deploy, smoke (needs Docker)
+	$(PIPELINE_RUN) deploy $(PIPELINE_DEPLOY)
+
+.PHONY: pipeline-all
+pipeline-all: $(STAMP) ## Code, data and train pipelines in one run, emailed at the end (DEPLOY=1 adds deploy)
+	$(PIPELINE_RUN) all $(PIPELINE_ALL)
+
+# --- pipeline steps owned here ---------------------------------------------------------------------
+.PHONY: test-code
+test-code: $(STAMP) ## Unit + functional tests (tests/unit, api, ui, integration), no coverage gate
+	$(RUN)/pytest $(TEST_CODE_PATHS) $(PYTEST_ARGS)
+
+.PHONY: test-data
+test-data: $(STAMP) ## Data tests (tests/data)
+	$(RUN)/pytest $(TEST_DATA_PATHS) $(PYTEST_ARGS)
+
+.PHONY: data-drift
+data-drift: $(STAMP) ## Drift of DATA_CSV (data/raw/churn.csv) against the champion's training reference
+	$(PY) -m core.monitoring drift --csv $(DATA_CSV)
+
+.PHONY: docker-check
+docker-check: ## Fail with a clear message unless a Docker engine answers (first deploy gate)
+	@command -v docker >/dev/null || { \
+	  echo "pipeline-deploy needs Docker: the docker CLI is not installed." >&2; exit 1; }
+	@timeout 30 docker info >/dev/null 2>&1 || { \
+	  echo "pipeline-deploy needs a running Docker engine: 'docker info' failed." >&2; \
+	  echo "Run it where Docker runs (CI: docker.yml / the Jenkins Deploy stage)." >&2; exit 1; }
+
+.PHONY: model-version
+model-version: $(STAMP) ## Print the champion's registered model version (tags the images)
+	@$(PY) -m core.automation model-version
+
+# --- watch, notifications --------------------------------------------------------------------------
+.PHONY: watch
+watch: $(STAMP) ## Watch the project; on each change run the matching pipeline (Ctrl-C stops)
+	$(PY) -m core.watch --root . --debounce $(WATCH_DEBOUNCE) --command '$(WATCH_COMMAND)'
+
+.PHONY: notify-flush
+notify-flush: $(STAMP) ## Send the emails kept in var/outbox (SMTP was down or unset when they failed)
+	$(PY) -m core.notify flush
+
+# --- git hooks, CI files ---------------------------------------------------------------------------
+.PHONY: hooks
+hooks: $(STAMP) ## Install the pre-commit hooks (black, flake8, mypy, bandit on staged files)
+	$(RUN)/pre-commit install
+
+$(ACTIONLINT):
+	@command -v go >/dev/null || { \
+	  echo "actionlint is built from its Go module: install Go (golang) first." >&2; exit 1; }
+	GOBIN=$(dir $@) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+
+.PHONY: tools
+tools: $(ACTIONLINT) ## Install actionlint (ACTIONLINT_VERSION, from its Go module) under TOOLS_DIR
+
+.PHONY: lint-ci
+lint-ci: $(STAMP) $(ACTIONLINT) ## Lint the GitHub workflows (actionlint + the workflow JSON schema)
+	$(ACTIONLINT) $(WORKFLOWS)
+	$(RUN)/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
+
+# --- SonarQube -------------------------------------------------------------------------------------
+.PHONY: sonar-reports
+sonar-reports: $(STAMP) ## Write the pylint/flake8/bandit reports SonarQube imports (var/reports/)
+	@mkdir -p var/reports
+	$(RUN)/pylint --exit-zero --output-format=parseable $(SRC) > var/reports/pylint.txt
+	$(RUN)/flake8 --exit-zero --output-file=var/reports/flake8.txt $(SRC) tests scripts
+	$(RUN)/bandit -q -c pyproject.toml -r $(SRC) scripts -f json -o var/reports/bandit.json \
+	  --exit-zero
+
+.PHONY: sonar
+sonar: ## Send coverage + reports to SonarQube (SONAR_HOST_URL, SONAR_TOKEN); skipped when unset
+	@if [ -z "$${SONAR_HOST_URL:-}" ]; then \
+	  echo "sonar: skipped: SONAR_HOST_URL is not set (no SonarQube server configured)."; \
+	  echo "sonar: set SONAR_HOST_URL and SONAR_TOKEN to send the analysis; this is not a gate."; \
+	  exit 0; fi; \
+	test -f var/coverage.xml || $(MAKE) test; \
+	$(MAKE) sonar-reports; \
+	$(SONAR_SCANNER) -Dsonar.host.url="$$SONAR_HOST_URL"
