@@ -1,0 +1,99 @@
+"""The bulk sender against the real Elasticsearch: throughput, and nothing lost across a restart."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.monitoring.es import EsClient
+from core.monitoring.indices import Indices, setup
+from core.monitoring.sink import BulkEventSink, SinkConfig
+from core.schema import EXAMPLE_CHURNER
+from tests.monitoring.conftest import LocalElasticsearch
+
+pytestmark = [pytest.mark.es, pytest.mark.integration]
+
+
+def prediction_rows(n: int, start: datetime | None = None) -> list[dict[str, Any]]:
+    """``n`` rows shaped like the API's ``prediction`` table."""
+    start = start or datetime.now(UTC) - timedelta(hours=1)
+    return [
+        {
+            "id": str(uuid.uuid4()),
+            "created_at": start + timedelta(milliseconds=i),
+            "request_id": f"r{i}",
+            "model_version": "3",
+            "probability": 0.9 if i % 4 == 0 else 0.1,
+            "label": "yes" if i % 4 == 0 else "no",
+            "threshold": 0.5,
+            "latency_ms": 1.0 + i % 10,
+            "features": EXAMPLE_CHURNER,
+        }
+        for i in range(n)
+    ]
+
+
+def test_10k_events_shipped_within_5_seconds(
+    es: EsClient, indices: Indices, tmp_path: Path
+) -> None:
+    setup(es, prefix=indices.prefix)
+    rows = prediction_rows(10_000)
+    sink = BulkEventSink(EsClient(es.url), tmp_path / "spool", indices)
+    started = time.perf_counter()
+    submit_started = time.perf_counter()
+    for row in rows:
+        sink.submit("prediction", [row])
+    submit_seconds = time.perf_counter() - submit_started
+    assert sink.flush(timeout=30)
+    seconds = time.perf_counter() - started
+    sink.close()
+    es.refresh(indices.predictions)
+    assert es.count(indices.predictions) == 10_000
+    print(
+        f"FIGURE sink: 10000 events in {seconds:.2f} s; submit {submit_seconds * 1e6 / 1e4:.1f} µs"
+    )
+    assert seconds <= 5.0
+    assert sink.stats.delivered == 10_000 and sink.stats.rejected == 0
+
+
+def test_nothing_lost_across_an_elasticsearch_restart(
+    elasticsearch: LocalElasticsearch, es: EsClient, indices: Indices, tmp_path: Path
+) -> None:
+    if elasticsearch.external:
+        pytest.skip("cannot restart an external ES_TEST_URL cluster")
+    setup(es, prefix=indices.prefix)
+    rows = prediction_rows(6_000)
+    config = SinkConfig(batch_size=500, probe_min=0.2, probe_max=1.0, timeout=5.0)
+    sink = BulkEventSink(EsClient(es.url, timeout=5.0), tmp_path / "spool", indices, config)
+    slowest = 0.0
+    stopper = threading.Thread(target=elasticsearch.stop)
+    for i, row in enumerate(rows):
+        if i == 2_000:
+            stopper.start()  # ES goes away mid-stream
+        if i == 4_000:
+            stopper.join()
+            assert sink.flush(timeout=1.0) is False  # ES is down: events wait in the spool
+            assert sink.spool.pending_records() > 0
+        began = time.perf_counter()
+        sink.submit("prediction", [row])
+        slowest = max(slowest, time.perf_counter() - began)
+        if i % 100 == 0:
+            time.sleep(0.01)
+    elasticsearch.start()
+    assert sink.flush(timeout=90), f"pending: {sink.pending()}"
+    sink.close()
+    es.refresh(indices.predictions)
+    stored = es.count(indices.predictions)
+    print(
+        f"FIGURE restart: submitted 6000, stored {stored}, spooled {sink.stats.spooled}, "
+        f"slowest submit {slowest * 1e3:.2f} ms"
+    )
+    assert stored == 6_000
+    assert sink.stats.spooled > 0
+    assert slowest < 0.05
