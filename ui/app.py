@@ -1,0 +1,72 @@
+"""churnops UI entry point: ``streamlit run ui/app.py`` (``make ui``).
+
+Kept light for a fast first paint: the pages (and pandas/altair) load only when they are shown, and
+the sidebar's API status uses a short timeout. An unexpected error is logged and shown as a short
+message — a user never sees a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+# `streamlit run ui/app.py` puts only ui/ on sys.path; pages import the `ui` and `core` packages.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402  # pylint: disable=wrong-import-position
+from streamlit.navigation.page import (  # noqa: E402  # pylint: disable=wrong-import-position
+    StreamlitPage,
+)
+
+from ui.components import api_status_sidebar  # noqa: E402  # pylint: disable=wrong-import-position
+
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+LOG = logging.getLogger("churnops.ui")
+
+
+def build_navigation() -> StreamlitPage:
+    """The six pages, grouped as the sidebar shows them."""
+    page = st.Page
+    return st.navigation(
+        {
+            "Score": [
+                page(PAGES_DIR / "predict.py", title="Predict", icon="🎯", default=True),
+                page(PAGES_DIR / "batch.py", title="Batch", icon="📄", url_path="batch"),
+                page(PAGES_DIR / "history.py", title="History", icon="🕘", url_path="history"),
+            ],
+            "Operate": [
+                page(PAGES_DIR / "model.py", title="Model", icon="🧠", url_path="model"),
+                page(
+                    PAGES_DIR / "monitoring.py",
+                    title="Monitoring",
+                    icon="📈",
+                    url_path="monitoring",
+                ),
+                page(PAGES_DIR / "retrain.py", title="Retrain", icon="🔁", url_path="retrain"),
+            ],
+        }
+    )
+
+
+def main() -> None:
+    """Configure the page, draw the sidebar and run the selected page."""
+    st.set_page_config(page_title="churnops", page_icon="📉", layout="wide")
+    st.set_option("client.showErrorDetails", "none")
+    navigation = build_navigation()
+    st.sidebar.caption("Telecom churn prediction")
+    api_status_sidebar()
+    try:
+        navigation.run()
+    except Exception:  # pylint: disable=broad-exception-caught  # last resort: no traceback in UI
+        LOG.exception("unexpected error on page %s", getattr(navigation, "title", "?"))
+        st.error(
+            "Unexpected error on this page. It has been logged; please retry or report it.",
+            icon="💥",
+        )
+        st.button("Retry", key="retry_unexpected")
+
+
+main()

@@ -1,0 +1,129 @@
+"""Small building blocks shared by the pages: API error display with retry, formatting, charts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import streamlit as st
+
+from ui import client
+from ui.client import ApiError
+
+T = TypeVar("T")
+LOG = logging.getLogger("churnops.ui")
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
+
+
+def show_api_error(err: ApiError, what: str, *, retry: bool = True) -> None:
+    """Show a failed call as a clear message naming the URL tried, with a Retry button."""
+    if err.unreachable:
+        headline = f"The API is not reachable, so this page could not {what}."
+    else:
+        headline = f"The API answered HTTP {err.status} when trying to {what}."
+    st.error(f"{headline}\n\n**Reason:** {err.message}\n\n**URL tried:** `{err.url}`", icon="⚠️")
+    if err.unreachable:
+        st.caption(
+            "Start it with `make serve` (or `make run` for API + UI), or point the UI at it "
+            "with the `API_URL` environment variable."
+        )
+    if retry:
+        st.button("Retry", key=f"retry_{_slug(what)}", type="primary")
+
+
+def fetch(what: str, call: Callable[[], T], *, retry: bool = True) -> T | None:
+    """Run one API call; on :class:`ApiError` show it (with a retry) and return ``None``."""
+    try:
+        return call()
+    except ApiError as err:
+        LOG.warning("API call failed: %s", err)
+        show_api_error(err, what, retry=retry)
+        return None
+
+
+def fetch_or_stop(what: str, call: Callable[[], T]) -> T:
+    """Like :func:`fetch`, but stop the page when the call fails (nothing else can be shown)."""
+    result = fetch(what, call)
+    if result is None:
+        st.stop()
+    return result
+
+
+def api_status_sidebar() -> None:
+    """A one-line API status in the sidebar (short timeout so a down API never delays the page)."""
+    api = client.get_client()
+    try:
+        ready = api.ready()
+    except ApiError as err:
+        st.sidebar.error(f"API down: `{err.url}`", icon="🔴")
+        return
+    status = str(ready.get("status", "?"))
+    version = ready.get("model_version")
+    text = f"API {status}" + (f" · model v{version}" if version is not None else "")
+    if status == "ready":
+        st.sidebar.success(text, icon="🟢")
+    else:
+        st.sidebar.warning(f"{text}: {ready.get('reason') or ''}", icon="🟠")
+
+
+def pct(value: Any, digits: int = 1) -> str:
+    """Format a fraction as a percentage; ``—`` when missing."""
+    if value is None:
+        return "—"
+    try:
+        return f"{float(value) * 100:.{digits}f} %"
+    except (TypeError, ValueError):
+        return "—"
+
+
+def num(value: Any, digits: int = 3) -> str:
+    """Format a number with a fixed number of digits; ``—`` when missing."""
+    if value is None:
+        return "—"
+    try:
+        return f"{float(value):.{digits}f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def probability_chart(probability: float, threshold: float) -> Any:
+    """A horizontal bar of the churn probability on a 0–1 scale, with the decision threshold."""
+    import altair as alt  # pylint: disable=import-outside-toplevel  # only Predict needs it
+    import pandas as pd  # pylint: disable=import-outside-toplevel  # keeps the first paint fast
+
+    colour = "#d62728" if probability >= threshold else "#2ca02c"
+    bars = (
+        alt.Chart(pd.DataFrame({"what": ["churn probability"], "p": [probability]}))
+        .mark_bar(color=colour, size=28)
+        .encode(
+            x=alt.X("p:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=None),
+            y=alt.Y("what:N", title=None, axis=None),
+            tooltip=[alt.Tooltip("p:Q", format=".1%", title="probability")],
+        )
+    )
+    rule = (
+        alt.Chart(pd.DataFrame({"t": [threshold]}))
+        .mark_rule(color="black", strokeDash=[4, 3], size=2)
+        .encode(x="t:Q", tooltip=[alt.Tooltip("t:Q", format=".1%", title="threshold")])
+    )
+    label = (
+        alt.Chart(pd.DataFrame({"t": [threshold], "text": [f"threshold {threshold:.0%}"]}))
+        .mark_text(align="left", dx=4, dy=-22)
+        .encode(x="t:Q", text="text:N")
+    )
+    return (bars + rule + label).properties(height=80)
+
+
+def admin_key_input(key: str) -> str:
+    """A password field for the API's admin key (``X-API-Key``); kept in the session only."""
+    value = st.text_input(
+        "API key",
+        type="password",
+        key=key,
+        help="The API's admin key (the API_KEY it was started with); sent as the X-API-Key header.",
+    )
+    return str(value or "").strip()

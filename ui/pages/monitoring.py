@@ -1,0 +1,145 @@
+"""Monitoring: live accuracy from feedback, traffic and latency, drift per feature, host metrics."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.settings import get_settings
+from ui import client
+from ui.client import ApiClient
+from ui.components import fetch, num, pct
+
+PSI_WARN, PSI_ALERT = 0.1, 0.25
+WINDOWS = {1: "last hour", 6: "last 6 hours", 24: "last 24 hours", 168: "last 7 days"}
+
+
+def _live(api: ApiClient) -> None:
+    st.subheader("Live quality (from feedback)")
+    live = fetch("read the live metrics", api.live_metrics)
+    if live is None:
+        return
+    cols = st.columns(5)
+    cols[0].metric("Predictions with feedback", f"{int(live.get('count') or 0):,}")
+    for col, name in zip(cols[1:], ("accuracy", "precision", "recall", "f1")):
+        col.metric(name.capitalize() if name != "f1" else "F1", pct(live.get(name)))
+    if not live.get("count"):
+        st.caption("No feedback yet: enter true outcomes on the History page.")
+
+
+def _traffic(api: ApiClient) -> None:
+    st.subheader("Traffic and latency")
+    hours = st.selectbox(
+        "Window", list(WINDOWS), index=2, key="monitoring_hours", format_func=WINDOWS.__getitem__
+    )
+    summary = fetch("read the traffic summary", lambda: api.monitoring_summary(int(hours)))
+    if summary is None:
+        return
+    latency = summary.get("latency_ms") or {}
+    cols = st.columns(4)
+    cols[0].metric("Predictions", f"{int(summary.get('count') or 0):,}")
+    cols[1].metric("Predicted churn rate", pct(summary.get("churn_rate")))
+    cols[2].metric("Latency p50", f"{num(latency.get('p50'), 2)} ms")
+    cols[3].metric("Latency p95", f"{num(latency.get('p95'), 2)} ms")
+    by_hour = pd.DataFrame(summary.get("by_hour") or [])
+    if by_hour.empty:
+        st.caption("No prediction in this window.")
+        return
+    by_hour["hour"] = pd.to_datetime(by_hour["hour"], utc=True, errors="coerce").dt.tz_localize(
+        None
+    )
+    charts = st.columns(3)
+    with charts[0]:
+        st.markdown("**Predictions per hour**")
+        st.bar_chart(by_hour, x="hour", y="count", y_label="predictions")
+    with charts[1]:
+        st.markdown("**Churn rate per hour**")
+        st.line_chart(by_hour, x="hour", y="churn_rate", y_label="churn rate")
+    with charts[2]:
+        st.markdown("**Latency per hour (ms)**")
+        latency_cols = [c for c in ("latency_p50_ms", "latency_p95_ms") if c in by_hour.columns]
+        if latency_cols:
+            st.line_chart(by_hour, x="hour", y=latency_cols, y_label="ms")
+
+
+def _drift(api: ApiClient) -> None:
+    st.subheader("Data drift per feature")
+    drift = fetch("read the drift report", api.monitoring_drift)
+    if drift is None:
+        return
+    features = pd.DataFrame(drift.get("features") or [])
+    if features.empty:
+        st.info("No drift report yet (it needs recent predictions; see `make drift`).")
+        return
+    for name in ("psi", "ks_pvalue"):
+        if name not in features.columns:
+            features[name] = None
+        features[name] = pd.to_numeric(features[name], errors="coerce")
+    if "drifted" not in features.columns:
+        features["drifted"] = features["psi"] >= PSI_ALERT
+    features = features.sort_values("psi", ascending=False)
+    drifted = features.loc[features["drifted"].astype(bool), "feature"].astype(str).tolist()
+    st.caption(
+        f"Computed {drift.get('computed_at', '—')} on {drift.get('current_rows', '—')} recent rows "
+        f"against {drift.get('reference_rows', '—')} training rows. PSI ≥ {PSI_WARN} is a "
+        f"moderate shift, ≥ {PSI_ALERT} a major one."
+    )
+    if drifted:
+        st.warning(f"Drift detected in {len(drifted)} feature(s): {', '.join(drifted)}")
+    else:
+        st.success("No feature has drifted.")
+    cols = st.columns([3, 2])
+    with cols[0]:
+        st.bar_chart(features, x="feature", y="psi", horizontal=True, y_label="PSI")
+    with cols[1]:
+        st.dataframe(
+            features[["feature", "psi", "ks_pvalue", "drifted"]],
+            hide_index=True,
+            key="monitoring_drift_table",
+            column_config={
+                "psi": st.column_config.NumberColumn("PSI", format="%.3f"),
+                "ks_pvalue": st.column_config.NumberColumn("KS p-value", format="%.3g"),
+            },
+        )
+
+
+def _host(api: ApiClient) -> None:
+    st.subheader("Host")
+    host = fetch("read the host metrics", api.monitoring_host)
+    if host is None:
+        return
+    cols = st.columns(3)
+    for col, (name, title) in zip(
+        cols, (("cpu_percent", "CPU"), ("memory_percent", "RAM"), ("disk_percent", "Disk"))
+    ):
+        value = host.get(name)
+        col.metric(title, f"{float(value):.1f} %" if value is not None else "—")
+        if value is not None:
+            col.progress(min(max(float(value) / 100.0, 0.0), 1.0))
+    st.caption(f"Host `{host.get('host', '—')}` · sampled {host.get('at', '—')}")
+
+
+def _sections() -> None:
+    api = client.get_client()
+    _live(api)
+    _traffic(api)
+    _drift(api)
+    _host(api)
+
+
+def main() -> None:
+    """Draw the page."""
+    st.title("Monitoring")
+    kibana = get_settings().kibana_url
+    cols = st.columns([3, 1, 1])
+    cols[0].caption("Read from the API (Elasticsearch when configured, SQLite otherwise).")
+    if kibana:
+        cols[1].link_button("Open Kibana", kibana.rstrip("/") + "/app/dashboards")
+    auto = cols[2].toggle("Auto-refresh (10 s)", key="monitoring_autorefresh")
+    if auto:
+        st.fragment(run_every=10)(_sections)()
+    else:
+        _sections()
+
+
+main()

@@ -1,0 +1,148 @@
+"""Predict: score one customer from a schema-generated form, with the drivers of the prediction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from core.schema import SPECS
+from ui import client
+from ui.client import ApiError
+from ui.components import fetch, num, pct, probability_chart
+from ui.form import apply_preset, customer_form, current_values, init_state, label, validate
+
+STATE_REQUEST = "predict_request"
+STATE_RESULT = "predict_result"
+STATE_EXPLAIN = "predict_explain"
+
+
+def _submit() -> None:
+    """Validate the form and queue the customer for scoring (shown after the rerun)."""
+    customer, errors, warnings = validate(current_values())
+    st.session_state["predict_errors"] = errors
+    st.session_state["predict_warnings"] = warnings
+    st.session_state.pop(STATE_RESULT, None)
+    st.session_state.pop(STATE_EXPLAIN, None)
+    st.session_state[STATE_REQUEST] = customer
+
+
+def _score(customer: dict[str, Any]) -> None:
+    """Call ``POST /predict`` then ``POST /predict/explain`` and keep both in session state."""
+    api = client.get_client()
+    result = fetch("score this customer", lambda: api.predict(customer))
+    if result is None:
+        return
+    st.session_state[STATE_RESULT] = result
+    try:
+        st.session_state[STATE_EXPLAIN] = api.explain(customer)
+    except ApiError as err:
+        st.session_state[STATE_EXPLAIN] = {"error": f"{err.message} (`{err.url}`)"}
+
+
+def _drivers(explain: dict[str, Any]) -> None:
+    """The per-feature contributions of this prediction, largest first."""
+    import altair as alt  # pylint: disable=import-outside-toplevel  # loaded only with a result
+    import pandas as pd  # pylint: disable=import-outside-toplevel  # loaded only with a result
+
+    st.subheader("What drives this prediction")
+    if "error" in explain:
+        st.info(f"Drivers are not available: {explain['error']}")
+        return
+    drivers = [d for d in explain.get("drivers") or [] if isinstance(d, dict)]
+    if not drivers:
+        st.info("The API returned no drivers for this prediction.")
+        return
+    frame = pd.DataFrame(drivers)
+    frame["contribution"] = pd.to_numeric(frame["contribution"], errors="coerce").fillna(0.0)
+    frame["feature_label"] = [
+        label(SPECS[f]) if f in SPECS else str(f) for f in frame["feature"].astype(str)
+    ]
+    frame["value"] = frame["value"].astype(str)
+    frame["direction"] = [
+        "towards churn" if c > 0 else "towards staying" for c in frame["contribution"]
+    ]
+    frame = frame.reindex(frame["contribution"].abs().sort_values(ascending=False).index).head(10)
+    chart = (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("contribution:Q", title="contribution to the churn score"),
+            y=alt.Y("feature_label:N", sort=None, title=None),
+            color=alt.Color(
+                "direction:N",
+                scale=alt.Scale(
+                    domain=["towards churn", "towards staying"], range=["#d62728", "#2ca02c"]
+                ),
+                legend=alt.Legend(orient="bottom", title=None),
+            ),
+            tooltip=["feature_label", "value", alt.Tooltip("contribution:Q", format="+.4f")],
+        )
+        .properties(height=30 * len(frame) + 40)
+    )
+    st.altair_chart(chart, width="stretch")
+    st.dataframe(
+        frame[["feature_label", "value", "contribution"]].rename(
+            columns={"feature_label": "feature"}
+        ),
+        hide_index=True,
+        key="predict_drivers_table",
+    )
+
+
+def _result(result: dict[str, Any], explain: dict[str, Any] | None) -> None:
+    probability = float(result.get("churn_probability", 0.0))
+    threshold = float(result.get("threshold", 0.5))
+    churn = bool(result.get("churn", result.get("label") == "yes"))
+    st.subheader("Result")
+    cols = st.columns(4)
+    cols[0].metric("Churn probability", pct(probability))
+    cols[1].metric("Decision", "Will churn" if churn else "Will stay")
+    cols[2].metric("Threshold", pct(threshold))
+    cols[3].metric("Model version", str(result.get("model_version", "—")))
+    st.altair_chart(probability_chart(probability, threshold), width="stretch")
+    st.caption(
+        f"Prediction `{result.get('prediction_id', '—')}` · server latency "
+        f"{num(result.get('latency_ms'), 2)} ms · the dashed line is the decision threshold."
+    )
+    if explain is not None:
+        _drivers(explain)
+
+
+def main() -> None:
+    """Draw the page."""
+    st.title("Predict churn for one customer")
+    st.caption(
+        "Defaults are a typical customer; every field shows its unit and allowed range (hover ⓘ)."
+    )
+    init_state()
+    presets = st.columns([1, 1, 4])
+    presets[0].button(
+        "Typical customer", key="preset_typical", on_click=apply_preset, args=("typical",)
+    )
+    presets[1].button(
+        "Likely churner", key="preset_churner", on_click=apply_preset, args=("churner",)
+    )
+    with st.form("predict_form", border=True):
+        customer_form()
+        st.form_submit_button(
+            "Predict churn", type="primary", key="predict_submit", on_click=_submit
+        )
+
+    for message in st.session_state.get("predict_warnings", []):
+        st.warning(message)
+    errors = st.session_state.get("predict_errors", [])
+    if errors:
+        st.error("Please fix these fields before scoring:\n\n- " + "\n- ".join(errors))
+        return
+    customer = st.session_state.get(STATE_REQUEST)
+    if customer is None:
+        return
+    if STATE_RESULT not in st.session_state:
+        _score(customer)
+    result = st.session_state.get(STATE_RESULT)
+    if result is not None:
+        _result(result, st.session_state.get(STATE_EXPLAIN))
+
+
+main()

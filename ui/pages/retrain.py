@@ -1,0 +1,112 @@
+"""Retrain: start a retrain with the API key, follow its progress live, see the gate's decision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from ui import client
+from ui.client import ApiError
+from ui.components import admin_key_input, num, show_api_error
+
+STATE_JOB = "retrain_job"
+TERMINAL = frozenset({"succeeded", "failed"})
+POLL_SECONDS = 1.0
+
+
+def _start() -> None:
+    st.subheader("Start a retrain")
+    st.caption(
+        "Trains a challenger on the stored data (or on an uploaded CSV), evaluates it on the "
+        "holdout and promotes it only if the gate accepts it. Needs the API's admin key."
+    )
+    key = admin_key_input("retrain_api_key")
+    upload = st.file_uploader(
+        "Optional training CSV (with a churn column)", type=["csv"], key="retrain_file"
+    )
+    if not st.button("Start retrain", type="primary", key="retrain_start"):
+        return
+    if not key:
+        st.error("Enter the API key first.")
+        return
+    csv = upload.getvalue() if upload is not None else None
+    name = upload.name if upload is not None else "data.csv"
+    try:
+        job_id = client.get_client().start_retrain(key, csv, name)
+    except ApiError as err:
+        if err.status == 409:
+            st.warning(f"A retrain is already running: {err.message}")
+        else:
+            show_api_error(err, "start the retrain", retry=False)
+        return
+    st.session_state[STATE_JOB] = job_id
+
+
+def _decision(result: dict[str, Any]) -> None:
+    st.subheader("Gate decision")
+    promoted = bool(result.get("promoted"))
+    reason = str(result.get("reason") or "no reason given")
+    if promoted:
+        st.success(f"Promoted to champion. {reason}", icon="✅")
+    else:
+        st.warning(f"Not promoted; the champion stays. {reason}", icon="🛑")
+    cols = st.columns(3)
+    cols[0].metric("Challenger score", num(result.get("challenger_score"), 4))
+    cols[1].metric("Champion score", num(result.get("champion_score"), 4))
+    version = result.get("model_version", result.get("version"))
+    cols[2].metric("New version", str(version) if version is not None else "—")
+    with st.expander("Full result"):
+        st.json(result)
+
+
+def _status(job_id: str) -> None:
+    """Show the job; when it is over, rerun the page once so polling stops."""
+    try:
+        job = client.get_client().retrain_status(job_id)
+    except ApiError as err:
+        show_api_error(err, "read the retrain status")
+        return
+    status = str(job.get("status", "unknown"))
+    progress = [p for p in job.get("progress") or [] if isinstance(p, dict)]
+    fraction = float(progress[-1].get("fraction", 0.0)) if progress else 0.0
+    step = str(progress[-1].get("step", "")) if progress else "queued"
+    if status == "succeeded":
+        fraction = 1.0
+    st.markdown(f"**Job** `{job_id}` — status **{status}**")
+    st.progress(min(max(fraction, 0.0), 1.0), text=f"{step} ({fraction:.0%})")
+    if progress:
+        with st.expander("Steps", expanded=status not in TERMINAL):
+            st.dataframe(pd.DataFrame(progress), hide_index=True, key="retrain_steps")
+    if status == "failed":
+        st.error(f"The retrain failed: {job.get('error') or 'no error message'}")
+    result = job.get("result")
+    if status == "succeeded" and isinstance(result, dict):
+        _decision(result)
+    if status in TERMINAL and st.session_state.get("retrain_polling"):
+        st.session_state["retrain_polling"] = False
+        st.rerun()  # the whole page, so the polling fragment below is drawn without run_every
+
+
+def main() -> None:
+    """Draw the page."""
+    st.title("Retrain")
+    _start()
+    with st.expander("Follow another job"):
+        typed = st.text_input("Job id", key="retrain_job_input").strip()
+        if st.button("Follow", key="retrain_follow") and typed:
+            st.session_state[STATE_JOB] = typed
+            st.session_state["retrain_polling"] = True
+    job_id = st.session_state.get(STATE_JOB)
+    if not job_id:
+        return
+    st.subheader("Progress")
+    polling = st.session_state.setdefault("retrain_polling", True)
+    if st.session_state.get("retrain_last_job") != job_id:
+        st.session_state["retrain_last_job"] = job_id
+        st.session_state["retrain_polling"] = polling = True
+    st.fragment(run_every=POLL_SECONDS if polling else None)(_status)(job_id)
+
+
+main()
