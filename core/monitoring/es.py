@@ -40,7 +40,7 @@ class BulkResult:
 
     Attributes:
         created: items indexed now.
-        existing: ``create`` items whose ``_id`` already existed (409): delivered earlier.
+        existing: items whose ``_id`` already existed (``create``: 409; ``index``: updated).
         retry: positions of items to send again (429/5xx per item).
         rejected: ``(position, reason)`` of items ES will never accept (mapping errors...).
     """
@@ -198,7 +198,9 @@ def classify_bulk(answer: JSON) -> BulkResult:
     for position, item in enumerate(answer.get("items", [])):
         result = next(iter(item.values()))
         status = int(result.get("status", 500))
-        if status < 300:
+        if status < 300 and result.get("result") in ("updated", "noop"):
+            existing += 1
+        elif status < 300:
             created += 1
         elif status == 409:
             existing += 1

@@ -64,13 +64,13 @@ def prediction_document(row: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     label = str(row.get("label", ""))
     pid = str(row.get("id") or row.get("prediction_id") or uuid.uuid4())
     doc = {
-        "@timestamp": utc_iso(row.get("created_at")),
+        "@timestamp": utc_iso(row.get("@timestamp") or row.get("created_at")),
         "prediction": {
             "id": pid,
             "request_id": row.get("request_id"),
             "probability": row.get("probability"),
             "label": label,
-            "churn": label == "yes",
+            "churn": 1 if label == "yes" else 0,
             "threshold": row.get("threshold"),
             "latency_ms": row.get("latency_ms"),
         },

@@ -1,0 +1,120 @@
+"""Logging for every churnops process: plain text by default, JSON lines with ECS field names
+when ``LOG_JSON=true``; optionally shipped to Logstash (``LOGSTASH_HOST=host:port``, tcp json_lines).
+
+Services call :func:`configure_logging` once at start (the API in its lifespan, the UI at import of
+its entry page, the CLIs in ``main``). Shipping goes through a queue and a background listener, so a
+slow or absent Logstash never blocks a request; records it cannot take are dropped there (stdout
+keeps them).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import os
+import queue
+import socket
+from datetime import UTC, datetime
+from typing import Any
+
+from core.settings import Settings
+
+ECS_VERSION = "8.11.0"
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_listener: logging.handlers.QueueListener | None = None
+
+
+class EcsJsonFormatter(logging.Formatter):
+    """One JSON object per line with ECS names (``@timestamp``, ``log.level``, ``message``...)."""
+
+    def __init__(self, service: str = "churnops") -> None:
+        super().__init__()
+        self.service = service
+        self.host = socket.gethostname()
+
+    def document(self, record: logging.LogRecord) -> dict[str, Any]:
+        """The ECS document of a record (``extra={...}`` keys are merged in)."""
+        doc: dict[str, Any] = {
+            "@timestamp": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "log": {
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "origin": {
+                    "file": {"name": record.filename, "line": record.lineno},
+                    "function": record.funcName,
+                },
+            },
+            "message": record.getMessage(),
+            "service": {"name": self.service},
+            "host": {"name": self.host},
+            "process": {"pid": record.process, "thread": {"name": record.threadName}},
+            "event": {"dataset": f"{self.service}.log"},
+            "ecs": {"version": ECS_VERSION},
+        }
+        if record.exc_info and record.exc_info[0] is not None:
+            doc["error"] = {
+                "type": record.exc_info[0].__name__,
+                "message": str(record.exc_info[1]),
+                "stack_trace": self.formatException(record.exc_info),
+            }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                doc[key] = value
+        return doc
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(self.document(record), default=str, separators=(",", ":"))
+
+
+class JsonLinesSocketHandler(logging.handlers.SocketHandler):
+    """TCP ``json_lines`` for Logstash's tcp input (the stdlib handler sends pickles)."""
+
+    def makePickle(self, record: logging.LogRecord) -> bytes:  # noqa: N802 - stdlib name
+        formatter = self.formatter or EcsJsonFormatter()
+        return (formatter.format(record) + "\n").encode("utf-8")
+
+
+def _logstash_target() -> tuple[str, int] | None:
+    target = os.environ.get("LOGSTASH_HOST", "").strip()
+    if not target:
+        return None
+    host, _, port = target.rpartition(":")
+    return (host or target, int(port)) if port.isdigit() else (target, 50000)
+
+
+def configure_logging(
+    settings: Settings, service: str = "churnops", level: str | None = None
+) -> None:
+    """Configure the root logger once (calling it again replaces the previous setup).
+
+    Args:
+        settings: ``log_json`` selects JSON (ECS) lines instead of plain text.
+        service: ``service.name`` in every JSON line (e.g. ``churnops-api``).
+        level: log level name; default ``LOG_LEVEL`` or ``INFO``.
+    """
+    global _listener  # pylint: disable=global-statement  # one listener per process
+    if _listener is not None:
+        _listener.stop()
+        _listener = None
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel((level or os.environ.get("LOG_LEVEL", "INFO")).upper())
+    console = logging.StreamHandler()
+    if settings.log_json:
+        console.setFormatter(EcsJsonFormatter(service))
+    else:
+        console.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root.addHandler(console)
+    target = _logstash_target()
+    if settings.log_json and target is not None:
+        shipper = JsonLinesSocketHandler(*target)
+        shipper.setFormatter(EcsJsonFormatter(service))
+        records: queue.Queue[logging.LogRecord] = queue.Queue(10_000)
+        root.addHandler(logging.handlers.QueueHandler(records))
+        _listener = logging.handlers.QueueListener(records, shipper)
+        _listener.start()

@@ -1,0 +1,185 @@
+"""``python -m core.monitoring {setup, export-mlflow, drift, agent, kibana-import}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from core.logs import configure_logging
+from core.monitoring import kibana
+from core.monitoring.es import EsClient, EsError
+from core.monitoring.host import DOCKER_SOCKET, DockerStats, run_agent
+from core.monitoring.indices import DEFAULT_PREFIX, DEPLOY_DIR, Indices, setup
+from core.monitoring.sink import SinkConfig, get_event_sink
+from core.monitoring.store import MonitoringStore
+from core.settings import Settings, get_settings
+
+log = logging.getLogger("core.monitoring")
+
+
+def _print(data: dict[str, Any]) -> None:
+    print(json.dumps(data, default=str))
+
+
+def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
+    """Install the index templates (waits for Elasticsearch)."""
+    if not settings.es_url:
+        _print({"setup": "skipped", "reason": "ES_URL is unset: monitoring uses SQLite"})
+        MonitoringStore(settings.db_url)
+        return 0
+    client = EsClient.from_settings(settings)
+    client.wait_ready(timeout=args.wait)
+    installed = setup(client, args.deploy_dir, args.prefix)
+    client.close()
+    _print({"setup": "ok", "templates": installed})
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    """Sync MLflow runs into Elasticsearch."""
+    from core.monitoring.mlflow_export import (  # pylint: disable=import-outside-toplevel
+        export_mlflow,
+    )
+
+    result = export_mlflow(settings, Indices(args.prefix))
+    _print({"export": "ok", **vars(result)})
+    return 0 if not result.rejected else 1
+
+
+def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
+    """Compute drift; exit 3 when features drifted (for schedulers)."""
+    from core.monitoring.jobs import run_drift  # pylint: disable=import-outside-toplevel
+    from core.reference import load_reference  # pylint: disable=import-outside-toplevel
+
+    reference = load_reference(args.reference) if args.reference else None
+    outcome = run_drift(
+        settings,
+        csv=args.csv,
+        reference=reference,
+        hours=args.hours,
+        limit=args.limit,
+        threshold=args.threshold,
+        notify=not args.no_notify,
+        retrain=args.retrain,
+        indices=Indices(args.prefix),
+    )
+    report = outcome.report
+    _print(
+        {
+            "drift": "ok",
+            "stored_in": outcome.stored_in,
+            "current_rows": report.current_rows,
+            "max_psi": round(report.max_psi, 4),
+            "drifted_features": report.drifted_features,
+            "notified": outcome.notified,
+            "retrain_job": outcome.retrain_job,
+        }
+    )
+    return 3 if report.drifted and args.fail_on_drift else 0
+
+
+def cmd_agent(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the host agent until SIGTERM/SIGINT (or ``--iterations``)."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    docker = DockerStats(args.docker_socket)
+    if settings.es_url:
+        sink = get_event_sink(settings, Indices(args.prefix), SinkConfig(linger=0.5))
+
+        def emit(docs: list[dict[str, Any]]) -> None:
+            sink.submit("host", docs)
+
+        taken = run_agent(emit, args.interval, args.iterations, docker, stop, args.disk)
+        sink.flush(timeout=10.0)
+        sink.close()
+    else:
+        store = MonitoringStore(settings.db_url)
+
+        def emit(docs: list[dict[str, Any]]) -> None:
+            store.add_host(docs)
+
+        taken = run_agent(emit, args.interval, args.iterations, docker, stop, args.disk)
+    _print({"agent": "stopped", "samples": taken, "docker": docker.available})
+    return 0
+
+
+def cmd_kibana(args: argparse.Namespace, settings: Settings) -> int:
+    """Import the dashboards into Kibana."""
+    if not settings.kibana_url:
+        print("KIBANA_URL is not set", file=sys.stderr)
+        return 2
+    password = settings.es_password.get_secret_value() if settings.es_password else None
+    auth = (settings.es_username, password) if settings.es_username and password else None
+    files = sorted(args.folder.glob("*.ndjson"))
+    count = kibana.import_saved_objects(settings.kibana_url, files, auth, args.wait)
+    _print({"kibana_import": "ok", "files": [f.name for f in files], "objects": count})
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(
+        prog="python -m core.monitoring",
+        description="Monitoring: Elasticsearch templates, MLflow export, drift, host agent, Kibana.",
+    )
+    parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="index name prefix")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sub = commands.add_parser("setup", help="install index/component templates in Elasticsearch")
+    sub.add_argument(
+        "--deploy-dir", type=Path, default=DEPLOY_DIR, help="folder with elasticsearch/"
+    )
+    sub.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the cluster")
+    sub.set_defaults(func=cmd_setup)
+
+    sub = commands.add_parser("export-mlflow", help="sync MLflow runs/metrics into Elasticsearch")
+    sub.set_defaults(func=cmd_export)
+
+    sub = commands.add_parser("drift", help="PSI/KS drift of recent predictions or a CSV")
+    sub.add_argument("--csv", type=Path, help="compare this CSV instead of recent predictions")
+    sub.add_argument("--reference", type=Path, help="reference.json (default: the champion's)")
+    sub.add_argument("--hours", type=float, default=24.0, help="window of recent predictions")
+    sub.add_argument("--limit", type=int, default=5000, help="most recent predictions to use")
+    sub.add_argument("--threshold", type=float, default=0.2, help="PSI alert threshold")
+    sub.add_argument("--no-notify", action="store_true", help="do not send a notification")
+    sub.add_argument("--retrain", action="store_true", help="POST /retrain to the API on drift")
+    sub.add_argument("--fail-on-drift", action="store_true", help="exit 3 when drift is found")
+    sub.set_defaults(func=cmd_drift)
+
+    sub = commands.add_parser("agent", help="host metrics (psutil + Docker socket) at an interval")
+    sub.add_argument("--interval", type=float, default=10.0, help="seconds between samples")
+    sub.add_argument("--iterations", type=int, help="stop after N samples (default: run forever)")
+    sub.add_argument("--docker-socket", type=Path, default=DOCKER_SOCKET, help="Docker API socket")
+    sub.add_argument("--disk", default="/", help="filesystem whose usage is reported")
+    sub.set_defaults(func=cmd_agent)
+
+    sub = commands.add_parser("kibana-import", help="import deploy/kibana/*.ndjson into Kibana")
+    sub.add_argument("--folder", type=Path, default=DEPLOY_DIR / "kibana", help="ndjson folder")
+    sub.add_argument("--wait", type=float, default=300.0, help="seconds to wait for Kibana")
+    sub.set_defaults(func=cmd_kibana)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings, service="churnops-monitoring")
+    try:
+        code: int = args.func(args, settings)
+    except (EsError, kibana.KibanaError, ValueError, FileNotFoundError) as exc:
+        log.error("%s failed: %s", args.command, exc)
+        return 1
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""The orchestration behind ``python -m core.monitoring drift``: load, compare, store, alert.
+
+Pure computation lives in :mod:`core.monitoring.drift`; this module does the I/O: the window of
+recent predictions (the API's ``prediction`` table) or a CSV, the champion's ``reference.json``
+(through :mod:`core.registry`), the result (Elasticsearch or SQLite), the notification and the
+optional retrain request to the API. It also records a live-quality snapshot (accuracy, precision,
+recall, F1 of the predictions that received feedback).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import requests
+
+from core.monitoring.drift import PSI_THRESHOLD, DriftReport, compute_drift, drift_documents
+from core.monitoring.events import model_fields, utc_iso
+from core.monitoring.indices import Indices
+from core.monitoring.read import recent_predictions
+from core.monitoring.sink import get_event_sink
+from core.monitoring.store import MonitoringStore
+from core.reference import Reference, load_reference
+from core.schema import FEATURE_NAMES, normalise_frame
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The current data a drift run compares with the reference."""
+
+    frame: pd.DataFrame
+    source: str
+    start: datetime | None = None
+    end: datetime | None = None
+    model_version: str | None = None
+
+
+def window_from_db(settings: Settings, hours: float = 24.0, limit: int = 5000) -> Window:
+    """The raw features of the most recent predictions (at most ``limit`` within ``hours``)."""
+    rows = recent_predictions(settings, hours, limit=limit, with_features=True)
+    if rows.empty:
+        return Window(pd.DataFrame(columns=list(FEATURE_NAMES)), "db")
+    features = pd.DataFrame([json.loads(text) for text in rows["features"]])
+    stamps = pd.to_datetime(rows["created_at"], utc=True)
+    versions = rows["model_version"].dropna()
+    return Window(
+        features,
+        "db",
+        stamps.min().to_pydatetime(),
+        stamps.max().to_pydatetime(),
+        str(versions.iloc[0]) if not versions.empty else None,
+    )
+
+
+def window_from_csv(path: Path) -> Window:
+    """The raw features of a CSV (modeldata or BigML spelling)."""
+    frame = normalise_frame(pd.read_csv(path))
+    return Window(frame[[c for c in FEATURE_NAMES if c in frame.columns]], f"csv:{path.name}")
+
+
+def champion_reference(settings: Settings) -> tuple[Reference, str]:
+    """The champion's ``reference.json`` and version, through :mod:`core.registry`.
+
+    Raises:
+        FileNotFoundError: when the champion has no reference (trained before drift monitoring).
+    """
+    from core import registry  # pylint: disable=import-outside-toplevel  # mlflow is heavy
+
+    loaded = registry.load_champion(settings)
+    path = loaded.metadata.get("reference_path")
+    if not path or not Path(path).is_file():
+        raise FileNotFoundError(f"champion v{loaded.version} has no reference.json")
+    return load_reference(Path(path)), loaded.version
+
+
+def live_quality(settings: Settings, hours: float = 24.0 * 7) -> dict[str, Any] | None:
+    """Accuracy, precision, recall and F1 of recent predictions that received feedback."""
+    rows = recent_predictions(settings, hours)
+    rows = rows[rows["actual"].notna()]
+    if rows.empty:
+        return None
+    pred = rows["label"] == "yes"
+    true = rows["actual"] == "yes"
+    tp = int((pred & true).sum())
+    fp = int((pred & ~true).sum())
+    fn = int((~pred & true).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    versions = rows["model_version"].dropna()
+    return {
+        "at": datetime.now(UTC),
+        "count": int(len(rows)),
+        "accuracy": float((pred == true).mean()),
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "model_version": str(versions.iloc[0]) if not versions.empty else None,
+    }
+
+
+def store_results(
+    settings: Settings,
+    report: DriftReport,
+    quality: dict[str, Any] | None,
+    indices: Indices | None = None,
+) -> str:
+    """Write a drift report (and a quality snapshot) to Elasticsearch, or SQLite when unset.
+
+    Returns:
+        ``"es"`` or ``"sqlite"``.
+    """
+    if settings.es_url:
+        sink = get_event_sink(settings, indices)
+        sink.submit("drift", drift_documents(report))
+        if quality is not None:
+            sink.submit("quality", [_quality_document(quality)])
+        if not sink.flush(timeout=30.0):
+            log.warning("drift: Elasticsearch unavailable; results wait in the spool")
+        sink.close()
+        return "es"
+    store = MonitoringStore(settings.db_url)
+    store.add_drift(
+        [
+            {
+                "run_id": report.run_id,
+                "computed_at": report.computed_at,
+                "feature": f.feature,
+                "kind": f.kind,
+                "psi": f.psi,
+                "ks_statistic": f.ks_statistic,
+                "ks_pvalue": f.ks_pvalue,
+                "drifted": f.drifted,
+                "threshold": report.threshold,
+                "reference_rows": report.reference_rows,
+                "current_rows": report.current_rows,
+                "model_version": report.model_version,
+                "source": report.source,
+            }
+            for f in report.features
+        ]
+    )
+    if quality is not None:
+        store.add_quality(quality)
+    return "sqlite"
+
+
+def _quality_document(quality: dict[str, Any]) -> dict[str, Any]:
+    at = utc_iso(quality["at"])
+    return {
+        "_id": f"quality-{at}",
+        "@timestamp": at,
+        "quality": {k: quality[k] for k in ("count", "accuracy", "precision", "recall", "f1")},
+        "model": model_fields(quality.get("model_version")),
+    }
+
+
+def alert(settings: Settings, report: DriftReport) -> bool:
+    """Notify (desktop + email, through :mod:`core.notify`) that features drifted."""
+    from core import notify  # pylint: disable=import-outside-toplevel  # plyer is optional
+
+    names = ", ".join(report.drifted_features)
+    title = f"churnops: data drift on {len(report.drifted_features)} feature(s)"
+    body = (
+        f"PSI above {report.threshold} for: {names}\n"
+        f"max PSI {report.max_psi:.3f}, {report.current_rows} rows ({report.source}), "
+        f"model v{report.model_version or '?'}"
+    )
+    shown = notify.notify_desktop(title, body)
+    mailed = notify.send_email(title, body, settings)
+    return shown or mailed
+
+
+def request_retrain(settings: Settings, timeout: float = 10.0) -> str | None:
+    """Ask the API to retrain (``POST /retrain`` with the admin key); return the job id."""
+    try:
+        answer = requests.post(
+            f"{settings.api_url.rstrip('/')}/retrain",
+            headers={"X-API-Key": settings.require_api_key()},
+            timeout=timeout,
+        )
+    except requests.RequestException as exc:
+        log.error("drift: retrain request failed: %s", exc)
+        return None
+    if answer.status_code != 202:
+        log.error("drift: retrain refused: %s %s", answer.status_code, answer.text[:200])
+        return None
+    job_id: str = answer.json().get("job_id", "")
+    return job_id
+
+
+@dataclass(frozen=True)
+class DriftOutcome:
+    """What a drift run did."""
+
+    report: DriftReport
+    stored_in: str
+    notified: bool
+    retrain_job: str | None
+
+
+def run_drift(
+    settings: Settings,
+    *,
+    csv: Path | None = None,
+    reference: Reference | None = None,
+    model_version: str | None = None,
+    hours: float = 24.0,
+    limit: int = 5000,
+    threshold: float = PSI_THRESHOLD,
+    notify: bool = True,
+    retrain: bool = False,
+    indices: Indices | None = None,
+) -> DriftOutcome:
+    """Compare recent predictions (or ``csv``) with the champion's reference; store and alert.
+
+    Raises:
+        ValueError: when the window is empty.
+    """
+    window = window_from_csv(csv) if csv else window_from_db(settings, hours, limit)
+    if window.frame.empty:
+        raise ValueError("no data to compare: no recent predictions (or an empty CSV)")
+    if reference is None:
+        reference, model_version = champion_reference(settings)
+    report = compute_drift(reference, window.frame, threshold).model_copy(
+        update={
+            "source": window.source,
+            "window_start": window.start,
+            "window_end": window.end,
+            "model_version": model_version or window.model_version,
+        }
+    )
+    stored = store_results(settings, report, live_quality(settings), indices)
+    notified = alert(settings, report) if notify and report.drifted else False
+    job = request_retrain(settings) if retrain and report.drifted else None
+    return DriftOutcome(report, stored, notified, job)

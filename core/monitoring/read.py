@@ -1,0 +1,328 @@
+"""Read functions behind ``GET /monitoring/*``: Elasticsearch when configured, SQLite otherwise.
+
+The shapes are the ones pinned in ``docs/design.md``. The prediction summary is computed from the
+API's ``prediction`` table (the source of truth, always present) unless ``source="es"`` is asked;
+the Elasticsearch variant runs the same aggregation as the Kibana *Predictions* panels.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Column, DateTime, Float, MetaData, String, Table, select
+from sqlalchemy.exc import OperationalError
+
+from core.monitoring.es import EsClient, EsError
+from core.monitoring.indices import Indices
+from core.monitoring.store import MonitoringStore, as_utc, engine_for
+from core.settings import Settings
+
+#: The columns of the API's ``prediction`` table that monitoring reads (owned by ``api/db.py``).
+PREDICTION = Table(
+    "prediction",
+    MetaData(),
+    Column("id", String, primary_key=True),
+    Column("created_at", DateTime),
+    Column("model_version", String),
+    Column("probability", Float),
+    Column("label", String),
+    Column("latency_ms", Float),
+    Column("features", String),
+    Column("actual", String),
+    Column("feedback_at", DateTime),
+)
+
+
+def _pct(values: np.ndarray, q: float) -> float | None:
+    return float(np.percentile(values, q)) if values.size else None
+
+
+def _empty_summary(hours: int) -> dict[str, Any]:
+    return {
+        "window_hours": hours,
+        "count": 0,
+        "churn_rate": None,
+        "latency_ms": {"p50": None, "p95": None},
+        "by_hour": [],
+    }
+
+
+def recent_predictions(
+    settings: Settings, hours: float, limit: int | None = None, with_features: bool = False
+) -> pd.DataFrame:
+    """Rows of the ``prediction`` table newer than ``hours`` (newest first, at most ``limit``).
+
+    Returns an empty frame when the table does not exist yet.
+    """
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    columns = [
+        PREDICTION.c.created_at,
+        PREDICTION.c.model_version,
+        PREDICTION.c.label,
+        PREDICTION.c.latency_ms,
+        PREDICTION.c.probability,
+        PREDICTION.c.actual,
+    ]
+    if with_features:
+        columns.append(PREDICTION.c.features)
+    query = (
+        select(*columns)
+        .where(PREDICTION.c.created_at >= since.replace(tzinfo=None))
+        .order_by(PREDICTION.c.created_at.desc())
+    )
+    if limit:
+        query = query.limit(limit)
+    try:
+        with engine_for(settings.db_url).connect() as conn:
+            rows = conn.execute(query).mappings().all()
+    except OperationalError:
+        return pd.DataFrame(columns=[c.name for c in columns])
+    return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in columns])
+
+
+def summary_from_db(settings: Settings, hours: int = 24) -> dict[str, Any]:
+    """Volume, churn rate and latency p50/p95, overall and per hour, from the prediction table."""
+    frame = recent_predictions(settings, hours)
+    if frame.empty:
+        return _empty_summary(hours)
+    frame["hour"] = pd.to_datetime(frame["created_at"], utc=True).dt.floor("h")
+    frame["churn"] = (frame["label"] == "yes").astype(float)
+    latency = frame["latency_ms"].to_numpy(dtype="float64")
+    by_hour = []
+    for hour, group in frame.groupby("hour", sort=True):
+        values = group["latency_ms"].to_numpy(dtype="float64")
+        by_hour.append(
+            {
+                "hour": pd.Timestamp(hour).isoformat(),
+                "count": int(len(group)),
+                "churn_rate": float(group["churn"].mean()),
+                "latency_p50_ms": _pct(values, 50),
+                "latency_p95_ms": _pct(values, 95),
+            }
+        )
+    return {
+        "window_hours": hours,
+        "count": int(len(frame)),
+        "churn_rate": float(frame["churn"].mean()),
+        "latency_ms": {"p50": _pct(latency, 50), "p95": _pct(latency, 95)},
+        "by_hour": by_hour,
+    }
+
+
+def summary_query(hours: int) -> dict[str, Any]:
+    """The aggregation of the Kibana *Predictions* panels (volume, churn rate, latency)."""
+    latency = {"percentiles": {"field": "prediction.latency_ms", "percents": [50, 95]}}
+    churned = {"filter": {"term": {"prediction.label": "yes"}}}
+    return {
+        "size": 0,
+        "track_total_hits": True,
+        "query": {"range": {"@timestamp": {"gte": f"now-{hours}h"}}},
+        "aggs": {
+            "latency": latency,
+            "churned": churned,
+            "by_hour": {
+                "date_histogram": {"field": "@timestamp", "fixed_interval": "1h"},
+                "aggs": {"latency": latency, "churned": churned},
+            },
+        },
+    }
+
+
+def _percentiles(agg: dict[str, Any]) -> tuple[float | None, float | None]:
+    values = agg.get("values", {})
+    return values.get("50.0"), values.get("95.0")
+
+
+def summary_from_es(client: EsClient, indices: Indices, hours: int = 24) -> dict[str, Any]:
+    """The same summary computed by Elasticsearch from the predictions data stream."""
+    try:
+        answer = client.search(indices.predictions, summary_query(hours))
+    except EsError as exc:
+        if exc.status == 404:
+            return _empty_summary(hours)
+        raise
+    total = int(answer["hits"]["total"]["value"])
+    if not total:
+        return _empty_summary(hours)
+    aggs = answer["aggregations"]
+    p50, p95 = _percentiles(aggs["latency"])
+    by_hour = []
+    for bucket in aggs["by_hour"]["buckets"]:
+        if not bucket["doc_count"]:
+            continue
+        b50, b95 = _percentiles(bucket["latency"])
+        by_hour.append(
+            {
+                "hour": datetime.fromtimestamp(bucket["key"] / 1000, UTC).isoformat(),
+                "count": int(bucket["doc_count"]),
+                "churn_rate": bucket["churned"]["doc_count"] / bucket["doc_count"],
+                "latency_p50_ms": b50,
+                "latency_p95_ms": b95,
+            }
+        )
+    return {
+        "window_hours": hours,
+        "count": total,
+        "churn_rate": aggs["churned"]["doc_count"] / total,
+        "latency_ms": {"p50": p50, "p95": p95},
+        "by_hour": by_hour,
+    }
+
+
+def prediction_summary(
+    settings: Settings,
+    hours: int = 24,
+    source: Literal["db", "es"] = "db",
+    indices: Indices | None = None,
+) -> dict[str, Any]:
+    """``GET /monitoring/summary``: from the prediction table, or Elasticsearch when asked."""
+    if source == "es" and settings.es_url:
+        client = EsClient.from_settings(settings)
+        try:
+            return {**summary_from_es(client, indices or Indices(), hours), "source": "es"}
+        finally:
+            client.close()
+    return {**summary_from_db(settings, hours), "source": "db"}
+
+
+def _drift_shape(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not rows:
+        return None
+    first = rows[0]
+    features = [
+        {
+            "feature": r["feature"],
+            "kind": r["kind"],
+            "psi": r["psi"],
+            "ks_statistic": r["ks_statistic"],
+            "ks_pvalue": r["ks_pvalue"],
+            "drifted": bool(r["drifted"]),
+        }
+        for r in rows
+    ]
+    computed = first["computed_at"]
+    return {
+        "run_id": first["run_id"],
+        "computed_at": computed.isoformat() if isinstance(computed, datetime) else computed,
+        "reference_rows": first["reference_rows"],
+        "current_rows": first["current_rows"],
+        "threshold": first["threshold"],
+        "model_version": first["model_version"],
+        "drifted": any(f["drifted"] for f in features),
+        "features": features,
+    }
+
+
+def latest_drift_from_es(client: EsClient, indices: Indices) -> dict[str, Any] | None:
+    """The newest drift run stored in Elasticsearch, or ``None``."""
+    try:
+        newest = client.search(
+            indices.drift,
+            {
+                "size": 1,
+                "sort": [{"@timestamp": "desc"}],
+                "query": {"term": {"drift.is_overall": True}},
+            },
+        )
+    except EsError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    hits = newest["hits"]["hits"]
+    if not hits:
+        return None
+    run_id = hits[0]["_source"]["drift"]["run_id"]
+    answer = client.search(
+        indices.drift,
+        {
+            "size": 200,
+            "query": {
+                "bool": {
+                    "filter": [
+                        {"term": {"drift.run_id": run_id}},
+                        {"term": {"drift.is_overall": False}},
+                    ]
+                }
+            },
+        },
+    )
+    rows = []
+    for hit in answer["hits"]["hits"]:
+        src = hit["_source"]
+        rows.append(
+            {
+                "run_id": run_id,
+                "computed_at": src["@timestamp"],
+                "feature": src["drift"]["feature"],
+                "kind": src["drift"].get("feature_kind"),
+                "psi": src["drift"]["psi"],
+                "ks_statistic": src["drift"].get("ks_statistic"),
+                "ks_pvalue": src["drift"].get("ks_pvalue"),
+                "drifted": src["drift"]["drifted"],
+                "threshold": src["drift"]["threshold"],
+                "reference_rows": src["reference"]["rows"],
+                "current_rows": src["window"]["rows"],
+                "model_version": src.get("model", {}).get("version"),
+            }
+        )
+    rows.sort(key=lambda r: str(r["feature"]))
+    return _drift_shape(rows)
+
+
+def latest_drift(settings: Settings, indices: Indices | None = None) -> dict[str, Any] | None:
+    """``GET /monitoring/drift``: the newest drift run (``None`` when there is none yet)."""
+    if settings.es_url:
+        client = EsClient.from_settings(settings)
+        try:
+            return latest_drift_from_es(client, indices or Indices())
+        finally:
+            client.close()
+    return _drift_shape(MonitoringStore(settings.db_url).latest_drift())
+
+
+def latest_host_from_es(client: EsClient, indices: Indices) -> dict[str, Any] | None:
+    """The newest host sample stored in Elasticsearch, or ``None``."""
+    try:
+        answer = client.search(
+            indices.host,
+            {
+                "size": 1,
+                "sort": [{"@timestamp": "desc"}],
+                "query": {"term": {"metricset.name": "host"}},
+            },
+        )
+    except EsError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    hits = answer["hits"]["hits"]
+    if not hits:
+        return None
+    src = hits[0]["_source"]
+    system = src.get("system", {})
+    return {
+        "at": src["@timestamp"],
+        "host": src.get("host", {}).get("name"),
+        "cpu_percent": system.get("cpu", {}).get("pct"),
+        "memory_percent": system.get("memory", {}).get("pct"),
+        "disk_percent": system.get("disk", {}).get("pct"),
+        "swap_percent": system.get("swap", {}).get("pct"),
+        "document": src,
+    }
+
+
+def latest_host(settings: Settings, indices: Indices | None = None) -> dict[str, Any] | None:
+    """``GET /monitoring/host``: the newest host sample (``None`` when there is none yet)."""
+    if settings.es_url:
+        client = EsClient.from_settings(settings)
+        try:
+            return latest_host_from_es(client, indices or Indices())
+        finally:
+            client.close()
+    found = MonitoringStore(settings.db_url).latest_host()
+    if found is not None:
+        found["at"] = as_utc(datetime.fromisoformat(found["at"])).isoformat()
+    return found

@@ -1,0 +1,36 @@
+# Monitoring (issue 8): Elasticsearch templates, MLflow export, drift, host agent, Kibana, local ES.
+ES_PORT ?= 9200
+DRIFT_ARGS ?=
+AGENT_ARGS ?=
+
+.PHONY: monitoring-setup
+monitoring-setup: $(STAMP) ## Install the ES index/component templates (SQLite tables when ES_URL is unset)
+	$(PY) -m core.monitoring setup
+
+.PHONY: export-mlflow
+export-mlflow: $(STAMP) ## Sync MLflow runs, metrics and step curves into Elasticsearch (idempotent)
+	$(PY) -m core.monitoring export-mlflow
+
+.PHONY: drift
+drift: $(STAMP) ## PSI/KS drift of recent predictions vs the champion reference (DRIFT_ARGS="--csv f.csv --retrain")
+	$(PY) -m core.monitoring drift $(DRIFT_ARGS)
+
+.PHONY: agent
+agent: $(STAMP) ## Run the host metrics agent in the foreground (AGENT_ARGS="--interval 5")
+	$(PY) -m core.monitoring agent $(AGENT_ARGS)
+
+.PHONY: kibana-import
+kibana-import: $(STAMP) ## Import the Kibana data views and dashboards (KIBANA_URL)
+	$(PY) -m core.monitoring kibana-import
+
+.PHONY: kibana-render
+kibana-render: $(STAMP) ## Regenerate deploy/kibana/*.ndjson from the panel specs in core/monitoring/kibana.py
+	$(PY) -c "from core.monitoring.kibana import write_all; print(*write_all(), sep='\n')"
+
+.PHONY: es-start
+es-start: ## Start a local test Elasticsearch (Maven Central integ-test zip) on ES_PORT in var/es
+	bash scripts/es.sh start $(ES_PORT)
+
+.PHONY: es-stop
+es-stop: ## Stop the local test Elasticsearch
+	bash scripts/es.sh stop
