@@ -1,0 +1,62 @@
+"""core.watch: which changed path runs which pipeline, and which paths never trigger anything."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath as P
+
+import pytest
+
+from core import watch
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("core/train.py", ("code",)),
+        ("api/routes/predict.py", ("code",)),
+        ("tests/unit/test_x.py", ("code",)),
+        ("Makefile", ("code",)),
+        ("mk/ml.mk", ("code",)),
+        ("pyproject.toml", ("code",)),
+        (".github/workflows/code.yml", ("code",)),
+        ("data/raw/churn.csv", ("data", "train")),
+        ("data/raw/churn.csv.sha256", ("data", "train")),
+        ("configs/train.yaml", ("train",)),
+        ("params.yaml", ("train",)),
+    ],
+)
+def test_paths_map_to_pipelines(path: str, expected: tuple[str, ...]) -> None:
+    assert watch.pipelines_for(P(path)) == expected
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".venv/lib/python3.11/site-packages/x.py",
+        "var/pipelines/run/01-lint.log",
+        "var/watch/x.log",
+        "mlruns/0/meta.yaml",
+        ".git/index",
+        "node_modules/a/index.js",
+        "core/__pycache__/watch.cpython-311.pyc",
+        ".pytest_cache/v/cache/lastfailed",
+        ".mypy_cache/3.11/core.json",
+        "core/.watch.py.swp",
+        "core/watch.py~",
+        "core/4913",
+        "coverage.xml",
+        ".coverage",
+        "churnops.egg-info/PKG-INFO",
+        "ui/node_modules/x.js",
+    ],
+)
+def test_ignored_paths_never_trigger(path: str) -> None:
+    assert watch.is_ignored(P(path))
+    assert watch.pipelines_for(P(path)) == ()
+
+
+def test_a_burst_plans_each_pipeline_once_in_order() -> None:
+    burst = [P("data/raw/churn.csv"), P("core/a.py"), P("core/b.py"), P("params.yaml")]
+    assert watch.plan(burst) == ["code", "data", "train"]
+    assert watch.plan([P("var/x"), P(".venv/y")]) == []
+    assert watch.plan([]) == []
