@@ -1,0 +1,125 @@
+# Containers and Docker Swarm (issue 7): images, Docker Hub, stack deploy, smoke test.
+# Settings come from deploy/stack.env (copy deploy/stack.env.example): the environment and the
+# make command line win over the file. Secrets are files in SECRETS_DIR (`make secrets`).
+# `docker-build`, `docker-push`, `deploy`, `undeploy`, `stack-status`, `smoke` need a Docker engine;
+# `stack-config` and `hadolint` run anywhere (the docker CLI validates a stack offline).
+
+DOCKER ?= docker
+STACK ?= churnops
+STACK_FILE ?= stack.yml
+STACK_ENV ?= $(firstword $(wildcard deploy/stack.env) deploy/stack.env.example)
+SECRETS_DIR ?= ./secrets
+SECRET_NAMES := es_password es_writer_password kibana_password kibana_encryption_key api_key \
+  smtp_password
+GIT_SHA = $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+SOURCE_URL ?= $(shell git config --get remote.origin.url 2>/dev/null || echo unknown)
+BUILD_DATE = $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+# The champion's version in the registry MLFLOW_TRACKING_URI points at (embedded store by
+# default); `none` when there is no champion yet. It becomes an image label and a `model-vN` tag.
+CHAMPION_VERSION_PY := from core.registry import list_versions; from core.settings import get_settings; \
+  print(next((v.version for v in list_versions(get_settings()) if 'champion' in v.aliases), 'none'))
+MODEL_VERSION ?= $(shell $(PY) -c "$(CHAMPION_VERSION_PY)" 2>/dev/null | tail -n 1 | grep -E '^[0-9]+$$' \
+  || echo none)
+# The tag `make deploy` deploys: the one `docker-build` just made.
+DEPLOY_TAG ?= $(GIT_SHA)
+
+# Export KEY=VALUE lines of $(STACK_ENV) that the environment does not already set.
+define load_stack_env
+	if [ -f "$(STACK_ENV)" ]; then \
+	  while IFS= read -r line || [ -n "$$line" ]; do \
+	    case "$$line" in [A-Za-z_]*=*) ;; *) continue ;; esac; \
+	    key=$${line%%=*}; [ -n "$${!key+x}" ] || export "$$line"; \
+	  done < "$(STACK_ENV)"; \
+	fi; \
+	export SECRETS_DIR="$${SECRETS_DIR:-$(SECRETS_DIR)}"; \
+	: "$${DOCKERHUB_USER:?set DOCKERHUB_USER (Docker Hub namespace) in $(STACK_ENV) or the environment}"
+endef
+
+.PHONY: hadolint
+hadolint: $(STAMP) ## Lint Dockerfile.api and Dockerfile.ui with hadolint (no ignored rules)
+	$(RUN)/hadolint Dockerfile.api Dockerfile.ui
+
+.PHONY: stack-config
+stack-config: ## Validate stack.yml offline with the docker CLI (variables from STACK_ENV)
+	@$(load_stack_env); export IMAGE_TAG="$${IMAGE_TAG:-$(GIT_SHA)}"; \
+	  $(DOCKER) stack config -c $(STACK_FILE) >/dev/null \
+	  && echo "$(STACK_FILE): valid (env: $(STACK_ENV), images: $$DOCKERHUB_USER/churnops-*:$$IMAGE_TAG)"
+
+.PHONY: docker-build
+docker-build: ## Build the API and UI images, tagged <git sha>, latest and model-v<champion version>
+	@$(load_stack_env); \
+	  model="$(MODEL_VERSION)"; \
+	  for kind in api ui; do \
+	    image="$$DOCKERHUB_USER/churnops-$$kind"; \
+	    tags=(-t "$$image:$(GIT_SHA)" -t "$$image:latest"); \
+	    [ "$$model" = none ] || tags+=(-t "$$image:model-v$$model"); \
+	    echo "== building $$image ($(GIT_SHA), champion: $$model)"; \
+	    DOCKER_BUILDKIT=1 $(DOCKER) build -f Dockerfile.$$kind "$${tags[@]}" \
+	      --build-arg SOURCE_URL="$(SOURCE_URL)" --build-arg VCS_REF="$(GIT_SHA)" \
+	      --build-arg BUILD_DATE="$(BUILD_DATE)" --build-arg MODEL_VERSION="$$model" . ; \
+	  done
+
+.PHONY: docker-push
+docker-push: ## Log in to Docker Hub (DOCKERHUB_USER, token in env DOCKERHUB_TOKEN) and push all tags
+	@$(load_stack_env); \
+	  : "$${DOCKERHUB_TOKEN:?set DOCKERHUB_TOKEN (a Docker Hub access token) in the environment}"; \
+	  printf '%s' "$$DOCKERHUB_TOKEN" | $(DOCKER) login --username "$$DOCKERHUB_USER" --password-stdin; \
+	  model="$(MODEL_VERSION)"; \
+	  for kind in api ui; do \
+	    image="$$DOCKERHUB_USER/churnops-$$kind"; \
+	    for tag in $(GIT_SHA) latest $$([ "$$model" = none ] || echo "model-v$$model"); do \
+	      $(DOCKER) push "$$image:$$tag"; \
+	    done; \
+	  done
+
+.PHONY: secrets
+secrets: ## Create missing secret files in SECRETS_DIR with random values (SMTP_PASSWORD from env)
+	@umask 077; mkdir -p "$(SECRETS_DIR)"; \
+	  for name in $(SECRET_NAMES); do \
+	    file="$(SECRETS_DIR)/$$name"; \
+	    [ -s "$$file" ] && continue; \
+	    if [ "$$name" = smtp_password ]; then value="$${SMTP_PASSWORD:-unused}"; \
+	    else value=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))'); fi; \
+	    printf '%s' "$$value" > "$$file"; echo "created $$file"; \
+	  done
+
+.PHONY: swarm-init
+swarm-init: ## Make this engine a Swarm manager if it is not one, and label it as the storage node
+	@state=$$($(DOCKER) info --format '{{.Swarm.LocalNodeState}}'); \
+	  if [ "$$state" != active ]; then \
+	    echo "== docker swarm init"; $(DOCKER) swarm init $(SWARM_INIT_ARGS); fi
+	@if [ -z "$$($(DOCKER) node ls --filter node.label=churnops.storage=true -q)" ]; then \
+	  echo "== labelling this node churnops.storage=true (volumes of api, mlflow, elasticsearch)"; \
+	  $(DOCKER) node update --label-add churnops.storage=true \
+	    "$$($(DOCKER) info --format '{{.Swarm.NodeID}}')"; fi
+
+.PHONY: deploy
+deploy: swarm-init secrets docker-build ## Init Swarm if needed, build the images, deploy the stack (STACK=churnops)
+	@$(load_stack_env); export IMAGE_TAG="$(DEPLOY_TAG)"; \
+	  echo "== docker stack deploy $(STACK) ($$DOCKERHUB_USER/churnops-*:$$IMAGE_TAG)"; \
+	  $(DOCKER) stack deploy --with-registry-auth --detach=true -c $(STACK_FILE) $(STACK); \
+	  echo "== deployed; follow with 'make stack-status', then 'make smoke'" 
+
+.PHONY: undeploy
+undeploy: ## Remove the stack (named volumes and Swarm secrets of other stacks are kept)
+	$(DOCKER) stack rm $(STACK)
+
+.PHONY: stack-status
+stack-status: ## Services, replicas and the tasks that are not running well
+	$(DOCKER) stack services $(STACK)
+	$(DOCKER) stack ps $(STACK) --no-trunc \
+	  --format 'table {{.Name}}\t{{.Node}}\t{{.CurrentState}}\t{{.Error}}'
+
+.PHONY: stack-scale
+stack-scale: ## Scale the API (REPLICAS=n; same node while the predictions DB is SQLite)
+	@test -n "$(REPLICAS)" || { echo "usage: make stack-scale REPLICAS=<n>" >&2; exit 2; }
+	$(DOCKER) service scale $(STACK)_api=$(REPLICAS)
+
+.PHONY: stack-rollback
+stack-rollback: ## Roll the API and UI back to their previous image/spec
+	$(DOCKER) service rollback $(STACK)_api
+	$(DOCKER) service rollback $(STACK)_ui
+
+.PHONY: smoke
+smoke: ## After a deploy: /ready, /predict with the documented churner, Kibana status
+	scripts/smoke.sh
