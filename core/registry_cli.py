@@ -1,0 +1,71 @@
+"""``python -m core.registry_cli {promote, rollback, champion, tune}``: the registry's command line.
+
+``make promote VERSION=n``, ``make rollback``, ``make champion`` and ``make tune`` call it; each
+command prints one JSON object on stdout (progress goes to stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from core.registry import CHAMPION, RegistryError, list_versions, promote, rollback
+from core.settings import get_settings
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, default=str, sort_keys=True))  # noqa: T201 - the CLI's output
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Promote, roll back, show the champion, or tune; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m core.registry_cli", description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_promote = sub.add_parser("promote", help="force VERSION to champion (recorded)")
+    p_promote.add_argument("version", help="model version number of churn-model")
+    p_promote.add_argument("--reason", default="manual promotion", help="why (recorded)")
+    p_rollback = sub.add_parser("rollback", help="champion back to the previous champion")
+    p_rollback.add_argument("--reason", default="manual rollback", help="why (recorded)")
+    sub.add_parser("champion", help="print the champion and every version as JSON")
+    p_tune = sub.add_parser("tune", help="hyper-parameter search as nested runs, best through gate")
+    p_tune.add_argument("--trials", type=int, default=8, help="number of sampled configurations")
+    p_tune.add_argument("--folds", type=int, default=3, help="cross-validation folds per trial")
+    p_tune.add_argument("--family", default="hgb", help="model family to tune: hgb, rf, logreg")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    try:
+        if args.command == "promote":
+            _print_json(promote(settings, args.version, args.reason).model_dump())
+        elif args.command == "rollback":
+            _print_json(rollback(settings, args.reason).model_dump())
+        elif args.command == "champion":
+            versions = [v.model_dump(mode="json") for v in list_versions(settings)]
+            champion = next((v for v in versions if CHAMPION in v["aliases"]), None)
+            _print_json({"champion": champion, "versions": versions})
+        else:
+            # Imported here: tuning pulls in the whole training pipeline.
+            from core.tuning import tune  # pylint: disable=import-outside-toplevel
+
+            result = tune(
+                settings, family=args.family, trials=args.trials, folds=args.folds,
+                on_progress=_stderr_progress,
+            )  # fmt: skip
+            _print_json(result.summary())
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    return 0
+
+
+def _stderr_progress(step: str, fraction: float) -> None:
+    print(f"[{fraction:6.1%}] {step}", file=sys.stderr, flush=True)  # noqa: T201
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
