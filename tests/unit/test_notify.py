@@ -302,6 +302,22 @@ def test_login_with_username_and_password(
     assert [m["Subject"] for m in inbox.messages] == ["[churnops] auth"]
 
 
+def test_starttls_refused_by_the_server_is_logged_and_kept(
+    settings: Settings,
+    smtp_server: tuple[Controller, Inbox],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    del settings
+    controller, inbox = smtp_server  # a plain server: it does not offer STARTTLS
+    conf = smtp_settings(monkeypatch, controller.port, SMTP_STARTTLS="true")
+    with caplog.at_level(logging.WARNING, logger="core.notify"):
+        assert notify.send_email("[churnops] tls", "body", conf) is False
+    assert "SMTPNotSupportedError" in caplog.text
+    assert inbox.messages == []
+    assert len(list(notify.outbox_dir(conf).glob("*.eml"))) == 1
+
+
 def test_cli_desktop_and_email_return_codes(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
 from pathlib import PurePosixPath as P
 
 import pytest
@@ -60,3 +62,13 @@ def test_a_burst_plans_each_pipeline_once_in_order() -> None:
     assert watch.plan(burst) == ["code", "data", "train"]
     assert watch.plan([P("var/x"), P(".venv/y")]) == []
     assert watch.plan([]) == []
+
+
+def test_a_command_that_cannot_start_is_a_failed_run(tmp_path: Path) -> None:
+    out = io.StringIO()
+    watcher = watch.Watcher(root=tmp_path, command="/nonexistent/pipeline {name}", out=out)
+    outcome = watcher.run("code", [P("core/a.py")])
+    assert outcome.returncode == 127
+    assert "could not start /nonexistent/pipeline" in outcome.log_path.read_text(encoding="utf-8")
+    assert outcome.log_path.parent == tmp_path / "var" / "watch"
+    assert "code  ✗ FAILED (exit 127)" in out.getvalue()
