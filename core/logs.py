@@ -69,12 +69,19 @@ class EcsJsonFormatter(logging.Formatter):
         return json.dumps(self.document(record), default=str, separators=(",", ":"))
 
 
+class JsonQueueHandler(logging.handlers.QueueHandler):
+    """Formats the ECS line in the logging thread (where ``exc_info`` still exists)."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        line = (self.formatter or EcsJsonFormatter()).format(record)
+        return logging.makeLogRecord({"msg": line, "levelno": record.levelno})
+
+
 class JsonLinesSocketHandler(logging.handlers.SocketHandler):
     """TCP ``json_lines`` for Logstash's tcp input (the stdlib handler sends pickles)."""
 
     def makePickle(self, record: logging.LogRecord) -> bytes:  # noqa: N802 - stdlib name
-        formatter = self.formatter or EcsJsonFormatter()
-        return (formatter.format(record) + "\n").encode("utf-8")
+        return (record.getMessage() + "\n").encode("utf-8")
 
 
 def _logstash_target() -> tuple[str, int] | None:
@@ -112,9 +119,9 @@ def configure_logging(
     root.addHandler(console)
     target = _logstash_target()
     if settings.log_json and target is not None:
-        shipper = JsonLinesSocketHandler(*target)
-        shipper.setFormatter(EcsJsonFormatter(service))
         records: queue.Queue[logging.LogRecord] = queue.Queue(10_000)
-        root.addHandler(logging.handlers.QueueHandler(records))
-        _listener = logging.handlers.QueueListener(records, shipper)
+        enqueue = JsonQueueHandler(records)
+        enqueue.setFormatter(EcsJsonFormatter(service))
+        root.addHandler(enqueue)
+        _listener = logging.handlers.QueueListener(records, JsonLinesSocketHandler(*target))
         _listener.start()

@@ -1,0 +1,77 @@
+"""Shared data for the monitoring tests: a reference, a prediction table, seeded rows."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import insert
+
+from core.monitoring.read import PREDICTION
+from core.monitoring.store import engine_for
+from core.reference import Reference, build_reference
+from core.schema import EXAMPLE_CHURNER, FEATURE_NAMES, validate_frame
+from tests.conftest import ROOT
+
+
+@lru_cache(maxsize=1)
+def training_frame() -> pd.DataFrame:
+    """The committed churn data, typed."""
+    return validate_frame(pd.read_csv(ROOT / "data" / "raw" / "churn.csv")).frame
+
+
+@lru_cache(maxsize=1)
+def reference() -> Reference:
+    """A reference built from the first 3,000 rows."""
+    return build_reference(training_frame().iloc[:3000])
+
+
+def shifted(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy where day minutes doubled and everyone has the international plan."""
+    out = frame.copy()
+    out["total_day_minutes"] = out["total_day_minutes"] * 2
+    out["international_plan"] = "yes"
+    return out
+
+
+def seed_predictions(db_url: str, rows: list[dict[str, Any]]) -> None:
+    """Create the ``prediction`` table (as the API does) and insert ``rows``."""
+    engine = engine_for(db_url)
+    PREDICTION.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(PREDICTION), rows)
+
+
+def prediction_rows(
+    hours: int = 3, per_hour: int = 10, features: pd.DataFrame | None = None
+) -> list[dict[str, Any]]:
+    """Rows over the last ``hours`` hours: 1 in 5 churns, latency 1..per_hour ms, version 1 or 2."""
+    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    rows = []
+    n = 0
+    for hour in range(hours):
+        for i in range(per_hour):
+            feats = (
+                features.iloc[n % len(features)][list(FEATURE_NAMES)].to_dict()
+                if features is not None
+                else EXAMPLE_CHURNER
+            )
+            rows.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "created_at": (now - timedelta(hours=hour, minutes=i)).replace(tzinfo=None),
+                    "model_version": "2" if i % 2 else "1",
+                    "probability": 0.8 if i % 5 == 0 else 0.2,
+                    "label": "yes" if i % 5 == 0 else "no",
+                    "latency_ms": float(i + 1),
+                    "features": json.dumps(feats, default=float),
+                    "actual": ("yes" if i % 10 == 0 else "no") if i < per_hour // 2 else None,
+                    "feedback_at": None,
+                }
+            )
+            n += 1
+    return rows
