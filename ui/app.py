@@ -23,7 +23,9 @@ from streamlit.navigation.page import (  # noqa: E402  # pylint: disable=wrong-i
 
 from ui.components import api_status_sidebar  # noqa: E402  # pylint: disable=wrong-import-position
 
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+# Not "pages/": a folder of that name next to the entry script switches Streamlit to its legacy
+# multipage mode (MPA v1), which runs page files without this script around them.
+PAGES_DIR = Path(__file__).resolve().parent / "views"
 LOG = logging.getLogger("churnops.ui")
 
 

@@ -1,0 +1,61 @@
+"""Model page: champion vs challenger, curves, plots, versions, promote/rollback, API down."""
+
+from __future__ import annotations
+
+from tests.ui.conftest import assert_clean, texts
+
+
+def _metric(at, name: str) -> str:
+    return next(m.value for m in at.metric if m.label == name)
+
+
+def test_champion_and_challenger_side_by_side(open_page, fake_api):
+    at = open_page("model")
+    assert_clean(at)
+    assert _metric(at, "Champion version") == "2"
+    assert _metric(at, "Inference path") == "numpy"
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["champion v2", "challenger v3", "Δ (challenger − champion)"]
+    assert table.loc["f1", "champion v2"] == 0.83 and table.loc["f1", "challenger v3"] == 0.79
+    assert round(table.loc["f1", "Δ (challenger − champion)"], 4) == -0.04
+    assert "F1 0.790 below champion 0.830" in texts(at)
+    assert {c[1][0] for c in fake_api.calls if c[0] == "model_curve"} == {"2", "3"}
+    assert len(at.get("image")) == 2  # both plots of the champion run
+    assert len(at.get("vega_lite_chart")) == 1  # the training curves
+    versions = at.dataframe[1].value
+    assert versions["version"].tolist() == ["3", "2", "1"]
+    assert versions["gate"].tolist() == ["rejected", "promoted", "—"]
+
+
+def test_promote_needs_a_key_and_reports_401(open_page, fake_api):
+    at = open_page("model")
+    at.button(key="model_promote").click().run()
+    assert "Enter the API key first." in at.error[0].value
+    assert not fake_api.called("promote")
+
+    at.text_input(key="model_api_key").set_value("wrong")
+    at.button(key="model_promote").click().run()
+    assert_clean(at)
+    assert "HTTP 401" in at.error[0].value and "/model/promote" in at.error[0].value
+
+    at.text_input(key="model_api_key").set_value("good-key")
+    at.button(key="model_promote").click().run()
+    assert_clean(at)
+    assert fake_api.called("promote")[-1] == ("3", "good-key")
+    assert "Version 3 is now the champion." in at.success[0].value
+
+
+def test_rollback(open_page, fake_api):
+    at = open_page("model")
+    at.text_input(key="model_api_key").set_value("good-key")
+    at.button(key="model_rollback").click().run()
+    assert_clean(at)
+    assert fake_api.called("rollback") == [("good-key",)]
+    assert "champion is now v1" in at.success[0].value
+
+
+def test_api_down(open_page, down_api):
+    at = open_page("model")
+    assert_clean(at)
+    assert f"`{down_api.base_url}/model`" in at.main.error[0].value
+    assert at.button(key="retry_read_the_served_model") is not None

@@ -1,0 +1,62 @@
+"""Monitoring page: live accuracy, traffic/latency, drift, host, Kibana link, partial outages."""
+
+from __future__ import annotations
+
+from core.settings import get_settings
+from tests.ui.conftest import FAKE_URL, assert_clean, texts
+from ui.client import ApiError
+
+
+def _metric(at, name: str) -> str:
+    return next(m.value for m in at.metric if m.label == name)
+
+
+def test_all_sections(open_page, fake_api):
+    at = open_page("monitoring")
+    assert_clean(at)
+    assert _metric(at, "Predictions with feedback") == "12"
+    assert _metric(at, "Accuracy") == "91.7 %"
+    assert _metric(at, "Latency p95") == "4.56 ms"
+    assert _metric(at, "Predicted churn rate") == "14.3 %"
+    assert "Drift detected in 1 feature(s): total_day_minutes" in at.warning[0].value
+    drift = at.dataframe[0].value
+    assert drift["feature"].tolist() == ["total_day_minutes", "state"]
+    assert (_metric(at, "CPU"), _metric(at, "RAM"), _metric(at, "Disk")) == (
+        "37.5 %",
+        "61.0 %",
+        "44.2 %",
+    )
+    assert not at.get("link_button"), "no Kibana link without KIBANA_URL"
+
+
+def test_window_is_sent(open_page, fake_api):
+    at = open_page("monitoring")
+    at.selectbox(key="monitoring_hours").set_value(168).run()
+    assert fake_api.called("monitoring_summary")[-1] == (168,)
+    assert_clean(at)
+
+
+def test_kibana_link_when_configured(open_page, fake_api, monkeypatch):
+    monkeypatch.setenv("KIBANA_URL", "http://kibana.example:5601/")
+    get_settings.cache_clear()
+    at = open_page("monitoring")
+    assert_clean(at)
+    link = at.get("link_button")[0]
+    assert link.proto.url == "http://kibana.example:5601/app/dashboards"
+
+
+def test_one_section_down_keeps_the_others(open_page, fake_api):
+    fake_api.fail["monitoring_drift"] = ApiError(f"{FAKE_URL}/monitoring/drift", 404, "Not Found")
+    at = open_page("monitoring")
+    assert_clean(at)
+    assert len(at.error) == 1 and "HTTP 404" in at.error[0].value
+    assert f"`{FAKE_URL}/monitoring/drift`" in at.error[0].value
+    assert _metric(at, "CPU") == "37.5 %"
+
+
+def test_api_down(open_page, down_api):
+    at = open_page("monitoring")
+    assert_clean(at)
+    body = texts(at)
+    for path in ("/metrics/live", "/monitoring/summary", "/monitoring/drift", "/monitoring/host"):
+        assert f"{down_api.base_url}{path}" in body

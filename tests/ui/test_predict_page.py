@@ -1,0 +1,112 @@
+"""Predict page: the schema-generated form, validation, result, drivers, API failures."""
+
+from __future__ import annotations
+
+from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURES, SPECS
+from tests.ui.conftest import FAKE_URL, assert_clean, texts
+from ui.client import ApiError
+from ui.form import help_text, label, validate
+
+
+def _metric(at, name: str) -> str:
+    return next(m.value for m in at.metric if m.label == name)
+
+
+def test_form_is_generated_from_the_schema(open_page, fake_api):
+    at = open_page("predict")
+    assert_clean(at)
+    for spec in FEATURES:
+        widget = at.get_by_key(f"f_{spec.name}")  # widgets are driven by key
+        assert widget is not None, spec.name
+        assert widget.value == EXAMPLE_LOYAL[spec.name], spec.name
+        assert widget.label == label(spec)
+    assert at.number_input(key="f_account_length").label == "Account length (days)"
+    assert "Range 0 to 400 days" in at.number_input(key="f_account_length").help
+    assert at.selectbox(key="f_state").options[:2] == ["AK", "AL"]
+    assert at.selectbox(key="f_area_code").options == ["408", "415", "510"]  # shown without prefix
+    assert not fake_api.called("predict"), "nothing is sent before the user submits"
+
+
+def test_submit_sends_the_form_and_shows_probability_threshold_version_drivers(open_page, fake_api):
+    at = open_page("predict")
+    at.radio(key="f_international_plan").set_value("yes")
+    at.number_input(key="f_number_customer_service_calls").set_value(5)
+    at.button(key="predict_submit").click().run()
+    assert_clean(at)
+
+    sent = fake_api.called("predict")[0][0]
+    assert sent == {**EXAMPLE_LOYAL, "international_plan": "yes",
+                    "number_customer_service_calls": 5}  # fmt: skip
+    assert fake_api.called("explain")[0][0] == sent
+    assert _metric(at, "Churn probability") == "73.1 %"
+    assert _metric(at, "Decision") == "Will churn"
+    assert _metric(at, "Threshold") == "42.0 %"
+    assert _metric(at, "Model version") == "2"
+    assert "What drives this prediction" in texts(at)
+    drivers = at.dataframe[0].value
+    assert drivers["feature"].tolist()[0] == label(SPECS["number_customer_service_calls"])
+    assert drivers["contribution"].tolist() == [0.21, 0.15, -0.04]
+
+
+def test_preset_churner_fills_every_field(open_page, fake_api):
+    at = open_page("predict")
+    at.button(key="preset_churner").click().run()
+    for spec in FEATURES:
+        assert at.get_by_key(f"f_{spec.name}").value == EXAMPLE_CHURNER[spec.name]
+    at.button(key="predict_submit").click().run()
+    assert fake_api.called("predict")[0][0] == EXAMPLE_CHURNER
+    assert_clean(at)
+
+
+def test_inconsistent_values_warn_but_still_score(open_page, fake_api):
+    at = open_page("predict")
+    at.radio(key="f_voice_mail_plan").set_value("no")
+    at.number_input(key="f_number_vmail_messages").set_value(12)
+    at.button(key="predict_submit").click().run()
+    assert any("no voice-mail plan" in w.value for w in at.warning)
+    assert fake_api.called("predict")
+    assert_clean(at)
+
+
+def test_validation_rejects_bad_values_before_sending():
+    customer, errors, _ = validate({**EXAMPLE_LOYAL, "account_length": 9999, "state": "ZZ"})
+    assert customer is None
+    assert any(e.startswith("Account length (days):") for e in errors)
+    assert any(e.startswith("State:") for e in errors)
+    customer, errors, warnings = validate(dict(EXAMPLE_LOYAL))
+    assert customer == EXAMPLE_LOYAL and not errors and not warnings
+    assert "Allowed: 408, 415, 510" in help_text(SPECS["area_code"])
+
+
+def test_api_down_shows_the_url_and_a_retry_that_works(open_page, fake_api):
+    fake_api.fail["predict"] = ApiError(f"{FAKE_URL}/predict", None, "cannot reach the API")
+    at = open_page("predict")
+    at.button(key="predict_submit").click().run()
+    assert_clean(at)
+    message = at.error[0].value
+    assert "not reachable" in message and f"`{FAKE_URL}/predict`" in message
+    assert not at.metric or "Churn probability" not in [m.label for m in at.metric]
+
+    del fake_api.fail["predict"]  # the API comes back
+    at.button(key="retry_score_this_customer").click().run()
+    assert_clean(at)
+    assert _metric(at, "Churn probability") == "73.1 %"
+    assert len(fake_api.called("predict")) == 2
+
+
+def test_real_client_against_a_dead_port_never_shows_a_traceback(open_page, down_api):
+    at = open_page("predict")
+    assert any(down_api.base_url in e.value for e in at.sidebar.error)  # sidebar status
+    at.button(key="predict_submit").click().run()
+    assert_clean(at)
+    assert any(f"{down_api.base_url}/predict" in e.value for e in at.error)
+    assert at.button(key="retry_score_this_customer") is not None
+
+
+def test_explain_failure_keeps_the_prediction(open_page, fake_api):
+    fake_api.fail["explain"] = ApiError(f"{FAKE_URL}/predict/explain", 404, "Not Found")
+    at = open_page("predict")
+    at.button(key="predict_submit").click().run()
+    assert_clean(at)
+    assert _metric(at, "Churn probability") == "73.1 %"
+    assert any("Drivers are not available" in i.value for i in at.info)
