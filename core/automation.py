@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import platform
 import re
 import shlex
+
 # Runs the project's own make targets from an argv list, never through a shell.
 import subprocess  # nosec B404
 import sys
@@ -172,7 +174,7 @@ def summary_text(run: PipelineRun) -> str:
     """A plain-text report of a run: one line per step, then the failing step's log tail."""
     lines = [
         f"pipeline {run.name}: {'passed' if run.ok else 'FAILED'} in {run.duration_s:.1f}s",
-        f"started {run.started_at.isoformat(timespec='seconds')} on {os.uname().nodename}",
+        f"started {run.started_at.isoformat(timespec='seconds')} on {platform.node()}",
         f"logs: {run.log_dir}",
         "",
     ]
@@ -258,9 +260,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"no champion model version: {exc}", file=sys.stderr)
             return 1
         return 0
-    run = run_pipeline(
-        args.name, args.steps, settings, make=shlex.split(args.make), echo=not args.quiet
-    )
+    try:
+        run = run_pipeline(
+            args.name, args.steps, settings, make=shlex.split(args.make), echo=not args.quiet
+        )
+    except KeyboardInterrupt:
+        print(f"pipeline {args.name}: interrupted", file=sys.stderr, flush=True)
+        return 130
     print(summary_text(run), flush=True)
     notify_run(run, settings, args.email, desktop=not args.no_desktop)
     return run.returncode
