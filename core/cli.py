@@ -1,0 +1,191 @@
+"""``python -m core``: validate data, train, evaluate and predict from the command line.
+
+Progress and human-readable summaries go to stderr; machine-readable results go to stdout (``train``
+ends with ONE JSON line: ``run_id``, ``model_version``, ``f1``, ``roc_auc``, ``promoted``).
+Exit codes: 0 success, 1 invalid data or a missed quality floor (``evaluate --check``), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core.data import file_sha256, load_dataset, split_dataset, to_xy
+from core.evaluate import QUALITY_THRESHOLDS, evaluate
+from core.persist import latest_bundle_dir, load_bundle
+from core.predict import Predictor
+from core.schema import SchemaError, validate_frame
+from core.settings import get_settings
+from core.train import MODEL_FAMILIES, TrainConfig
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _out(message: str) -> None:
+    print(message, flush=True)
+
+
+def _progress(step: str, fraction: float) -> None:
+    _err(f"[{fraction:4.0%}] {step}")
+
+
+def _model_dir(value: Path | None) -> Path:
+    if value is not None:
+        return value
+    return latest_bundle_dir(get_settings().var_dir / "models")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate a CSV against the schema and list every issue."""
+    path: Path = args.data or get_settings().data_path
+    frame = pd.read_csv(path, skipinitialspace=True)
+    report = validate_frame(frame, require_target=args.target)
+    rows = len(report.frame)
+    if report.ok:
+        _out(f"OK {path}: {rows} rows, all valid (sha256 {file_sha256(path)})")
+        return 0
+    valid = int(report.valid_rows.sum())
+    _out(f"INVALID {path}: {len(report.issues)} issue(s), {valid}/{rows} valid rows")
+    _out(report.summary(limit=args.limit))
+    return 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train, evaluate on the holdout, save the bundle; last stdout line is the JSON summary."""
+    # Imported here: it pulls in the registry seam, which the other commands do not need.
+    from core.pipelines import train_and_register  # pylint: disable=import-outside-toplevel
+
+    settings = get_settings()
+    if args.data is not None:
+        settings = settings.model_copy(update={"data_path": args.data})
+    config = TrainConfig(family=args.family, cv_folds=args.cv_folds, seed=args.seed)
+    result = train_and_register(settings, config, on_progress=None if args.quiet else _progress)
+    metrics = result.metrics
+    cv = f"{result.cv.mean:.4f} ± {result.cv.std:.4f}" if result.cv else "skipped"
+    _err(
+        f"{result.family}: holdout F1 {metrics.f1:.4f}, ROC-AUC {metrics.roc_auc:.4f}, "
+        f"PR-AUC {metrics.pr_auc:.4f}, Brier {metrics.brier:.4f}, threshold {result.threshold:.3f}"
+        f"; {config.cv_folds}-fold CV F1 {cv}; bundle {result.bundle_dir};"
+        f" {result.duration_s:.1f} s"
+    )
+    failures = QUALITY_THRESHOLDS.failures(metrics)
+    if failures:
+        _err("below the quality floors: " + "; ".join(failures))
+    _out(json.dumps(result.summary()))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score a saved bundle on the holdout of a labelled CSV (or on all of its rows)."""
+    bundle_dir = _model_dir(args.model)
+    bundle = load_bundle(bundle_dir)
+    frame = load_dataset(args.data or get_settings().data_path)
+    if args.split == "holdout":
+        frame = split_dataset(frame, bundle.meta.config.split).test
+    x, y = to_xy(frame)
+    probability = Predictor(bundle).predict_frame(x)["probability"].to_numpy()
+    metrics = evaluate(y, probability, bundle.threshold)
+    failures = QUALITY_THRESHOLDS.failures(metrics)
+    document: dict[str, Any] = {
+        "model": str(bundle_dir),
+        "split": args.split,
+        "metrics": metrics.model_dump(),
+        "passes_floors": not failures,
+        "failures": failures,
+    }
+    _out(json.dumps(document, indent=2))
+    return 1 if failures and args.check else 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Score a CSV of customers; writes the input columns plus probability and label."""
+    predictor = Predictor(load_bundle(_model_dir(args.model)))
+    frame = pd.read_csv(args.input, skipinitialspace=True)
+    scored = predictor.predict_frame(frame)
+    out = frame.assign(churn_probability=scored["probability"], churn_label=scored["label"])
+    if str(args.output) == "-":
+        out.to_csv(sys.stdout, index=False)
+    else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        out.to_csv(args.output, index=False)
+        churners = int((scored["label"] == "yes").sum())
+        _err(f"wrote {len(out)} predictions ({churners} churn) to {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m core`` (one sub-command per action)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m core", description="churnops: churn model pipeline."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    data_help = "CSV file (modeldata or BigML spelling); default: DATA_PATH (data/raw/churn.csv)"
+    model_help = "bundle directory; default: the last one trained under VAR_DIR/models"
+
+    p = sub.add_parser(
+        "validate", help="check a CSV against the schema", description=cmd_validate.__doc__
+    )
+    p.add_argument("--data", type=Path, help=data_help)
+    p.add_argument(
+        "--no-target", dest="target", action="store_false", help="the churn column may be absent"
+    )
+    p.add_argument(
+        "--limit", type=int, default=20, help="show at most this many issues (default 20)"
+    )
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "train", help="train, evaluate and save a model", description=cmd_train.__doc__
+    )
+    p.add_argument("--data", type=Path, help=data_help)
+    p.add_argument(
+        "--family", choices=MODEL_FAMILIES, default="hgb", help="model family (default hgb)"
+    )
+    p.add_argument(
+        "--cv-folds", type=int, default=5, help="folds of the reported CV F1; 0 skips (default 5)"
+    )
+    p.add_argument("--seed", type=int, default=42, help="random_state of the model (default 42)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a saved model", description=cmd_evaluate.__doc__)
+    p.add_argument("--model", type=Path, help=model_help)
+    p.add_argument("--data", type=Path, help=data_help + "; must contain churn")
+    p.add_argument(
+        "--split",
+        choices=("holdout", "all"),
+        default="holdout",
+        help="score the model's fixed holdout (default) or every row",
+    )
+    p.add_argument("--check", action="store_true", help="exit 1 when a quality floor is missed")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="score a CSV of customers", description=cmd_predict.__doc__)
+    p.add_argument("--input", type=Path, required=True, help="CSV of customers (19 raw columns)")
+    p.add_argument(
+        "--output", type=Path, default=Path("-"), help="output CSV; '-' = stdout (default)"
+    )
+    p.add_argument("--model", type=Path, help=model_help)
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one sub-command and return its exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SchemaError as exc:
+        _err(f"invalid data: {exc}")
+        return 1
+    except FileNotFoundError as exc:
+        _err(f"error: {exc}")
+        return 1
