@@ -6,6 +6,8 @@ is one ``make <step>``, streamed to the console and captured to
 ``summary.json`` is written next to the logs, a desktop notification says name, result and duration,
 and an email goes out for ``pipeline-all`` and for every failure (failing step + the tail of its
 log). The exit code is the failing step's.
+
+Subprocesses are started from argv lists, never through a shell (hence the bandit ``nosec``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ import os
 import platform
 import re
 import shlex
-
-# Runs the project's own make targets from an argv list, never through a shell.
 import subprocess  # nosec B404
 import sys
 import time

@@ -6,6 +6,8 @@ the batch's paths are mapped to pipelines (code/tests → ``code``; ``data/`` �
 ``train``; training configuration → ``train``) and each pipeline runs once, through a configurable
 command (``make pipeline-{name}`` by default). One compact status line is printed per run; a failed
 run is reported and watching goes on; Ctrl-C (or SIGTERM) stops it cleanly.
+
+Subprocesses are started from argv lists, never through a shell (hence the bandit ``nosec``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import fnmatch
 import queue
 import shlex
 import signal
-# Runs the configured pipeline command from an argv list, never through a shell.
 import subprocess  # nosec B404
 import sys
 import threading
