@@ -121,5 +121,20 @@ stack-rollback: ## Roll the API and UI back to their previous image/spec
 	$(DOCKER) service rollback $(STACK)_ui
 
 .PHONY: smoke
-smoke: ## After a deploy: /ready, /predict with the documented churner, Kibana status
-	scripts/smoke.sh
+smoke: $(STAMP) ## After a deploy: /ready, /predict with the documented churner, Kibana status
+	PYTHON=$(PY) SECRETS_DIR=$(SECRETS_DIR) scripts/smoke.sh
+
+STACK_API_URL ?= http://localhost:8000
+.PHONY: stack-train
+stack-train: ## Train a champion inside the stack: POST /retrain (API key from SECRETS_DIR), wait for the gate
+	@job=$$(printf 'X-API-Key: %s\n' "$$(cat "$(SECRETS_DIR)/api_key")" \
+	    | curl -fsS -X POST -H @- "$(STACK_API_URL)/retrain" \
+	    | python3 -c 'import json, sys; print(json.load(sys.stdin)["job_id"])'); \
+	  echo "== retrain job $$job"; \
+	  while :; do \
+	    answer=$$(curl -fsS "$(STACK_API_URL)/retrain/$$job"); \
+	    status=$$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["status"])' "$$answer"); \
+	    echo "   $$status"; \
+	    case "$$status" in succeeded) echo "$$answer"; break ;; failed) echo "$$answer" >&2; exit 1 ;; esac; \
+	    sleep 5; \
+	  done
