@@ -46,12 +46,22 @@ def test_kibana_link_when_configured(open_page, fake_api, monkeypatch):
 
 
 def test_one_section_down_keeps_the_others(open_page, fake_api):
-    fake_api.fail["monitoring_drift"] = ApiError(f"{FAKE_URL}/monitoring/drift", 404, "Not Found")
+    fake_api.fail["monitoring_drift"] = ApiError(f"{FAKE_URL}/monitoring/drift", 503, "ES down")
     at = open_page("monitoring")
     assert_clean(at)
-    assert len(at.error) == 1 and "HTTP 404" in at.error[0].value
+    assert len(at.main.error) == 1 and "HTTP 503" in at.error[0].value
     assert f"`{FAKE_URL}/monitoring/drift`" in at.error[0].value
     assert _metric(at, "CPU") == "37.5 %"
+
+
+def test_no_drift_run_yet_is_a_hint(open_page, fake_api):
+    fake_api.fail["monitoring_drift"] = ApiError(
+        f"{FAKE_URL}/monitoring/drift", 404, "no drift run yet: run `make drift`"
+    )
+    at = open_page("monitoring")
+    assert_clean(at)
+    assert not at.main.error
+    assert "Nothing yet: no drift run yet: run `make drift`" in at.info[0].value
 
 
 def test_api_down(open_page, down_api):

@@ -16,8 +16,8 @@ RUNNING = {
 }
 DONE = {**RUNNING, "status": "succeeded",
         "progress": RUNNING["progress"] + [{"step": "gate", "fraction": 1.0, "at": "x"}],
-        "result": {"promoted": True, "reason": "F1 0.85 beats 0.83", "challenger_score": 0.85,
-                   "champion_score": 0.83, "model_version": "4"}}  # fmt: skip
+        "result": {"promoted": True, "reason": "F1 0.85 beats 0.83", "f1": 0.85, "roc_auc": 0.9,
+                   "model_version": "4", "run_id": "r4"}}  # fmt: skip
 
 
 def _metric(at, name: str) -> str:
@@ -44,7 +44,8 @@ def test_progress_then_gate_decision(open_page, fake_api):
     at.run()  # the next poll
     assert_clean(at)
     assert "Promoted to champion. F1 0.85 beats 0.83" in at.success[0].value
-    assert _metric(at, "Challenger score") == "0.8500"
+    assert _metric(at, "New model F1") == "0.8500"
+    assert _metric(at, "Champion score") == "—"
     assert _metric(at, "New version") == "4"
 
 

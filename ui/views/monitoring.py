@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
 from core.settings import get_settings
 from ui import client
-from ui.client import ApiClient
-from ui.components import fetch, num, pct
+from ui.client import ApiClient, ApiError
+from ui.components import fetch, num, pct, show_api_error
 
 PSI_WARN, PSI_ALERT = 0.1, 0.25
 WINDOWS = {1: "last hour", 6: "last 6 hours", 24: "last 24 hours", 168: "last 7 days"}
+
+
+def _optional(what: str, call: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """A section whose data may not exist yet: a 404 is a hint, not an error."""
+    try:
+        return call()
+    except ApiError as err:
+        if err.status == 404:
+            st.info(f"Nothing yet: {err.message}")
+        else:
+            show_api_error(err, what)
+        return None
 
 
 def _live(api: ApiClient) -> None:
@@ -64,7 +79,7 @@ def _traffic(api: ApiClient) -> None:
 
 def _drift(api: ApiClient) -> None:
     st.subheader("Data drift per feature")
-    drift = fetch("read the drift report", api.monitoring_drift)
+    drift = _optional("read the drift report", api.monitoring_drift)
     if drift is None:
         return
     features = pd.DataFrame(drift.get("features") or [])
@@ -105,7 +120,7 @@ def _drift(api: ApiClient) -> None:
 
 def _host(api: ApiClient) -> None:
     st.subheader("Host")
-    host = fetch("read the host metrics", api.monitoring_host)
+    host = _optional("read the host metrics", api.monitoring_host)
     if host is None:
         return
     cols = st.columns(3)

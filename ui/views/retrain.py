@@ -46,17 +46,20 @@ def _start() -> None:
 
 def _decision(result: dict[str, Any]) -> None:
     st.subheader("Gate decision")
-    promoted = bool(result.get("promoted"))
+    promoted = result.get("promoted")
     reason = str(result.get("reason") or "no reason given")
-    if promoted:
+    if promoted is None:
+        st.info(f"Trained, but no promotion gate ran. {reason}")
+    elif promoted:
         st.success(f"Promoted to champion. {reason}", icon="✅")
     else:
         st.warning(f"Not promoted; the champion stays. {reason}", icon="🛑")
-    cols = st.columns(3)
-    cols[0].metric("Challenger score", num(result.get("challenger_score"), 4))
-    cols[1].metric("Champion score", num(result.get("champion_score"), 4))
+    cols = st.columns(4)
     version = result.get("model_version", result.get("version"))
-    cols[2].metric("New version", str(version) if version is not None else "—")
+    cols[0].metric("New version", str(version) if version is not None else "—")
+    cols[1].metric("New model F1", num(result.get("f1", result.get("challenger_score")), 4))
+    cols[2].metric("New model ROC AUC", num(result.get("roc_auc"), 4))
+    cols[3].metric("Champion score", num(result.get("champion_score"), 4))
     with st.expander("Full result"):
         st.json(result)
 

@@ -1,0 +1,213 @@
+"""``make run``: train if there is no champion, then serve the API and the UI together.
+
+Both servers run as child processes in their own process groups; Ctrl-C (SIGINT) or SIGTERM stops
+both (SIGTERM to each group, SIGKILL after a grace period), and on Linux each child also gets
+SIGTERM should this launcher die, so no server is left behind. If one server exits, the other is
+stopped and the launcher exits non-zero.
+
+    python scripts/run.py [--host 127.0.0.1] [--api-port 8000] [--ui-port 8501] [--no-train]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import signal
+import subprocess  # nosec B404  # launching our own servers is the point of this script
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+GRACE_SECONDS = 15.0
+PR_SET_PDEATHSIG = 1
+
+
+def log(message: str) -> None:
+    """Launcher messages go to stderr, prefixed, so they stand out from the servers' logs."""
+    print(f"[run] {message}", file=sys.stderr, flush=True)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask Linux to SIGTERM the child if the launcher dies (no orphan even on SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except OSError:
+            pass
+
+
+def has_champion(env: dict[str, str]) -> bool:
+    """Whether the registry has a champion (``python -m core.registry_cli champion``)."""
+    found = subprocess.run(  # nosec B603  # fixed argv, no shell
+        [PYTHON, "-m", "core.registry_cli", "champion"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if found.returncode != 0:
+        log(f"could not read the registry ({found.stderr.strip()[-300:]}); will train")
+        return False
+    lines = [line for line in found.stdout.splitlines() if line.strip()]
+    try:
+        return bool(lines and json.loads(lines[-1]).get("champion"))
+    except ValueError:
+        return False
+
+
+def train(env: dict[str, str]) -> None:
+    """Run the training entry point in the foreground (its progress shows on the terminal)."""
+    log("no champion model yet: training one first (python -m core train)")
+    done = subprocess.run(  # nosec B603  # fixed argv, no shell
+        [PYTHON, "-m", "core", "train"], cwd=ROOT, env=env, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"[run] training failed (exit {done.returncode})")
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Poll ``url`` until it answers 2xx, the process exits, or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:  # nosec B310  # our http URL
+                if 200 <= answer.status < 300:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    return False
+
+
+class Supervisor:
+    """Start child servers in their own process groups and stop them all, exactly once."""
+
+    def __init__(self) -> None:
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopping = False
+
+    def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start one server; it does not get the terminal's Ctrl-C (we forward it)."""
+        # pylint: disable-next=consider-using-with  # a long-lived child, stopped in stop()
+        proc = subprocess.Popen(  # nosec B603  # fixed argv, no shell
+            list(argv),
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # pylint: disable=subprocess-popen-preexec-fn
+        )
+        self.children[name] = proc
+        log(f"{name} started (pid {proc.pid})")
+        return proc
+
+    def stop(self) -> None:
+        """SIGTERM every child's process group, wait, then SIGKILL what is left."""
+        if self.stopping:
+            return
+        self.stopping = True
+        for name, proc in self.children.items():
+            if proc.poll() is None:
+                log(f"stopping {name} (pid {proc.pid})")
+                _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + GRACE_SECONDS
+        for name, proc in self.children.items():
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                log(f"{name} did not stop in {GRACE_SECONDS:.0f} s: killing it")
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+            _signal_group(proc, signal.SIGKILL)  # stray grandchildren (e.g. API workers)
+
+    def first_exit(self) -> tuple[str, int] | None:
+        """The name and code of a child that has exited, if any."""
+        for name, proc in self.children.items():
+            code = proc.poll()
+            if code is not None:
+                return name, code
+        return None
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # the child leads its own session, so pgid == pid
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line options (defaults from API_PORT, UI_PORT, API_WORKERS, RUN_HOST)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--host", default=os.environ.get("RUN_HOST", "127.0.0.1"))
+    parser.add_argument("--api-port", type=int, default=int(os.environ.get("API_PORT", "8000")))
+    parser.add_argument("--ui-port", type=int, default=int(os.environ.get("UI_PORT", "8501")))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("API_WORKERS", "2")))
+    parser.add_argument("--no-train", action="store_true", help="never train, even without a model")
+    parser.add_argument("--startup-timeout", type=float, default=120.0, help="seconds per server")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Train if needed, start API then UI, supervise both until a signal or an exit."""
+    args = parse_args(argv)
+    api_url = f"http://{args.host}:{args.api_port}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "API_URL": api_url}
+    if not args.no_train and not has_champion(env):
+        train(env)
+
+    supervisor = Supervisor()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        del frame
+        log(f"got {signal.Signals(signum).name}: stopping API and UI")
+        supervisor.stop()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        api = supervisor.start(
+            "API",
+            [PYTHON, "-m", "uvicorn", "api.main:create_app", "--factory", "--host", args.host,
+             "--port", str(args.api_port), "--workers", str(args.workers), "--no-access-log"],
+            {**env, "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+        if not wait_http(f"{api_url}/health", api, args.startup_timeout):
+            log(f"the API did not come up on {api_url}")
+            supervisor.stop()
+            return 1
+        ui = supervisor.start(
+            "UI",
+            [PYTHON, "-m", "streamlit", "run", str(ROOT / "ui" / "app.py"),
+             "--server.address", args.host, "--server.port", str(args.ui_port),
+             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            env,
+        )  # fmt: skip
+        ui_url = f"http://{args.host}:{args.ui_port}"
+        if not wait_http(f"{ui_url}/_stcore/health", ui, args.startup_timeout):
+            log(f"the UI did not come up on {ui_url}")
+            supervisor.stop()
+            return 1
+        log(f"API {api_url}/docs · UI {ui_url} — Ctrl-C stops both")
+        while (ended := supervisor.first_exit()) is None:
+            time.sleep(0.5)
+        log(f"{ended[0]} exited with code {ended[1]}: stopping the other one")
+        supervisor.stop()
+        return ended[1] or 1
+    finally:
+        supervisor.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
