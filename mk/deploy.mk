@@ -16,10 +16,8 @@ SOURCE_URL ?= $(shell git config --get remote.origin.url 2>/dev/null || echo unk
 BUILD_DATE = $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 # The champion's version in the registry MLFLOW_TRACKING_URI points at (embedded store by
 # default); `none` when there is no champion yet. It becomes an image label and a `model-vN` tag.
-CHAMPION_VERSION_PY := from core.registry import list_versions; from core.settings import get_settings; \
-  print(next((v.version for v in list_versions(get_settings()) if 'champion' in v.aliases), 'none'))
-MODEL_VERSION ?= $(shell $(PY) -c "$(CHAMPION_VERSION_PY)" 2>/dev/null | tail -n 1 | grep -E '^[0-9]+$$' \
-  || echo none)
+MODEL_VERSION ?= $(shell $(PY) -m core.automation model-version 2>/dev/null | tail -n 1 \
+  | grep -E '^[0-9]+$$' || echo none)
 # The tag `make deploy` deploys: the one `docker-build` just made.
 DEPLOY_TAG ?= $(GIT_SHA)
 
