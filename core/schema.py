@@ -112,7 +112,7 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("state", "category", "US state of the customer's address (two-letter code).",
                 "NJ", "KS", "State", allowed=US_STATES),
     FeatureSpec("account_length", "integer", "How long the account has been active.",
-                137, 128, "Account length", "days", minimum=0, maximum=400),
+                88, 128, "Account length", "days", minimum=0, maximum=400),
     FeatureSpec("area_code", "category", "Telephone area code of the customer.",
                 "area_code_415", "area_code_415", "Area code", allowed=AREA_CODES),
     FeatureSpec("international_plan", "category", "Whether the customer has the intl plan.",
@@ -121,10 +121,10 @@ FEATURES: tuple[FeatureSpec, ...] = (
                 "no", "yes", "Voice mail plan", allowed=YES_NO),
     FeatureSpec("number_vmail_messages", "integer", "Number of voice-mail messages.",
                 0, 25, "Number vmail messages", "messages", minimum=0, maximum=100),
-    *_usage("day", "daytime", (299.4, 71, 50.9), (265.1, 110, 45.07)),
-    *_usage("eve", "evening", (61.9, 88, 5.26), (197.4, 99, 16.78)),
-    *_usage("night", "night-time", (196.9, 89, 8.86), (244.7, 91, 11.01)),
-    *_usage("intl", "international", (6.6, 7, 1.78), (10.0, 3, 2.7)),
+    *_usage("day", "daytime", (235.1, 98, 39.97), (265.1, 110, 45.07)),
+    *_usage("eve", "evening", (251.8, 79, 21.4), (197.4, 99, 16.78)),
+    *_usage("night", "night-time", (285.9, 76, 12.87), (244.7, 91, 11.01)),
+    *_usage("intl", "international", (7.2, 2, 1.94), (10.0, 3, 2.7)),
     FeatureSpec("number_customer_service_calls", "integer", "Calls made to customer service.",
                 4, 1, "Customer service calls", "calls", minimum=0, maximum=30),
 )  # fmt: skip
@@ -134,6 +134,9 @@ NUMERIC_FEATURES: tuple[str, ...] = tuple(s.name for s in FEATURES if s.is_numer
 CATEGORICAL_FEATURES: tuple[str, ...] = tuple(s.name for s in FEATURES if not s.is_numeric)
 SPECS: dict[str, FeatureSpec] = {spec.name: spec for spec in FEATURES}
 
+# Both examples are real rows of data/raw/churn.csv: the churner is a holdout row labelled "yes"
+# (international plan, only 2 international calls, heavy usage, 4 service calls; its state MD shown
+# as NJ, state carries no signal), the loyal one is the first row, labelled "no".
 EXAMPLE_CHURNER: dict[str, Any] = {spec.name: spec.churner for spec in FEATURES}
 EXAMPLE_LOYAL: dict[str, Any] = {spec.name: spec.loyal for spec in FEATURES}
 

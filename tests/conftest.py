@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from core.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from core.pipelines import TrainedModel
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = bool(os.environ.get("CI"))
@@ -49,3 +53,16 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def trained_model() -> TrainedModel:
+    """The default model (HGB) trained once per session on the real data's fixed split (no CV).
+
+    Read-only: the pipeline, bundle and split are shared by every test that asks for it.
+    """
+    from tests.factories import (  # pylint: disable=import-outside-toplevel  # only when used
+        trained_default,
+    )
+
+    return trained_default()

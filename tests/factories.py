@@ -1,0 +1,89 @@
+"""Shared builders for tests: customers, tables, CSV files and small training configurations.
+
+Everything here is built from the real data file or the schema's documented examples; nothing is
+fetched from the network.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core.data import load_dataset
+from core.pipelines import TrainedModel, fit_and_evaluate
+from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURES
+from core.train import HGBParams, LogRegParams, ModelFamily, RFParams, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_CSV = ROOT / "data" / "raw" / "churn.csv"
+
+# The BigML ``churn-bigml`` spelling of each canonical column.
+BIGML_COLUMNS: dict[str, str] = {spec.name: spec.bigml for spec in FEATURES} | {"churn": "Churn"}
+
+
+def customer(**overrides: Any) -> dict[str, Any]:
+    """The schema's documented loyal customer, with ``overrides`` applied."""
+    return {**EXAMPLE_LOYAL, **overrides}
+
+
+def churner(**overrides: Any) -> dict[str, Any]:
+    """The schema's documented churner, with ``overrides`` applied."""
+    return {**EXAMPLE_CHURNER, **overrides}
+
+
+@lru_cache(maxsize=1)
+def _raw_table() -> pd.DataFrame:
+    return pd.read_csv(DATA_CSV)
+
+
+def raw_rows(n: int = 50, seed: int = 0) -> pd.DataFrame:
+    """``n`` rows of the real CSV as read (canonical spelling, both classes), as a new frame."""
+    table = _raw_table()
+    churn = table[table["churn"] == "yes"].sample(max(1, n // 5), random_state=seed)
+    stay = table[table["churn"] == "no"].sample(n - len(churn), random_state=seed)
+    return pd.concat([churn, stay]).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def to_bigml(frame: pd.DataFrame) -> pd.DataFrame:
+    """The same rows in the BigML spelling (column names, area code 415, Yes/No, True/False)."""
+    out = frame.rename(columns=BIGML_COLUMNS)
+    out["Area code"] = out["Area code"].str.replace("area_code_", "", regex=False).astype(int)
+    for column in ("International plan", "Voice mail plan"):
+        out[column] = out[column].map({"yes": "Yes", "no": "No"})
+    if "Churn" in out.columns:
+        out["Churn"] = out["Churn"].map({"yes": True, "no": False})
+    return out
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """Write ``frame`` as a CSV (no index) and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def small_config(family: ModelFamily = "hgb", **overrides: Any) -> TrainConfig:
+    """A fast configuration of ``family`` (few trees/iterations, no CV) for code tests."""
+    params: HGBParams | RFParams | LogRegParams
+    if family == "hgb":
+        params = HGBParams(max_iter=20, max_leaf_nodes=7)
+    elif family == "rf":
+        params = RFParams(n_estimators=12, max_depth=8)
+    else:
+        params = LogRegParams()
+    return TrainConfig(family=family, params=params, cv_folds=0, **overrides)
+
+
+@lru_cache(maxsize=1)
+def dataset() -> pd.DataFrame:
+    """The validated real data set (cached; treat as read-only)."""
+    return load_dataset(DATA_CSV)
+
+
+@lru_cache(maxsize=1)
+def trained_default() -> TrainedModel:
+    """The default configuration (HGB) trained once on the real data, without CV (cached)."""
+    return fit_and_evaluate(dataset(), TrainConfig(cv_folds=0), data_sha256="tests")
