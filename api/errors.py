@@ -1,0 +1,178 @@
+"""Error handling: field-level 422s, 413/415 from a thin ASGI guard, and never a traceback.
+
+:class:`BodyGuard` is plain ASGI (not ``BaseHTTPMiddleware``, which would cost more per request
+than a prediction): it checks ``Content-Length`` against the limit, counts the bytes of chunked
+bodies, and checks the content type of each route that takes a body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+JSON = ("application/json",)
+CSV = ("multipart/form-data", "text/csv")
+# Content types each POST route accepts (anything else: 415). Routes not listed take no body.
+CONTENT_RULES: dict[str, tuple[str, ...]] = {
+    "/predict": JSON,
+    "/predict/explain": JSON,
+    "/predict/batch": JSON + CSV,
+    "/predict/validate": CSV,
+    "/feedback": JSON,
+    "/model/promote": JSON,
+    "/retrain": ("multipart/form-data",),
+}
+
+
+class PayloadTooLarge(Exception):
+    """Raised inside a handler when a batch has too many rows."""
+
+
+def _reply(status: int, detail: str) -> tuple[Message, Message]:
+    body = json.dumps({"detail": detail}).encode()
+    start: Message = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
+    return start, {"type": "http.response.body", "body": body}
+
+
+class BodyGuard:
+    """413 for bodies over ``max_body`` bytes, 415 for a content type a route does not take."""
+
+    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        length: int | None = None
+        ctype = ""
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    length = None
+            elif name == b"content-type":
+                ctype = value.decode("latin-1").split(";", 1)[0].strip().lower()
+        if length is not None and length > self.max_body:
+            await self._send(send, 413, f"body over {self.max_body} bytes")
+            return
+        allowed = CONTENT_RULES.get(scope["path"].rstrip("/") or "/")
+        if allowed is not None and (length is None or length > 0) and ctype not in allowed:
+            if ctype or length:
+                shown = ctype or "none"
+                await self._send(send, 415, f"content type {shown} not accepted; use {allowed}")
+                return
+        if length is not None:
+            await self.app(scope, receive, send)
+            return
+        await self._chunked(scope, receive, send)
+
+    async def _send(self, send: Send, status: int, detail: str) -> None:
+        start, body = _reply(status, detail)
+        await send(start)
+        await send(body)
+
+    async def _chunked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Count the bytes of a body without Content-Length; answer 413 past the limit."""
+        seen = 0
+        rejected = False
+
+        async def counted() -> Message:
+            nonlocal seen, rejected
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body and not rejected:
+                    rejected = True
+                    await self._send(send, 413, f"body over {self.max_body} bytes")
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not rejected:
+                await send(message)
+
+        await self.app(scope, counted, guarded_send)
+
+
+def _column(loc: tuple[Any, ...] | list[Any]) -> str | None:
+    names = [str(p) for p in loc if isinstance(p, str) and p not in ("body", "query", "path")]
+    return names[-1] if names else None
+
+
+def error_items(errors: Any) -> list[dict[str, Any]]:
+    """Pydantic/FastAPI errors as ``{loc, msg, type, row, column, reason}`` (no input echo)."""
+    items = []
+    for err in errors:
+        loc = list(err.get("loc", ()))
+        row = next((p for p in loc if isinstance(p, int)), None) if loc[:1] == ["body"] else None
+        msg = str(err.get("msg", "invalid value"))
+        items.append(
+            {
+                "loc": [p if isinstance(p, (str, int)) else str(p) for p in loc],
+                "msg": msg,
+                "type": str(err.get("type", "value_error")),
+                "row": row,
+                "column": _column(loc),
+                "reason": msg,
+            }
+        )
+    return items
+
+
+def _request_id(request: Request) -> str | None:
+    return request.headers.get("x-request-id")
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # nosec B101 - registered for this type only
+    body = {"detail": error_items(exc.errors()), "request_id": _request_id(request)}
+    return JSONResponse(body, status_code=422)
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # nosec B101 - registered for this type only
+    headers: Mapping[str, str] | None = getattr(exc, "headers", None)
+    body = {"detail": exc.detail, "request_id": _request_id(request)}
+    return JSONResponse(body, status_code=exc.status_code, headers=dict(headers or {}))
+
+
+async def _too_large(request: Request, exc: Exception) -> JSONResponse:
+    body = {"detail": str(exc), "request_id": _request_id(request)}
+    return JSONResponse(body, status_code=413)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    log.debug("traceback", exc_info=exc)
+    body = {"detail": "internal error; see the server log", "request_id": _request_id(request)}
+    return JSONResponse(body, status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers and the body guard on ``app``."""
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(PayloadTooLarge, _too_large)
+    app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(BodyGuard)

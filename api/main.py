@@ -1,0 +1,193 @@
+"""The FastAPI application factory: ``uvicorn api.main:create_app --factory``.
+
+The lifespan builds one :class:`api.state.AppState` per worker process: the database engine (SQLite
+WAL by default), the batched prediction writer, the model manager (loads the champion ONCE, then
+follows the model generation), the retrain runner and the event hub. On shutdown it stops the
+watcher, drains the prediction queue into the database, and closes the event sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from sqlmodel import Session, col, select
+
+from api import errors
+from api.db import PredictionWriter, RetrainJob, as_utc, make_engine, utcnow
+from api.events import EventHub
+from api.jobs import RetrainRunner, Trainer
+from api.routes import feedback, health, model, monitoring, predict, predictions, retrain, ws
+from api.serving import Loader, ModelManager, ServedModel
+from api.state import AppState
+from core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Churn predictions for telecom customers, served from the MLflow **champion** of `churn-model`.
+
+* `POST /predict` scores one customer (examples: a churner and a loyal customer);
+  `POST /predict/batch` scores up to 10,000 (JSON or CSV, CSV out with `Accept: text/csv`).
+* Every prediction is stored (`GET /predictions`); `POST /feedback` records the true outcome and
+  `GET /metrics/live` shows the live quality.
+* `POST /retrain` (admin) retrains in the background, gates and hot-swaps the model in every worker;
+  `WS /ws/events` streams progress and swaps, `WS /ws/predict` scores over a socket.
+
+Admin endpoints need the `X-API-Key` header.
+"""
+TAGS = [
+    {"name": "predict", "description": "Score customers."},
+    {"name": "predictions", "description": "Stored predictions."},
+    {"name": "feedback", "description": "True outcomes and live quality."},
+    {"name": "model", "description": "The served champion and the registry."},
+    {"name": "retrain", "description": "Background retraining with the promotion gate."},
+    {"name": "monitoring", "description": "Volume, latency, drift and host metrics."},
+    {"name": "health", "description": "Liveness and readiness."},
+]
+
+
+def _event_sink(
+    settings: Settings,
+) -> tuple[Any, Callable[[Sequence[dict[str, Any]]], None] | None]:
+    """The monitoring event sink (``core.monitoring.get_event_sink``) and a batch callback."""
+    try:
+        factory = getattr(importlib.import_module("core.monitoring"), "get_event_sink")
+        sink = factory(settings)
+    except (ImportError, AttributeError):
+        return None, None
+    except Exception as exc:  # pylint: disable=broad-exception-caught  # monitoring is optional
+        log.warning("monitoring event sink unavailable: %s", exc)
+        return None, None
+
+    def ship(rows: Sequence[dict[str, Any]]) -> None:
+        docs = [
+            {
+                **{k: v for k, v in row.items() if k not in ("id", "created_at", "features")},
+                "prediction_id": row["id"],
+                "@timestamp": as_utc(row["created_at"]).isoformat(),
+                "features": row["features"],
+            }
+            for row in rows
+        ]
+        sink.submit("prediction", docs)
+
+    return sink, ship
+
+
+def _publish_jobs(state: AppState, since: datetime) -> datetime:
+    """Publish retrain jobs updated after ``since``; return the newest update time seen."""
+    newest = since
+    with Session(state.engine) as session:
+        jobs = session.exec(
+            select(RetrainJob)
+            .where(col(RetrainJob.updated_at) > since.replace(tzinfo=None))
+            .order_by(col(RetrainJob.updated_at))
+        ).all()
+    for job in jobs:
+        newest = max(newest, as_utc(job.updated_at))
+        state.hub.publish(
+            {
+                "type": "retrain_progress",
+                "job_id": job.id,
+                "status": job.status,
+                "progress": job.progress,
+                "result": job.result,
+                "error": job.error,
+                "at": as_utc(job.updated_at).isoformat(),
+            }
+        )
+    return newest
+
+
+async def _watch(state: AppState, interval: float) -> None:
+    """Follow the model generation (reload + swap) and retrain progress (events)."""
+    seen = utcnow()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_in_threadpool(state.manager.poll)
+            if state.hub.subscribers:
+                seen = await run_in_threadpool(_publish_jobs, state, seen)
+        except Exception:  # pylint: disable=broad-exception-caught  # keep watching
+            log.exception("model/job watcher failed; retrying")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    loader: Loader | None = None,
+    trainer: Trainer | None = None,
+    watch_interval: float = 0.5,
+) -> FastAPI:
+    """Build the API.
+
+    Args:
+        settings: configuration (default: :func:`core.settings.get_settings`).
+        loader: returns the champion (default: ``core.registry.load_champion``).
+        trainer: runs a retrain (default: ``core.pipelines.train_and_register``).
+        watch_interval: seconds between checks of the model generation and job progress.
+
+    Returns:
+        The FastAPI app.
+
+    Raises:
+        ValueError: in prod mode with a missing or placeholder API key.
+    """
+    conf = settings or get_settings()
+    api_key = conf.require_api_key()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = await run_in_threadpool(make_engine, conf.db_url)
+        hub = EventHub()
+        hub.bind(asyncio.get_running_loop())
+        sink, ship = _event_sink(conf)
+        writer = PredictionWriter(engine, on_batch=ship)
+        writer.start()
+
+        def swapped(served: ServedModel) -> None:
+            hub.publish(
+                {
+                    "type": "model_swapped",
+                    "model_version": served.version,
+                    "generation": served.generation,
+                    "compiled": served.predictor.compiled,
+                }
+            )
+
+        manager = ModelManager(conf, engine, loader, on_swap=swapped)
+        runner = RetrainRunner(conf, engine, manager, trainer)
+        state = AppState(conf, api_key, engine, manager, writer, hub, runner)
+        app.state.churnops = state
+        await run_in_threadpool(manager.load)
+        watcher = asyncio.create_task(_watch(state, watch_interval))
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            await run_in_threadpool(writer.close)
+            if sink is not None:
+                await run_in_threadpool(sink.close)
+            await run_in_threadpool(runner.join, 0.1)
+            engine.dispose()
+
+    app = FastAPI(
+        title="churnops API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    # the hot routes first: Starlette matches routes in order
+    for module in (predict, health, model, predictions, feedback, retrain, ws, monitoring):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,299 @@
+"""Request/response models of the API, in pairs, every field documented with an example.
+
+The customer model itself comes from :mod:`core.schema` (the one feature schema); its examples are a
+realistic churner and a loyal customer, so both show up in ``/docs``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core import schema
+
+if TYPE_CHECKING:
+    CustomerIn = schema._CustomerBase  # pylint: disable=protected-access  # static view of Customer
+else:
+    CustomerIn = schema.Customer
+
+Label = Literal["yes", "no"]
+EXAMPLE_ID = "0b6f1c9e-3f6e-4c55-9a3e-2d1f2b7c8a41"
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# --- errors --------------------------------------------------------------------------------------
+class ErrorItem(BaseModel):
+    """One problem with the input: where (loc / row + column) and why."""
+
+    loc: list[str | int] = Field(
+        default_factory=list, description="Path of the bad value.", examples=[["body", "state"]]
+    )
+    msg: str = Field("", description="What is wrong.", examples=["Input should be 'AK', ..."])
+    type: str = Field("value_error", description="Machine-readable error type.")
+    row: int | None = Field(None, description="0-based row of a batch, when row-level.")
+    column: str | None = Field(None, description="Field/column at fault.", examples=["state"])
+    reason: str = Field("", description="Same as msg (batch format).")
+
+
+class ErrorResponse(BaseModel):
+    """Error body: a message, or a list of field/row-level problems."""
+
+    detail: str | list[ErrorItem] = Field(description="Message or list of problems.")
+    request_id: str | None = Field(None, description="Request id, for support.")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorResponse, "description": "Body or batch too large."},
+    415: {"model": ErrorResponse, "description": "Wrong content type."},
+    422: {"model": ErrorResponse, "description": "Invalid input, with field-level messages."},
+}
+ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or wrong X-API-Key."},
+}
+NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorResponse, "description": "No model loaded yet."},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "Unknown id."},
+}
+
+
+# --- health --------------------------------------------------------------------------------------
+class HealthResponse(BaseModel):
+    """Liveness."""
+
+    status: Literal["ok"] = Field(description="Always `ok` when the process answers.")
+
+
+class ReadyResponse(BaseModel):
+    """Readiness: model loaded and database reachable."""
+
+    status: Literal["ready", "degraded", "not_ready"] = Field(
+        description="`degraded`: serving a cached champion (MLflow unreachable); `not_ready`: no "
+        "model or no database.",
+        examples=["ready"],
+    )
+    reason: str | None = Field(None, description="Why it is degraded or not ready.")
+    model_version: str | None = Field(None, description="Served model version.", examples=["3"])
+
+
+# --- model ---------------------------------------------------------------------------------------
+class ModelInfo(BaseModel):
+    """The served champion."""
+
+    name: str = Field(description="Registered model name.", examples=["churn-model"])
+    version: str = Field(description="Registry version.", examples=["3"])
+    alias: str = Field(description="Registry alias served.", examples=["champion"])
+    family: str | None = Field(None, description="Model family.", examples=["hgb"])
+    metrics: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Holdout metrics of this version.",
+        examples=[{"f1": 0.93, "roc_auc": 0.93}],
+    )
+    trained_at: str | None = Field(None, description="When it was trained (ISO 8601, UTC).")
+    data_sha256: str | None = Field(None, description="SHA-256 of the training data file.")
+    threshold: float = Field(description="Decision threshold on the churn probability.")
+    compiled: Literal["onnx", "numpy", "sklearn"] = Field(
+        description="Inference path for single rows: `numpy` = exact compiled evaluator; "
+        "`sklearn` = fallback (model could not be compiled).",
+        examples=["numpy"],
+    )
+    degraded: bool = Field(False, description="True when loaded from the local cache.")
+    reason: str | None = Field(None, description="Why it is degraded.")
+    generation: int = Field(0, description="Model generation counter (bumped on every swap).")
+
+
+class ModelVersionInfo(BaseModel):
+    """One registered version."""
+
+    version: str = Field(description="Registry version.", examples=["3"])
+    aliases: list[str] = Field(default_factory=list, examples=[["champion"]])
+    metrics: dict[str, Any] = Field(default_factory=dict, description="Holdout metrics.")
+    created_at: str | None = Field(None, description="Registration time (ISO 8601).")
+    run_id: str | None = Field(None, description="MLflow run id.")
+    gate: dict[str, Any] = Field(default_factory=dict, description="Promotion gate decision.")
+
+
+class CurvePointOut(BaseModel):
+    """One point of a training curve."""
+
+    step: float = Field(description="Boosting iteration / learning-curve step.", examples=[50])
+    train_loss: float | None = Field(None, description="Log-loss on the training part.")
+    valid_loss: float | None = Field(None, description="Log-loss on the validation part.")
+
+
+class TrainingCurve(BaseModel):
+    """The training curve of a version."""
+
+    version: str = Field(examples=["3"])
+    points: list[CurvePointOut]
+
+
+class PlotInfo(BaseModel):
+    """One figure logged with a version."""
+
+    name: str = Field(description="Figure name (use in the URL).", examples=["roc_curve"])
+    title: str = Field(description="Human title.", examples=["ROC curve (holdout)"])
+
+
+class PromoteRequest(BaseModel):
+    """Force a version to champion."""
+
+    model_config = STRICT
+    version: str = Field(
+        min_length=1, max_length=16, pattern=r"^[0-9]+$", description="Version.", examples=["2"]
+    )
+    reason: str = Field("manual promotion via API", max_length=500, description="Recorded why.")
+
+
+class ModelActionResponse(BaseModel):
+    """Result of promote/rollback/reload."""
+
+    status: Literal["ok"] = "ok"
+    action: Literal["promote", "rollback", "reload"] = Field(description="What was done.")
+    version: str | None = Field(None, description="Champion version after the action.")
+    generation: int = Field(description="New model generation; every worker reloads.")
+
+
+# --- predict -------------------------------------------------------------------------------------
+class PredictionResponse(BaseModel):
+    """One churn prediction."""
+
+    prediction_id: str = Field(description="Id to send feedback for.", examples=[EXAMPLE_ID])
+    churn_probability: float = Field(
+        ge=0, le=1, description="Probability that the customer churns.", examples=[0.91]
+    )
+    label: Label = Field(description="`yes` when probability ≥ threshold.", examples=["yes"])
+    churn: bool = Field(description="Same as label, as a boolean.", examples=[True])
+    threshold: float = Field(description="Decision threshold used.", examples=[0.42])
+    model_version: str = Field(description="Model version that answered.", examples=["3"])
+    latency_ms: float = Field(description="Server-side scoring time, ms.", examples=[0.05])
+
+
+class Driver(BaseModel):
+    """How much one feature moved this prediction."""
+
+    feature: str = Field(
+        description="Raw feature name.", examples=["number_customer_service_calls"]
+    )
+    value: str | int | float = Field(description="Its value for this customer.", examples=[4])
+    contribution: float = Field(
+        description="Change in churn probability against a typical customer's value "
+        "(positive = pushes towards churn).",
+        examples=[0.21],
+    )
+
+
+class ExplainResponse(PredictionResponse):
+    """A prediction with its main drivers."""
+
+    drivers: list[Driver] = Field(description="Features by absolute contribution, largest first.")
+
+
+class BatchResult(BaseModel):
+    """One scored row of a batch."""
+
+    row: int = Field(description="0-based row index in the input.", examples=[0])
+    prediction_id: str = Field(description="Prediction id.", examples=[EXAMPLE_ID])
+    churn_probability: float = Field(ge=0, le=1, examples=[0.91])
+    label: Label = Field(examples=["yes"])
+
+
+class BatchResponse(BaseModel):
+    """A scored batch."""
+
+    model_version: str = Field(description="Model version that answered.", examples=["3"])
+    results: list[BatchResult] = Field(description="One result per input row, in order.")
+
+
+class IssueOut(BaseModel):
+    """One validation issue of an uploaded table."""
+
+    row: int | None = Field(description="0-based row (null: the whole column).", examples=[3])
+    column: str = Field(description="Column at fault.", examples=["area_code"])
+    reason: str = Field(description="Why.", examples=["unknown value 'x'"])
+
+
+class ValidateResponse(BaseModel):
+    """Validation report of an uploaded CSV."""
+
+    rows: int = Field(description="Rows read.", examples=[100])
+    valid_rows: int = Field(description="Rows without any issue.", examples=[98])
+    issues: list[IssueOut] = Field(description="Every issue found.")
+
+
+# --- stored predictions & feedback ---------------------------------------------------------------
+class PredictionRecord(BaseModel):
+    """A stored prediction."""
+
+    id: str = Field(examples=[EXAMPLE_ID])
+    created_at: datetime = Field(description="When it was answered (UTC).")
+    request_id: str = Field(description="Request id.")
+    model_version: str = Field(examples=["3"])
+    probability: float = Field(ge=0, le=1, examples=[0.91])
+    label: Label = Field(examples=["yes"])
+    threshold: float = Field(examples=[0.42])
+    latency_ms: float = Field(examples=[0.05])
+    features: dict[str, Any] = Field(description="The 19 raw fields.")
+    actual: Label | None = Field(None, description="True outcome, once fed back.")
+    feedback_at: datetime | None = Field(None, description="When the outcome was fed back.")
+
+
+class PredictionPage(BaseModel):
+    """A page of stored predictions, newest first."""
+
+    items: list[PredictionRecord]
+    total: int = Field(description="Rows matching the filters.", examples=[1234])
+
+
+class FeedbackRequest(BaseModel):
+    """The true outcome of a prediction."""
+
+    model_config = STRICT
+    prediction_id: str = Field(
+        min_length=1, max_length=36, description="Id from a prediction.", examples=[EXAMPLE_ID]
+    )
+    actual: Label = Field(description="Did the customer churn?", examples=["yes"])
+
+
+class LiveMetrics(BaseModel):
+    """Quality of the served predictions, from feedback received so far."""
+
+    count: int = Field(description="Predictions with feedback.", examples=[120])
+    accuracy: float | None = Field(None, examples=[0.95])
+    precision: float | None = Field(None, examples=[0.9])
+    recall: float | None = Field(None, examples=[0.85])
+    f1: float | None = Field(None, examples=[0.87])
+
+
+# --- retrain -------------------------------------------------------------------------------------
+class RetrainAccepted(BaseModel):
+    """A retrain was queued."""
+
+    job_id: str = Field(description="Poll `GET /retrain/{job_id}`.", examples=[EXAMPLE_ID])
+
+
+class ProgressPoint(BaseModel):
+    """One progress step of a retrain."""
+
+    step: str = Field(examples=["train"])
+    fraction: float = Field(ge=0, le=1, examples=[0.5])
+    at: datetime = Field(description="When (UTC).")
+
+
+class RetrainStatus(BaseModel):
+    """Status of a retrain job."""
+
+    job_id: str = Field(examples=[EXAMPLE_ID])
+    status: Literal["queued", "running", "succeeded", "failed"] = Field(examples=["running"])
+    progress: list[ProgressPoint] = Field(default_factory=list)
+    result: dict[str, Any] | None = Field(
+        None,
+        description="Training result with the gate decision (promoted, reason, scores).",
+        examples=[{"promoted": True, "reason": "beats champion", "model_version": "4"}],
+    )
+    error: str | None = Field(None, description="Why it failed.")
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,191 @@
+"""The served model: an immutable snapshot, swapped atomically, in step across worker processes.
+
+A request takes ONE reference to the current :class:`ServedModel` and uses it to the end, so it is
+answered by a fully loaded model even while a swap happens. A promotion/rollback/reload bumps the
+*model generation* in the database (:func:`api.db.bump_generation`); every worker polls it and
+reloads the champion when it moves, building the new snapshot completely before the swap.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from api.db import read_generation
+from core.fastpath import NotCompilable, RawScorer
+from core.features import encode_frame, encode_records
+from core.predict import Predictor
+from core.registry import LoadedModel, load_champion
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[Settings], LoadedModel]
+
+
+def _meta(bundle: Any) -> dict[str, Any]:
+    meta = getattr(bundle, "meta", None)
+    if meta is None:
+        return {}
+    if hasattr(meta, "model_dump"):
+        return dict(meta.model_dump(mode="json"))
+    return dict(vars(meta))
+
+
+def _metrics(bundle: Any) -> dict[str, Any]:
+    metrics = getattr(bundle, "metrics", None)
+    if metrics is None:
+        return {}
+    if hasattr(metrics, "model_dump"):
+        return dict(metrics.model_dump(mode="json"))
+    return dict(metrics)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """Everything a handler needs to answer with one model version (never mutated)."""
+
+    predictor: Predictor
+    scorer: RawScorer | None
+    version: str
+    threshold: float
+    generation: int
+    info: dict[str, Any] = field(default_factory=dict)
+    degraded: bool = False
+    reason: str = ""
+
+    @classmethod
+    def build(cls, loaded: LoadedModel, generation: int, name: str) -> ServedModel:
+        """Build (and compile) a snapshot from what the registry returned."""
+        try:
+            scorer: RawScorer | None = RawScorer(loaded.bundle.pipeline)
+            predictor = Predictor(loaded.bundle, scorer=scorer, compiled="numpy")
+        except NotCompilable as exc:
+            log.warning("v%s not compiled, serving with sklearn: %s", loaded.version, exc)
+            scorer, predictor = None, Predictor(loaded.bundle)
+        meta = {**_meta(loaded.bundle), **(loaded.metadata or {})}
+        threshold = float(loaded.bundle.threshold)
+        info = {
+            "name": name,
+            "version": str(loaded.version),
+            "alias": "champion",
+            "family": meta.get("family"),
+            "metrics": _metrics(loaded.bundle),
+            "trained_at": _text(meta.get("trained_at")),
+            "data_sha256": meta.get("data_sha256"),
+            "threshold": threshold,
+            "compiled": predictor.compiled,
+            "degraded": loaded.degraded,
+            "reason": loaded.reason or None,
+            "generation": generation,
+        }
+        return cls(
+            predictor=predictor,
+            scorer=scorer,
+            version=str(loaded.version),
+            threshold=threshold,
+            generation=generation,
+            info=info,
+            degraded=loaded.degraded,
+            reason=loaded.reason,
+        )
+
+    # The inputs below are already validated (FastAPI's Customer model or the vectorised
+    # validator), so the handlers use the predictor's unvalidated seam ``predict_proba_raw``.
+    def score_one(self, record: Mapping[str, Any]) -> float:
+        """Churn probability of one validated record (compiled path when available)."""
+        raw = encode_records([record])
+        if self.scorer is not None:
+            return self.scorer.one(raw[0])
+        return float(self.predictor.predict_proba_raw(raw)[0])
+
+    def score_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        """Churn probabilities of a validated, typed frame (batch path)."""
+        return self.predictor.predict_proba_raw(encode_frame(frame))
+
+    def score_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Churn probabilities of a few validated records."""
+        return self.predictor.predict_proba_raw(encode_records(records))
+
+    def label(self, probability: float) -> str:
+        """``yes`` when the probability reaches the threshold."""
+        return "yes" if probability >= self.threshold else "no"
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class ModelManager:
+    """Holds the current :class:`ServedModel` and reloads it when the model generation moves.
+
+    Args:
+        settings: service settings (passed to the loader).
+        engine: the database holding the model generation.
+        loader: returns the champion (``core.registry.load_champion`` by default).
+        on_swap: called with the new snapshot after each swap (e.g. to publish an event).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        loader: Loader | None = None,
+        on_swap: Callable[[ServedModel], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._loader: Loader = loader or load_champion
+        self._on_swap = on_swap
+        self._lock = threading.Lock()
+        self.current: ServedModel | None = None
+        self.generation = -1
+        self.error: str | None = None
+
+    def load(self, generation: int | None = None) -> ServedModel | None:
+        """Load the champion for ``generation`` (default: the database's) and swap it in.
+
+        Returns the new snapshot, or None when no champion could be loaded (the old one stays).
+        """
+        with self._lock:
+            target = read_generation(self._engine) if generation is None else generation
+            started = time.perf_counter()
+            try:
+                loaded = self._loader(self._settings)
+                served = ServedModel.build(loaded, target, self._settings.model_name)
+            except Exception as exc:  # pylint: disable=broad-exception-caught  # keep serving
+                self.error = f"{type(exc).__name__}: {exc}"
+                self.generation = max(self.generation, target)
+                log.warning("champion not loaded (generation %d): %s", target, self.error)
+                return None
+            previous = self.current
+            self.current = served  # the atomic swap: one reference assignment
+            self.generation = target
+            self.error = None
+            log.info(
+                "serving %s v%s (generation %d, %s path, %.0f ms)%s",
+                self._settings.model_name,
+                served.version,
+                target,
+                served.predictor.compiled,
+                (time.perf_counter() - started) * 1000,
+                " [degraded]" if served.degraded else "",
+            )
+        if self._on_swap is not None and (previous is None or previous is not served):
+            self._on_swap(served)
+        return served
+
+    def poll(self) -> bool:
+        """Reload when the database's generation differs from ours; True when it did."""
+        target = read_generation(self._engine)
+        if target == self.generation:
+            return False
+        return self.load(target) is not None

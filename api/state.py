@@ -1,0 +1,26 @@
+"""The per-process application state shared by the routers (built by the lifespan)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from api.db import PredictionWriter
+from api.events import EventHub
+from api.jobs import RetrainRunner
+from api.serving import ModelManager
+from core.settings import Settings
+
+
+@dataclass
+class AppState:
+    """Everything one worker process holds: settings, DB, model, writer, events, jobs."""
+
+    settings: Settings
+    api_key: str
+    engine: Engine
+    manager: ModelManager
+    writer: PredictionWriter
+    hub: EventHub
+    runner: RetrainRunner

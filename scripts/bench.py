@@ -1,0 +1,246 @@
+"""Benchmark the API against ``mlflow models serve`` on the same champion (``make bench``).
+
+Starts, on free ports of this machine:
+
+* the API: ``uvicorn api.main:create_app --factory`` with 2 workers (uvloop + httptools), its
+  predictions going to a throw-away SQLite file (so the real ``var/`` DB gets no benchmark rows);
+* ``mlflow models serve -m models:/churn-model@champion --env-manager local -w 2``;
+
+then loads ``POST /predict``, the MLflow server's ``POST /invocations`` and the API's own
+``GET /health`` with the same single customer at concurrency 1 and 8 (``wrk``, Debian package), and
+times a 10,000-row ``POST /predict/batch`` (server time from ``X-Process-Time-Ms``, and wall time).
+
+A champion must exist (``make train``). The last stdout line is one JSON object with every figure,
+the ratios and whether each floor of issue 4 holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess  # nosec B404 - starts the servers under test and wrk
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.schema import EXAMPLE_CHURNER  # noqa: E402  pylint: disable=wrong-import-position
+from core.settings import get_settings  # noqa: E402  pylint: disable=wrong-import-position
+
+FLOORS = {"ratio_vs_mlflow_c8": 40.0, "ratio_vs_health_c8": 0.40, "p99_ms_c8": 5.0, "batch_ms": 150}
+LUA = """wrk.method = "{method}"
+wrk.body = [[{body}]]
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until ``url`` answers 200 (or fail when the process dies or time runs out)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:  # nosec B310 - local http
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+@contextmanager
+def server(cmd: list[str], env: dict[str, str], url: str, log: Path) -> Iterator[None]:
+    """Run a server process group for the duration of the block."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(  # nosec B603 - fixed argv, no shell
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
+        try:
+            wait_http(url, 180, proc)
+            yield
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(30)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
+    if not match:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def run_wrk(
+    url: str, method: str, body: str, conns: int, seconds: int, tmp: Path
+) -> dict[str, Any]:
+    """Load ``url`` with wrk; returns req/s, p50/p99 in ms and errors."""
+    script = tmp / f"wrk-{method.lower()}.lua"
+    script.write_text(LUA.format(method=method, body=body), encoding="utf-8")
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+    out = subprocess.run(  # nosec B603 - fixed argv
+        cmd, capture_output=True, text=True, check=True, timeout=seconds + 60
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    socket_errors = re.search(r"Socket errors:.*", out)
+    return {
+        "rps": round(rps, 1),
+        "p50_ms": round(p50, 3),
+        "p99_ms": round(p99, 3),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(0) if socket_errors else "",
+    }
+
+
+def post(url: str, body: bytes, ctype: str = "application/json") -> tuple[float, dict[str, str]]:
+    """POST and return (wall ms, headers)."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": ctype})
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=60) as answer:  # nosec B310 - local http
+        answer.read()
+        headers = dict(answer.headers.items())
+    return (time.perf_counter() - started) * 1000, headers
+
+
+def batch_figures(api: str, rows: int, repeats: int) -> dict[str, Any]:
+    """Median server and wall time of a ``rows``-row JSON batch (rows from the holdout data)."""
+    import pandas as pd  # pylint: disable=import-outside-toplevel
+
+    from core.schema import (  # pylint: disable=import-outside-toplevel
+        FEATURE_NAMES,
+        check_frame,
+    )
+
+    frame = check_frame(pd.read_csv(get_settings().data_path), require_target=True)
+    frame = frame[list(FEATURE_NAMES)]
+    data = pd.concat([frame] * (rows // len(frame) + 1)).head(rows)
+    body = data.to_json(orient="records").encode()
+    server_ms, wall_ms = [], []
+    post(f"{api}/predict/batch", body)  # warm-up
+    for _ in range(repeats):
+        wall, headers = post(f"{api}/predict/batch", body)
+        wall_ms.append(wall)
+        lowered = {k.lower(): v for k, v in headers.items()}
+        server_ms.append(float(lowered.get("x-process-time-ms", "nan")))
+    return {
+        "rows": rows,
+        "server_ms": round(statistics.median(server_ms), 1),
+        "wall_ms": round(statistics.median(wall_ms), 1),
+        "body_mb": round(len(body) / 1e6, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print a table and, last, one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per run (s)")
+    parser.add_argument("--workers", type=int, default=2, help="workers of each server")
+    parser.add_argument("--batch-rows", type=int, default=10_000, help="rows of the batch test")
+    parser.add_argument("--repeats", type=int, default=5, help="batch repetitions (median)")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk not found: apt-get install wrk", file=sys.stderr)
+        return 2
+    settings = get_settings()
+    tmp = Path(tempfile.mkdtemp(prefix="churnops-bench-"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+    api_env = {**env, "DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}", "API_KEY": "bench-key"}
+    api_port, mlflow_port = free_port(), free_port()
+    api, mlf = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{mlflow_port}"
+    venv_bin = Path(sys.executable).parent
+    api_cmd = [
+        str(venv_bin / "uvicorn"), "api.main:create_app", "--factory", "--host", "127.0.0.1",
+        "--port", str(api_port), "--workers", str(args.workers), "--loop", "uvloop",
+        "--http", "httptools", "--no-access-log",
+    ]  # fmt: skip
+    mlflow_cmd = [
+        str(venv_bin / "mlflow"), "models", "serve", "-m",
+        f"models:/{settings.model_name}@champion", "--env-manager", "local",
+        "-w", str(args.workers), "-h", "127.0.0.1", "-p", str(mlflow_port),
+    ]  # fmt: skip
+    customer = json.dumps(EXAMPLE_CHURNER)
+    mlflow_body = json.dumps({"dataframe_records": [EXAMPLE_CHURNER]})
+    results: dict[str, Any] = {}
+    with server(api_cmd, api_env, f"{api}/ready", tmp / "api.log"):
+        # wait for /ready in every worker: a few requests make sure both answered
+        for _ in range(20):
+            post(f"{api}/predict", customer.encode())
+        for conns in (1, 8):
+            results[f"api_predict_c{conns}"] = run_wrk(
+                f"{api}/predict", "POST", customer, conns, args.seconds, tmp
+            )
+            results[f"api_health_c{conns}"] = run_wrk(
+                f"{api}/health", "GET", "", conns, args.seconds, tmp
+            )
+        results["batch"] = batch_figures(api, args.batch_rows, args.repeats)
+    with server(mlflow_cmd, env, f"{mlf}/ping", tmp / "mlflow.log"):
+        post(f"{mlf}/invocations", mlflow_body.encode())
+        for conns in (1, 8):
+            results[f"mlflow_c{conns}"] = run_wrk(
+                f"{mlf}/invocations", "POST", mlflow_body, conns, args.seconds, tmp
+            )
+    for conns in (1, 8):
+        predict = results[f"api_predict_c{conns}"]["rps"]
+        results[f"ratio_vs_mlflow_c{conns}"] = round(
+            predict / results[f"mlflow_c{conns}"]["rps"], 1
+        )
+        results[f"ratio_vs_health_c{conns}"] = round(
+            predict / results[f"api_health_c{conns}"]["rps"], 3
+        )
+    results["floors"] = {
+        "ratio_vs_mlflow_c8": results["ratio_vs_mlflow_c8"] >= FLOORS["ratio_vs_mlflow_c8"],
+        "ratio_vs_health_c8": results["ratio_vs_health_c8"] >= FLOORS["ratio_vs_health_c8"],
+        "p99_ms_c8": results["api_predict_c8"]["p99_ms"] <= FLOORS["p99_ms_c8"],
+        "batch_ms": results["batch"]["server_ms"] <= FLOORS["batch_ms"],
+    }
+    results["pass"] = all(results["floors"].values())
+    print(f"{'target':<22}{'c':>3}{'req/s':>11}{'p50 ms':>9}{'p99 ms':>9}")
+    for name in ("api_predict", "api_health", "mlflow"):
+        for conns in (1, 8):
+            row = results[f"{name}_c{conns}"]
+            print(
+                f"{name:<22}{conns:>3}{row['rps']:>11.1f}{row['p50_ms']:>9.3f}{row['p99_ms']:>9.3f}"
+            )
+    batch = results["batch"]
+    print(f"batch {batch['rows']} rows: server {batch['server_ms']} ms, wall {batch['wall_ms']} ms")
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(results, separators=(",", ":")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
