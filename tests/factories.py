@@ -74,7 +74,7 @@ def small_config(family: ModelFamily = "hgb", **overrides: Any) -> TrainConfig:
         params = RFParams(n_estimators=12, max_depth=8)
     else:
         params = LogRegParams()
-    return TrainConfig(family=family, params=params, cv_folds=0, **overrides)
+    return TrainConfig(family=family, params=params, **{"cv_folds": 0, **overrides})
 
 
 @lru_cache(maxsize=1)

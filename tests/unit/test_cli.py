@@ -1,0 +1,136 @@
+"""``python -m core``: every sub-command on real files, and ``make train``'s JSON contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from core.cli import build_parser, main
+from core.persist import mark_latest, save_bundle
+from core.pipelines import TrainedModel
+from core.settings import Settings
+from tests.factories import DATA_CSV, ROOT, raw_rows, to_bigml, write_csv
+
+SUMMARY_KEYS = ["run_id", "model_version", "f1", "roc_auc", "promoted"]
+
+
+def _last_json_line(text: str) -> dict[str, object]:
+    parsed: dict[str, object] = json.loads(text.strip().splitlines()[-1])
+    return parsed
+
+
+@pytest.fixture(name="trained_var")
+def fixture_trained_var(settings: Settings, trained_model: TrainedModel) -> Settings:
+    """The session's trained model saved as the latest bundle of the test's VAR_DIR."""
+    mark_latest(save_bundle(trained_model.bundle, settings.var_dir / "models" / "session-hgb"))
+    return settings
+
+
+def test_validate_reports_ok_and_every_issue(
+    tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    del settings
+    assert main(["validate", "--data", str(DATA_CSV)]) == 0
+    assert capsys.readouterr().out.startswith(f"OK {DATA_CSV}: 5000 rows")
+    bad = raw_rows(6).assign(state=["KS", "ZZ", "KS", "KS", "KS", "KS"])
+    bad = bad.drop(columns="churn")
+    assert main(["validate", "--data", str(write_csv(bad, tmp_path / "bad.csv"))]) == 1
+    out = capsys.readouterr().out
+    assert "INVALID" in out and "churn (all rows): missing column" in out
+    assert "state (row 1): unknown value 'ZZ'" in out
+    path = write_csv(to_bigml(bad.drop(index=1)), tmp_path / "bigml.csv")
+    assert main(["validate", "--no-target", "--data", str(path)]) == 0
+
+
+def test_train_prints_progress_and_ends_with_the_json_line(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "--data", str(DATA_CSV), "--family", "logreg", "--cv-folds", "2"]) == 0
+    captured = capsys.readouterr()
+    summary = _last_json_line(captured.out)
+    assert list(summary) == SUMMARY_KEYS
+    assert 0 < float(str(summary["f1"])) < 1
+    assert "[  0%] load" in captured.err and "cross-validate fold 2/2" in captured.err
+    assert "below the quality floors" in captured.err  # logreg is only the baseline
+    assert any((settings.var_dir / "models").iterdir())
+
+
+def test_evaluate_scores_the_latest_bundle(
+    trained_var: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    del trained_var
+    assert main(["evaluate", "--data", str(DATA_CSV), "--check"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["split"] == "holdout" and report["metrics"]["n"] == 1000
+    assert report["passes_floors"] is True and report["failures"] == []
+    assert main(["evaluate", "--data", str(DATA_CSV), "--split", "all"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["n"] == 5000
+
+
+def test_predict_writes_scored_csv(
+    trained_var: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    del trained_var
+    rows = to_bigml(raw_rows(25, seed=9).drop(columns="churn"))
+    source = write_csv(rows, tmp_path / "in.csv")
+    target = tmp_path / "out" / "scored.csv"
+    assert main(["predict", "--input", str(source), "--output", str(target)]) == 0
+    scored = pd.read_csv(target)
+    assert list(scored.columns) == [*rows.columns, "churn_probability", "churn_label"]
+    assert len(scored) == 25 and scored["churn_probability"].between(0, 1).all()
+    assert "wrote 25 predictions" in capsys.readouterr().err
+    assert main(["predict", "--input", str(source)]) == 0
+    assert capsys.readouterr().out.count("\n") == 26
+
+
+def test_errors_exit_1_with_a_message(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    del settings
+    assert main(["evaluate"]) == 1
+    assert "no trained model" in capsys.readouterr().err
+    bad = write_csv(raw_rows(5).assign(total_night_charge=-3.0), tmp_path / "bad.csv")
+    assert main(["train", "--data", str(bad), "--quiet"]) == 1
+    assert "invalid data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["validate", "train", "evaluate", "predict"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "--" in capsys.readouterr().out
+
+
+def test_python_dash_m_core_help() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "core", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert all(c in done.stdout for c in ("validate", "train", "evaluate", "predict"))
+
+
+@pytest.mark.slow
+def test_make_train_last_line_is_the_json_summary(tmp_path: Path) -> None:
+    env = {**os.environ, "VAR_DIR": str(tmp_path / "var"), "CV_FOLDS": "0"}
+    started = time.perf_counter()
+    done = subprocess.run(
+        ["make", "-s", "train"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    summary = _last_json_line(done.stdout)
+    assert list(summary) == SUMMARY_KEYS
+    assert float(str(summary["f1"])) >= 0.92 and float(str(summary["roc_auc"])) >= 0.92
+    assert (tmp_path / "var" / "models" / "LATEST").is_file()
+    assert time.perf_counter() - started < 120

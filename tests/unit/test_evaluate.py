@@ -1,0 +1,88 @@
+"""core.evaluate: metrics, validation threshold, CV and the shared quality floors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.data import to_xy
+from core.evaluate import (
+    QUALITY_THRESHOLDS,
+    Metrics,
+    QualityThresholds,
+    choose_threshold,
+    cross_validate_f1,
+    evaluate,
+)
+from tests.factories import dataset, small_config
+
+
+def test_evaluate_on_a_hand_computed_example() -> None:
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.6, 0.4, 0.9])
+    metrics = evaluate(y, p, 0.5)
+    assert metrics.confusion == [[1, 1], [1, 1]]
+    assert (metrics.f1, metrics.precision, metrics.recall, metrics.accuracy) == (0.5, 0.5, 0.5, 0.5)
+    assert metrics.roc_auc == pytest.approx(0.75)
+    assert metrics.brier == pytest.approx((0.01 + 0.36 + 0.36 + 0.01) / 4)
+    assert metrics.pr_auc == pytest.approx((1.0 + 2 / 3) / 2)
+    assert metrics.n == 4 and metrics.threshold == 0.5
+    assert set(metrics.numbers()) == set(Metrics.model_fields) - {"confusion"}
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.45, 0.95])
+def test_threshold_decides_the_labels(threshold: float) -> None:
+    y = np.array([0, 1, 0, 1, 1])
+    p = np.array([0.2, 0.5, 0.45, 0.95, 0.7])
+    (tn, fp), (fn, tp) = evaluate(y, p, threshold).confusion
+    assert tp + fp == int((p >= threshold).sum())
+    assert tn + fn == int((p < threshold).sum())
+
+
+def test_evaluate_refuses_a_single_class() -> None:
+    with pytest.raises(ValueError, match="both"):
+        evaluate(np.zeros(5), np.linspace(0, 1, 5), 0.5)
+
+
+@pytest.mark.parametrize(
+    ("y", "p"),
+    [
+        ([0, 0, 0, 1, 1], [0.1, 0.2, 0.3, 0.7, 0.8]),
+        ([0, 1, 0, 1, 1, 0], [0.05, 0.4, 0.35, 0.9, 0.6, 0.5]),
+        ([1, 0, 1, 0], [0.9, 0.1, 0.2, 0.8]),
+    ],
+)
+def test_choose_threshold_maximises_f1_on_validation(y: list[int], p: list[float]) -> None:
+    y_arr, p_arr = np.array(y), np.array(p)
+    best = choose_threshold(y_arr, p_arr)
+    f1_best = evaluate(y_arr, p_arr, best).f1
+    assert best in p_arr
+    assert all(evaluate(y_arr, p_arr, t).f1 <= f1_best for t in np.unique(p_arr))
+
+
+def test_choose_threshold_without_positives_falls_back_to_one_half() -> None:
+    assert choose_threshold(np.zeros(4), np.array([0.1, 0.2, 0.3, 0.4])) == 0.5
+
+
+def test_quality_thresholds_report_every_missed_floor() -> None:
+    good = evaluate(np.array([0, 0, 1, 1]), np.array([0.0, 0.1, 0.9, 1.0]), 0.5)
+    assert not QUALITY_THRESHOLDS.failures(good) and QUALITY_THRESHOLDS.passes(good)
+    bad = good.model_copy(update={"f1": 0.5, "roc_auc": 0.6, "brier": 0.3})
+    reasons = QUALITY_THRESHOLDS.failures(bad)
+    assert len(reasons) == 3 and not QUALITY_THRESHOLDS.passes(bad)
+    assert any(r.startswith("f1 0.5000 < 0.92") for r in reasons)
+    strict = QualityThresholds(min_f1=1.01)
+    assert strict.failures(good) == ["f1 1.0000 < 1.01"]
+
+
+def test_cross_validate_f1_runs_every_fold() -> None:
+    frame = dataset().sample(1200, random_state=0)
+    x, y = to_xy(frame)
+    done: list[tuple[int, int]] = []
+    result = cross_validate_f1(
+        small_config("hgb"), x, y, folds=3, on_fold=lambda k, n: done.append((k, n))
+    )
+    assert done == [(1, 3), (2, 3), (3, 3)]
+    assert len(result.scores) == 3 and all(0 < s <= 1 for s in result.scores)
+    assert result.mean == pytest.approx(np.mean(result.scores))
+    assert result.std == pytest.approx(np.std(result.scores))
