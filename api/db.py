@@ -279,16 +279,28 @@ class PredictionWriter:
             else:
                 conn.execute(insert(Prediction), rows)
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
+    def _insert_retrying(self, rows: list[dict[str, Any]]) -> None:
+        """Insert; retry while the database is unavailable/locked (transient), never drop."""
         delay = 0.05
         while True:
             try:
                 self._insert(rows)
-                break
-            except SQLAlchemyError:
+                return
+            except OperationalError:
                 log.exception("writing %d predictions failed; retrying", len(rows))
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        try:
+            self._insert_retrying(rows)
+        except SQLAlchemyError:  # e.g. a duplicate id: write the rest row by row
+            log.exception("batch of %d predictions refused; writing row by row", len(rows))
+            for row in rows:
+                try:
+                    self._insert_retrying([row])
+                except SQLAlchemyError:
+                    log.exception("prediction %s refused by the database", row.get("id"))
         with self._done:
             self._written += len(rows)
             self._done.notify_all()

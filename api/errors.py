@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,11 @@ class BodyGuard:
             if not rejected:
                 await send(message)
 
-        await self.app(scope, counted, guarded_send)
+        try:
+            await self.app(scope, counted, guarded_send)
+        except ClientDisconnect:
+            if not rejected:
+                raise
 
 
 def _column(loc: tuple[Any, ...] | list[Any]) -> str | None:
@@ -162,6 +167,13 @@ async def _too_large(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=413)
 
 
+async def _disconnected(request: Request, exc: Exception) -> JSONResponse:
+    """The client went away (or the guard cut the body): nobody reads this answer."""
+    del exc
+    log.info("client disconnected during %s %s", request.method, request.url.path)
+    return JSONResponse({"detail": "client disconnected"}, status_code=400)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
     log.debug("traceback", exc_info=exc)
@@ -174,5 +186,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(PayloadTooLarge, _too_large)
+    app.add_exception_handler(ClientDisconnect, _disconnected)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(BodyGuard)

@@ -88,7 +88,7 @@ def _publish_jobs(state: AppState, since: datetime) -> datetime:
     with Session(state.engine) as session:
         jobs = session.exec(
             select(RetrainJob)
-            .where(col(RetrainJob.updated_at) > since.replace(tzinfo=None))
+            .where(col(RetrainJob.updated_at) > since)
             .order_by(col(RetrainJob.updated_at))
         ).all()
     for job in jobs:

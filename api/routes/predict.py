@@ -41,9 +41,10 @@ from api.tables import (
     read_upload,
     validate_rows,
 )
-from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURE_NAMES, Customer
+from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURE_NAMES, FEATURES, Customer
 
 router = APIRouter(prefix="/predict", tags=["predict"])
+INTEGERS = {spec.name: "int64" for spec in FEATURES if spec.kind == "integer"}
 
 CUSTOMER_EXAMPLES: dict[str, Any] = {
     "churner": {
@@ -208,7 +209,7 @@ def _score_batch(
     report = validate_rows(frame)
     if not report.ok:
         raise unprocessable(issue_items(report))
-    valid = report.frame[list(FEATURE_NAMES)]
+    valid = report.frame[list(FEATURE_NAMES)].astype(INTEGERS)
     started = time.perf_counter()
     probabilities = model.score_frame(valid)
     latency_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(valid))

@@ -58,9 +58,9 @@ def list_predictions(
     limit, offset = query.limit, query.offset
     conditions = []
     if since is not None:
-        conditions.append(col(Prediction.created_at) >= _naive_utc(since))
+        conditions.append(col(Prediction.created_at) >= _utc(since))
     if until is not None:
-        conditions.append(col(Prediction.created_at) < _naive_utc(until))
+        conditions.append(col(Prediction.created_at) < _utc(until))
     if label is not None:
         conditions.append(col(Prediction.label) == label)
     if model_version is not None:
@@ -78,11 +78,9 @@ def list_predictions(
     )
 
 
-def _naive_utc(value: datetime) -> datetime:
-    """Stored timestamps are naive UTC (SQLite); compare like with like."""
-    if value.tzinfo is None:
-        return value
-    return value.astimezone(UTC).replace(tzinfo=None)
+def _utc(value: datetime) -> datetime:
+    """A filter bound in UTC (naive values are taken as UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @router.get(

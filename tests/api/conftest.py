@@ -96,7 +96,7 @@ def make_app(settings: Settings, champion: Champion) -> AppFactory:
     def build(**kwargs: Any) -> FastAPI:
         kwargs.setdefault("loader", champion)
         kwargs.setdefault("watch_interval", 0.05)
-        return create_app(settings, **kwargs)
+        return create_app(kwargs.pop("settings", settings), **kwargs)
 
     return build
 

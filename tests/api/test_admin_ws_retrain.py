@@ -1,0 +1,255 @@
+"""Admin key, model swaps, background retrain jobs and the WebSockets (TestClient)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from core.persist import ModelBundle
+from core.registry import LoadedModel
+from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL
+from core.settings import Settings, get_settings
+from tests.api.conftest import API_KEY, AppFactory, Champion
+
+ADMIN = {"X-API-Key": API_KEY}
+
+
+def _wait(predicate: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("path", ["/model/reload", "/model/rollback", "/retrain"])
+@pytest.mark.parametrize("key", [None, "wrong", "test-ke", "test-key-longer", "ключ"])
+def test_admin_needs_the_key(client: TestClient, path: str, key: str | None) -> None:
+    """401 without or with a wrong X-API-Key (constant-time compare, non-ASCII safe)."""
+    headers = {"X-API-Key": key.encode("utf-8")} if key is not None else {}
+    answer = client.post(path, headers=headers)
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"] == "APIKey"
+
+
+def test_promote_validation_and_registry_errors(client: TestClient) -> None:
+    """Promote validates the body; registry failures are 409/502, never 500."""
+    assert client.post("/model/promote", json={"version": "x"}, headers=ADMIN).status_code == 422
+    answer = client.post("/model/promote", json={"version": "999"}, headers=ADMIN)
+    assert answer.status_code in (409, 502)
+    assert client.post("/model/rollback", headers=ADMIN).status_code in (409, 502)
+    assert client.get("/model/versions").status_code in (200, 502)
+
+
+def test_prod_refuses_placeholder_key(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside dev, the app refuses to start with a missing or placeholder key."""
+    for value in ("changeme", ""):
+        monkeypatch.setenv("ENV", "prod")
+        monkeypatch.setenv("API_KEY", value)
+        get_settings.cache_clear()
+        with pytest.raises(ValueError, match="API_KEY"):
+            create_app(get_settings())
+    del settings
+
+
+def test_key_from_docker_secret_file(
+    make_app: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """API_KEY_FILE (a Docker secret) provides the key."""
+    secret = tmp_path / "api_key"
+    secret.write_text("from-secret-file\n", encoding="utf-8")
+    monkeypatch.delenv("API_KEY")
+    monkeypatch.setenv("API_KEY_FILE", str(secret))
+    get_settings.cache_clear()
+    with TestClient(make_app(settings=get_settings())) as client:
+        assert client.post("/model/reload", headers=ADMIN).status_code == 401
+        ok = client.post("/model/reload", headers={"X-API-Key": "from-secret-file"})
+        assert ok.status_code == 200
+
+
+def test_reload_swaps_atomically_and_announces(
+    client: TestClient, champion: Champion, small_bundle: ModelBundle
+) -> None:
+    """POST /model/reload: new version served; /ws/events says model_swapped."""
+    with client.websocket_connect("/ws/events") as events:
+        hello = events.receive_json()
+        assert hello["type"] == "hello" and hello["model_version"] == "1"
+        champion.loaded = LoadedModel(small_bundle, "2", {"source": "test"}, True, "cache")
+        answer = client.post("/model/reload", headers=ADMIN)
+        assert answer.status_code == 200
+        assert answer.json() == {
+            "status": "ok",
+            "action": "reload",
+            "version": "2",
+            "generation": 1,
+        }
+        swapped = events.receive_json()
+        assert swapped["type"] == "model_swapped" and swapped["model_version"] == "2"
+    assert client.post("/predict", json=EXAMPLE_LOYAL).json()["model_version"] == "2"
+    info = client.get("/model").json()
+    assert info["version"] == "2" and info["degraded"] is True and info["compiled"] == "numpy"
+    assert client.get("/ready").json() == {
+        "status": "degraded",
+        "reason": "cache",
+        "model_version": "2",
+    }
+
+
+def test_reload_failure_keeps_the_old_model(client: TestClient, champion: Champion) -> None:
+    """A failing reload answers 502 and keeps serving the previous model."""
+
+    def broken(settings: Settings) -> LoadedModel:
+        raise RuntimeError("registry down")
+
+    client.app.state.churnops.manager._loader = broken  # type: ignore[attr-defined]
+    answer = client.post("/model/reload", headers=ADMIN)
+    assert answer.status_code == 502 and "registry down" in answer.json()["detail"]
+    assert client.post("/predict", json=EXAMPLE_LOYAL).json()["model_version"] == "1"
+    del champion
+
+
+def test_generation_bump_from_elsewhere_is_followed(
+    client: TestClient, champion: Champion, small_bundle: ModelBundle
+) -> None:
+    """Another worker's promotion (a DB generation bump) reaches this worker by itself."""
+    from api.db import bump_generation  # pylint: disable=import-outside-toplevel
+
+    state = client.app.state.churnops  # type: ignore[attr-defined]
+    champion.loaded = LoadedModel(small_bundle, "7", {})
+    bump_generation(state.engine, "promoted by another worker")
+    _wait(lambda: client.get("/model").json()["version"] == "7")
+    assert client.get("/model").json()["generation"] == 1
+
+
+class FakeTrainer:
+    """A retrain that reports progress, can be held, and promotes a new champion."""
+
+    def __init__(self, champion: Champion, new: LoadedModel, promoted: bool = True) -> None:
+        self.champion = champion
+        self.new = new
+        self.promoted = promoted
+        self.release = threading.Event()
+        self.release.set()
+        self.seen_data: list[Path] = []
+
+    def __call__(self, settings: Settings, on_progress: Any) -> dict[str, Any]:
+        self.seen_data.append(settings.data_path)
+        on_progress("load", 0.1)
+        self.release.wait(30)
+        on_progress("train", 0.5)
+        if self.promoted:
+            self.champion.loaded = self.new
+        return {"promoted": self.promoted, "model_version": self.new.version, "reason": "test"}
+
+
+def test_retrain_job_gate_and_hot_swap(
+    make_app: AppFactory, champion: Champion, small_bundle: ModelBundle
+) -> None:
+    """202 + job id; 409 while running; progress; promoted → swapped; events on the socket."""
+    trainer = FakeTrainer(champion, LoadedModel(small_bundle, "2", {}))
+    trainer.release.clear()
+    with TestClient(make_app(trainer=trainer)) as client:
+        with client.websocket_connect("/ws/events") as events:
+            assert events.receive_json()["type"] == "hello"
+            started = client.post("/retrain", headers=ADMIN)
+            assert started.status_code == 202
+            job = started.json()["job_id"]
+            assert client.post("/retrain", headers=ADMIN).status_code == 409
+            running = client.get(f"/retrain/{job}").json()
+            assert running["status"] in ("queued", "running")
+            # predictions keep flowing during the retrain
+            for _ in range(20):
+                assert client.post("/predict", json=EXAMPLE_CHURNER).status_code == 200
+            trainer.release.set()
+            _wait(lambda: client.get(f"/retrain/{job}").json()["status"] == "succeeded")
+            kinds = set()
+            while "model_swapped" not in kinds:
+                kinds.add(events.receive_json()["type"])
+            assert "retrain_progress" in kinds
+        done = client.get(f"/retrain/{job}").json()
+        assert done["result"]["promoted"] is True
+        assert [p["step"] for p in done["progress"]] == ["load", "train", "swap", "done"]
+        assert client.post("/predict", json=EXAMPLE_LOYAL).json()["model_version"] == "2"
+        assert client.get("/retrain/nope").status_code == 404
+
+
+def test_retrain_not_promoted_keeps_model(make_app: AppFactory, champion: Champion) -> None:
+    """A challenger that fails the gate changes nothing."""
+    trainer = FakeTrainer(champion, champion.loaded, promoted=False)
+    with TestClient(make_app(trainer=trainer)) as client:
+        job = client.post("/retrain", headers=ADMIN).json()["job_id"]
+        _wait(lambda: client.get(f"/retrain/{job}").json()["status"] == "succeeded")
+        assert client.get(f"/retrain/{job}").json()["result"]["promoted"] is False
+        assert client.get("/model").json()["generation"] == 0
+
+
+def test_retrain_failure_is_reported(make_app: AppFactory) -> None:
+    """An exception in training: status failed with the error, the next retrain may start."""
+
+    def broken(settings: Settings, on_progress: Any) -> dict[str, Any]:
+        raise ValueError("no data")
+
+    with TestClient(make_app(trainer=broken)) as client:
+        job = client.post("/retrain", headers=ADMIN).json()["job_id"]
+        _wait(lambda: client.get(f"/retrain/{job}").json()["status"] == "failed")
+        assert "no data" in client.get(f"/retrain/{job}").json()["error"]
+        assert client.post("/retrain", headers=ADMIN).status_code == 202
+
+
+def test_retrain_on_uploaded_csv(
+    make_app: AppFactory, champion: Champion, holdout: tuple[pd.DataFrame, Any]
+) -> None:
+    """An uploaded training CSV is validated, stored and used; an invalid one is 422."""
+    trainer = FakeTrainer(champion, champion.loaded, promoted=False)
+    frame = holdout[0].assign(churn=["yes" if v else "no" for v in holdout[1]])
+    with TestClient(make_app(trainer=trainer)) as client:
+        bad = client.post(
+            "/retrain", headers=ADMIN, files={"file": ("t.csv", "a,b\n1,2\n", "text/csv")}
+        )
+        assert bad.status_code == 422
+        answer = client.post(
+            "/retrain", headers=ADMIN, files={"file": ("t.csv", frame.to_csv(index=False))}
+        )
+        assert answer.status_code == 202
+        job = answer.json()["job_id"]
+        _wait(lambda: client.get(f"/retrain/{job}").json()["status"] == "succeeded")
+    used = trainer.seen_data[-1]
+    assert used.is_file() and pd.read_csv(used).shape == frame.shape
+
+
+def test_ws_predict(client: TestClient) -> None:
+    """Customers in, predictions out; bad messages get an error and the socket stays open."""
+    with client.websocket_connect("/ws/predict") as socket:
+        socket.send_json(EXAMPLE_CHURNER)
+        first = socket.receive_json()
+        assert first["type"] == "prediction" and first["label"] == "yes"
+        socket.send_text("{not json")
+        assert socket.receive_json()["type"] == "error"
+        socket.send_text('{"total_day_minutes": NaN}')
+        assert socket.receive_json()["type"] == "error"
+        socket.send_json({**EXAMPLE_LOYAL, "state": "XX"})
+        error = socket.receive_json()
+        assert error["type"] == "error" and error["detail"][0]["column"] == "state"
+        socket.send_json([])
+        assert socket.receive_json()["type"] == "error"
+        socket.send_json({"id": "abc", "customer": EXAMPLE_LOYAL})
+        tagged = socket.receive_json()
+        assert tagged["id"] == "abc" and tagged["label"] == "no"
+        socket.send_json([EXAMPLE_LOYAL, EXAMPLE_CHURNER])
+        many = socket.receive_json()
+        assert [p["label"] for p in many["predictions"]] == ["no", "yes"]
+        socket.send_bytes(b"\xff\xfe")
+        assert socket.receive_json()["type"] == "error"
+        socket.send_bytes(b'{"x": 1}')
+        assert socket.receive_json()["type"] == "error"
+        socket.send_text("x" * 1_000_001)
+        assert "over" in socket.receive_json()["detail"]
+        socket.send_json(EXAMPLE_LOYAL)
+        assert socket.receive_json()["type"] == "prediction"

@@ -1,0 +1,265 @@
+"""Scoring endpoints through TestClient: answers, validation, limits, content types."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from api import errors, tables
+from core.persist import ModelBundle
+from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURE_NAMES, SPECS
+from tests.api.conftest import AppFactory
+
+
+def test_examples_churner_and_loyal(client: TestClient, bundle: ModelBundle) -> None:
+    """The documented churner is predicted to churn, the loyal customer not; fields complete."""
+    churner = client.post("/predict", json=EXAMPLE_CHURNER)
+    loyal = client.post("/predict", json=EXAMPLE_LOYAL)
+    assert churner.status_code == loyal.status_code == 200
+    body = churner.json()
+    assert set(body) == {
+        "prediction_id",
+        "churn_probability",
+        "label",
+        "churn",
+        "threshold",
+        "model_version",
+        "latency_ms",
+    }
+    assert body["label"] == "yes" and body["churn"] is True
+    assert loyal.json()["label"] == "no" and loyal.json()["churn"] is False
+    assert body["threshold"] == pytest.approx(bundle.threshold)
+    assert body["model_version"] == "1"
+    frame = pd.DataFrame([EXAMPLE_CHURNER])
+    expected = bundle.pipeline.predict_proba(frame)[:, 1][0]
+    assert body["churn_probability"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_bigml_spellings_accepted(client: TestClient) -> None:
+    """Yes/No plans and a bare area code are normalised like in training data."""
+    record = {**EXAMPLE_LOYAL, "international_plan": "No", "area_code": 415}
+    assert client.post("/predict", json=record).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "column"),
+    [
+        ({"state": "XX"}, "state"),
+        ({"account_length": -1}, "account_length"),
+        ({"total_day_minutes": "many"}, "total_day_minutes"),
+        ({"unknown_field": 1}, "unknown_field"),
+    ],
+)
+def test_field_level_422(client: TestClient, change: dict[str, object], column: str) -> None:
+    """Bad values and unknown fields: 422 naming the field, never a traceback."""
+    answer = client.post("/predict", json={**EXAMPLE_LOYAL, **change})
+    assert answer.status_code == 422
+    detail = answer.json()["detail"]
+    assert any(item["column"] == column and item["msg"] for item in detail)
+    assert "Traceback" not in answer.text
+
+
+def test_missing_field_422(client: TestClient) -> None:
+    """A missing field is reported by name."""
+    record = {k: v for k, v in EXAMPLE_LOYAL.items() if k != "voice_mail_plan"}
+    answer = client.post("/predict", json=record)
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["column"] == "voice_mail_plan"
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_nan_and_infinity_rejected(client: TestClient, literal: str) -> None:
+    """Non-finite numbers never reach the model."""
+    body = pd.Series(EXAMPLE_LOYAL).to_json().replace('"total_day_minutes":265.1', "")
+    raw = body.rstrip("}") + f',"total_day_minutes":{literal}}}'
+    for path in ("/predict", "/predict/batch"):
+        payload = raw if path == "/predict" else f"[{raw}]"
+        answer = client.post(path, content=payload, headers={"content-type": "application/json"})
+        assert answer.status_code == 422, (path, answer.text)
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b"[]", b"42", b'"x"'])
+def test_malformed_json_422(client: TestClient, body: bytes) -> None:
+    """Broken or wrongly shaped JSON: 422."""
+    answer = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 422
+
+
+def test_wrong_content_type_415(client: TestClient) -> None:
+    """A form or text body where JSON is expected: 415; CSV-only routes refuse JSON."""
+    text = client.post("/predict", content=b"state=KS", headers={"content-type": "text/plain"})
+    assert text.status_code == 415
+    form = client.post("/predict", data={"state": "KS"})
+    assert form.status_code == 415
+    assert client.post("/predict/validate", json=[EXAMPLE_LOYAL]).status_code == 415
+    assert (
+        client.post("/feedback", content=b"x", headers={"content-type": "text/csv"}).status_code
+        == 415
+    )
+
+
+def test_body_too_large_413(make_app: AppFactory) -> None:
+    """Over the byte limit: 413 from the guard (declared length or chunked)."""
+    app = make_app()
+    app.user_middleware.clear()
+    app.add_middleware(errors.BodyGuard, max_body=1000)
+    with TestClient(app) as client:
+        big = [EXAMPLE_LOYAL] * 20
+        assert client.post("/predict/batch", json=big).status_code == 413
+
+        def chunks() -> object:
+            for _ in range(20):
+                yield b"[" + b" " * 100
+
+        chunked = client.post(
+            "/predict/batch", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert chunked.status_code == 413
+
+
+def test_batch_too_many_rows_413(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More rows than the batch limit: 413 (JSON and CSV)."""
+    monkeypatch.setattr(tables, "MAX_ROWS", 3)
+    assert client.post("/predict/batch", json=[EXAMPLE_LOYAL] * 4).status_code == 413
+    csv = pd.DataFrame([EXAMPLE_LOYAL] * 4).to_csv(index=False)
+    answer = client.post("/predict/batch", files={"file": ("c.csv", csv, "text/csv")})
+    assert answer.status_code == 413
+
+
+def test_batch_json(client: TestClient, bundle: ModelBundle) -> None:
+    """A JSON list: one result per row, in order, equal to the pipeline's probabilities."""
+    rows = [EXAMPLE_CHURNER, EXAMPLE_LOYAL] * 40  # 80 rows: the sklearn batch path
+    answer = client.post("/predict/batch", json=rows)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["model_version"] == "1"
+    assert [r["row"] for r in body["results"]] == list(range(80))
+    expected = bundle.pipeline.predict_proba(pd.DataFrame(rows))[:, 1]
+    got = np.array([r["churn_probability"] for r in body["results"]])
+    assert np.max(np.abs(got - expected)) < 1e-9
+    assert len({r["prediction_id"] for r in body["results"]}) == 80
+    assert float(answer.headers["x-process-time-ms"]) > 0
+
+
+def test_batch_row_level_422(client: TestClient) -> None:
+    """Invalid rows: 422 with row, column and reason for each."""
+    rows = [EXAMPLE_LOYAL, {**EXAMPLE_LOYAL, "state": "XX", "account_length": -5}, "oops"]
+    answer = client.post("/predict/batch", json=rows[:2])
+    assert answer.status_code == 422
+    detail = answer.json()["detail"]
+    assert {(d["row"], d["column"]) for d in detail} == {(1, "state"), (1, "account_length")}
+    assert all(d["reason"] for d in detail)
+    not_objects = client.post("/predict/batch", json=rows)
+    assert not_objects.status_code == 422
+    assert not_objects.json()["detail"][0]["row"] == 2
+    unknown = client.post("/predict/batch", json=[{**EXAMPLE_LOYAL, "extra": 1}])
+    assert unknown.status_code == 422
+    assert client.post("/predict/batch", json={"rows": []}).status_code == 422
+    assert client.post("/predict/batch", json=[]).status_code == 422
+
+
+def _bigml(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.rename(columns={name: spec.bigml for name, spec in SPECS.items()})
+    out["Area code"] = out["Area code"].str.replace("area_code_", "").astype(int)
+    for column in ("International plan", "Voice mail plan"):
+        out[column] = out[column].map({"yes": "Yes", "no": "No"})
+    return out
+
+
+def test_batch_csv_upload_bigml_and_csv_out(
+    client: TestClient, holdout: tuple[pd.DataFrame, np.ndarray], bundle: ModelBundle
+) -> None:
+    """A BigML-spelled CSV upload scores like the canonical rows; Accept: text/csv gives CSV."""
+    frame = holdout[0].head(50).reset_index(drop=True)
+    csv = _bigml(frame).to_csv(index=False)
+    answer = client.post(
+        "/predict/batch",
+        files={"file": ("bigml.csv", csv, "text/csv")},
+        headers={"accept": "text/csv"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/csv")
+    scored = pd.read_csv(io.StringIO(answer.text))
+    assert list(scored.columns) == [*FEATURE_NAMES, "prediction_id", "churn_probability", "label"]
+    expected = bundle.pipeline.predict_proba(frame)[:, 1]
+    assert np.max(np.abs(scored["churn_probability"].to_numpy() - expected)) < 1e-9
+    assert scored["account_length"].dtype.kind == "i"
+    raw = client.post(
+        "/predict/batch",
+        content=frame.to_csv(index=False),
+        headers={"content-type": "text/csv"},
+    )
+    assert raw.status_code == 200 and len(raw.json()["results"]) == 50
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"file": ("e.csv", "", "text/csv")},
+        {"file": ("e.csv", 'a,b\n"1,2', "text/csv")},
+        {"other": ("e.csv", "a\n1", "text/csv")},
+    ],
+    ids=["empty", "broken", "no-file-field"],
+)
+def test_bad_uploads_422(client: TestClient, files: dict[str, tuple[str, str, str]]) -> None:
+    """Empty, unreadable or misnamed uploads: 422."""
+    assert client.post("/predict/batch", files=files).status_code == 422
+    assert client.post("/predict/validate", files=files).status_code == 422
+
+
+def test_validate_reports_every_issue(client: TestClient) -> None:
+    """/predict/validate lists row/column/reason without scoring."""
+    frame = pd.DataFrame([EXAMPLE_LOYAL, {**EXAMPLE_LOYAL, "area_code": "x"}, EXAMPLE_CHURNER])
+    answer = client.post("/predict/validate", files={"file": ("v.csv", frame.to_csv(index=False))})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["rows"] == 3 and body["valid_rows"] == 2
+    assert body["issues"] == [
+        {"row": 1, "column": "area_code", "reason": body["issues"][0]["reason"]}
+    ]
+
+
+def test_explain_drivers(client: TestClient) -> None:
+    """Drivers: one per feature that differs from the typical customer, largest effect first."""
+    answer = client.post("/predict/explain", json=EXAMPLE_CHURNER)
+    assert answer.status_code == 200
+    body = answer.json()
+    drivers = body["drivers"]
+    assert drivers and body["label"] == "yes"
+    sizes = [abs(d["contribution"]) for d in drivers]
+    assert sizes == sorted(sizes, reverse=True)
+    assert {d["feature"] for d in drivers} <= set(FEATURE_NAMES)
+    assert client.post("/predict/explain", json=EXAMPLE_LOYAL).json()["drivers"] == []
+
+
+def test_not_ready_503(make_app: AppFactory) -> None:
+    """Without a champion: /ready and /predict say 503 with the reason; /health is still ok."""
+
+    def no_model(settings: object) -> object:
+        raise RuntimeError("registry empty")
+
+    with TestClient(make_app(loader=no_model)) as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "not_ready" and "registry empty" in ready.json()["reason"]
+        answer = client.post("/predict", json=EXAMPLE_LOYAL)
+        assert answer.status_code == 503 and "registry empty" in answer.json()["detail"]
+        assert client.get("/model").status_code == 503
+        with client.websocket_connect("/ws/predict") as socket:
+            socket.send_json(EXAMPLE_LOYAL)
+            assert socket.receive_json()["type"] == "error"
+
+
+def test_uuid_generation() -> None:
+    """Batch and single ids are valid, unique UUID4 strings."""
+    import uuid  # pylint: disable=import-outside-toplevel
+
+    ids = tables.new_ids(2000) + [tables.new_id() for _ in range(2000)]
+    assert len(set(ids)) == 4000
+    assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+    assert tables.new_ids(0) == []
