@@ -9,11 +9,12 @@ API_WORKERS ?= 2
 .PHONY: ui
 ui: $(STAMP) ## Serve the Streamlit UI alone in the foreground (UI_PORT=8501) against API_URL
 	exec $(RUN)/streamlit run ui/app.py --server.address $(UI_HOST) --server.port $(UI_PORT) \
-	  --server.headless true --browser.gatherUsageStats false
+	  --server.headless true --browser.gatherUsageStats false --client.toolbarMode minimal
 
 .PHONY: run
 run: $(STAMP) ## Install if needed, train if there is no champion, serve API + UI; Ctrl-C stops both
 	exec $(PY) scripts/run.py --host $(UI_HOST) --api-port $(API_PORT) --ui-port $(UI_PORT) \
+	  --train-args "$(TRAIN_ARGS)" \
 	  --workers $(API_WORKERS)
 
 .PHONY: test-ui

@@ -1,11 +1,16 @@
-"""``make run``: train if there is no champion, then serve the API and the UI together.
+"""``make run``: serve the API and the UI together, training a first champion if there is none.
+
+The API starts first; when ``GET /ready`` says ``not_ready`` (no champion), ``python -m core train``
+trains and registers one and ``POST /model/reload`` loads it (the API's own key from the same
+environment). Then the UI starts against that API.
 
 Both servers run as child processes in their own process groups; Ctrl-C (SIGINT) or SIGTERM stops
 both (SIGTERM to each group, SIGKILL after a grace period), and on Linux each child also gets
 SIGTERM should this launcher die, so no server is left behind. If one server exits, the other is
 stopped and the launcher exits non-zero.
 
-    python scripts/run.py [--host 127.0.0.1] [--api-port 8000] [--ui-port 8501] [--no-train]
+    python scripts/run.py [--host 127.0.0.1] [--api-port 8000] [--ui-port 8501] [--workers 2]
+                          [--no-train | --train-args "--family rf"]
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import argparse
 import ctypes
 import json
 import os
+import shlex
 import signal
 import subprocess  # nosec B404  # launching our own servers is the point of this script
 import sys
@@ -23,6 +29,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -44,34 +51,66 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
             pass
 
 
-def has_champion(env: dict[str, str]) -> bool:
-    """Whether the registry has a champion (``python -m core.registry_cli champion``)."""
-    found = subprocess.run(  # nosec B603  # fixed argv, no shell
-        [PYTHON, "-m", "core.registry_cli", "champion"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if found.returncode != 0:
-        log(f"could not read the registry ({found.stderr.strip()[-300:]}); will train")
-        return False
-    lines = [line for line in found.stdout.splitlines() if line.strip()]
+def get_json(url: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> Any:
+    """The JSON body of an answer, 4xx/5xx included (``/ready`` answers 503 when not ready)."""
+    request = urllib.request.Request(url, method=method, headers=headers or {})
     try:
-        return bool(lines and json.loads(lines[-1]).get("champion"))
-    except ValueError:
-        return False
+        with urllib.request.urlopen(request, timeout=30) as answer:  # nosec B310  # our http URL
+            return json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as err:
+        try:
+            return json.loads(err.read() or b"null")
+        except ValueError:
+            return {"status": f"HTTP {err.code}"}
 
 
-def train(env: dict[str, str]) -> None:
+def train(env: dict[str, str], extra: Sequence[str] = ()) -> bool:
     """Run the training entry point in the foreground (its progress shows on the terminal)."""
-    log("no champion model yet: training one first (python -m core train)")
     done = subprocess.run(  # nosec B603  # fixed argv, no shell
-        [PYTHON, "-m", "core", "train"], cwd=ROOT, env=env, check=False
+        [PYTHON, "-m", "core", "train", *extra], cwd=ROOT, env=env, check=False
     )
     if done.returncode != 0:
-        raise SystemExit(f"[run] training failed (exit {done.returncode})")
+        log(f"training failed (exit {done.returncode})")
+    return done.returncode == 0
+
+
+def api_key() -> str:
+    """The admin key the API uses: same environment, same ``core.settings`` rules."""
+    if str(ROOT) not in sys.path:  # `python scripts/run.py` puts only scripts/ on sys.path
+        sys.path.insert(0, str(ROOT))
+    from core.settings import (  # pylint: disable=import-outside-toplevel  # after the path fix
+        get_settings,
+    )
+
+    return get_settings().require_api_key()
+
+
+def ensure_model(
+    api_url: str, env: dict[str, str], train_args: Sequence[str] | None, timeout: float
+) -> bool:
+    """Train and hot-load a champion when the API has none (``GET /ready`` is ``not_ready``)."""
+    ready = get_json(f"{api_url}/ready")
+    if ready.get("status") != "not_ready":
+        log(f"API {ready.get('status')}: model v{ready.get('model_version')}")
+        return True
+    log(f"the API has no model ({ready.get('reason')})")
+    if train_args is None:
+        log("--no-train: serving without a model (predictions answer 503)")
+        return True
+    log(f"training a first champion: python -m core train {' '.join(train_args)}".rstrip())
+    if not train(env, train_args):
+        return False
+    key = api_key()
+    get_json(f"{api_url}/model/reload", method="POST", headers={"X-API-Key": key})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready = get_json(f"{api_url}/ready")
+        if ready.get("status") in ("ready", "degraded"):
+            log(f"API {ready['status']}: model v{ready.get('model_version')}")
+            return True
+        time.sleep(1.0)
+    log(f"the API did not load the new model: {ready.get('reason')}")
+    return False
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -99,13 +138,14 @@ class Supervisor:
 
     def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         """Start one server; it does not get the terminal's Ctrl-C (we forward it)."""
-        # pylint: disable-next=consider-using-with  # a long-lived child, stopped in stop()
+        # A long-lived child, stopped in stop(); preexec_fn is safe: the launcher has no threads.
+        # pylint: disable-next=consider-using-with,subprocess-popen-preexec-fn
         proc = subprocess.Popen(  # nosec B603  # fixed argv, no shell
             list(argv),
             cwd=ROOT,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # pylint: disable=subprocess-popen-preexec-fn
+            preexec_fn=_die_with_parent,
         )
         self.children[name] = proc
         log(f"{name} started (pid {proc.pid})")
@@ -154,6 +194,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ui-port", type=int, default=int(os.environ.get("UI_PORT", "8501")))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("API_WORKERS", "2")))
     parser.add_argument("--no-train", action="store_true", help="never train, even without a model")
+    parser.add_argument(
+        "--train-args",
+        default=os.environ.get("TRAIN_ARGS", ""),
+        help="extra arguments of `python -m core train` (e.g. '--cv-folds 0')",
+    )
     parser.add_argument("--startup-timeout", type=float, default=120.0, help="seconds per server")
     return parser.parse_args(argv)
 
@@ -163,9 +208,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     api_url = f"http://{args.host}:{args.api_port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "API_URL": api_url}
-    if not args.no_train and not has_champion(env):
-        train(env)
-
     supervisor = Supervisor()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -185,25 +227,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         )  # fmt: skip
         if not wait_http(f"{api_url}/health", api, args.startup_timeout):
             log(f"the API did not come up on {api_url}")
-            supervisor.stop()
+            return 1
+        train_args = None if args.no_train else shlex.split(args.train_args)
+        if not ensure_model(api_url, env, train_args, args.startup_timeout):
             return 1
         ui = supervisor.start(
             "UI",
             [PYTHON, "-m", "streamlit", "run", str(ROOT / "ui" / "app.py"),
              "--server.address", args.host, "--server.port", str(args.ui_port),
-             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+             "--server.headless", "true", "--browser.gatherUsageStats", "false",
+             "--client.toolbarMode", "minimal"],
             env,
         )  # fmt: skip
         ui_url = f"http://{args.host}:{args.ui_port}"
         if not wait_http(f"{ui_url}/_stcore/health", ui, args.startup_timeout):
             log(f"the UI did not come up on {ui_url}")
-            supervisor.stop()
             return 1
         log(f"API {api_url}/docs · UI {ui_url} — Ctrl-C stops both")
         while (ended := supervisor.first_exit()) is None:
             time.sleep(0.5)
         log(f"{ended[0]} exited with code {ended[1]}: stopping the other one")
-        supervisor.stop()
         return ended[1] or 1
     finally:
         supervisor.stop()

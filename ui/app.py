@@ -35,19 +35,44 @@ def build_navigation() -> StreamlitPage:
     return st.navigation(
         {
             "Score": [
-                page(PAGES_DIR / "predict.py", title="Predict", icon="🎯", default=True),
-                page(PAGES_DIR / "batch.py", title="Batch", icon="📄", url_path="batch"),
-                page(PAGES_DIR / "history.py", title="History", icon="🕘", url_path="history"),
+                page(
+                    PAGES_DIR / "predict.py",
+                    title="Predict",
+                    icon=":material/person_search:",
+                    default=True,
+                ),
+                page(
+                    PAGES_DIR / "batch.py",
+                    title="Batch",
+                    icon=":material/upload_file:",
+                    url_path="batch",
+                ),
+                page(
+                    PAGES_DIR / "history.py",
+                    title="History",
+                    icon=":material/history:",
+                    url_path="history",
+                ),
             ],
             "Operate": [
-                page(PAGES_DIR / "model.py", title="Model", icon="🧠", url_path="model"),
+                page(
+                    PAGES_DIR / "model.py",
+                    title="Model",
+                    icon=":material/model_training:",
+                    url_path="model",
+                ),
                 page(
                     PAGES_DIR / "monitoring.py",
                     title="Monitoring",
-                    icon="📈",
+                    icon=":material/monitoring:",
                     url_path="monitoring",
                 ),
-                page(PAGES_DIR / "retrain.py", title="Retrain", icon="🔁", url_path="retrain"),
+                page(
+                    PAGES_DIR / "retrain.py",
+                    title="Retrain",
+                    icon=":material/autorenew:",
+                    url_path="retrain",
+                ),
             ],
         }
     )
@@ -55,8 +80,9 @@ def build_navigation() -> StreamlitPage:
 
 def main() -> None:
     """Configure the page, draw the sidebar and run the selected page."""
-    st.set_page_config(page_title="churnops", page_icon="📉", layout="wide")
+    st.set_page_config(page_title="churnops", page_icon=":material/trending_down:", layout="wide")
     st.set_option("client.showErrorDetails", "none")
+    st.set_option("client.toolbarMode", "minimal")
     navigation = build_navigation()
     st.sidebar.caption("Telecom churn prediction")
     api_status_sidebar()
@@ -66,7 +92,7 @@ def main() -> None:
         LOG.exception("unexpected error on page %s", getattr(navigation, "title", "?"))
         st.error(
             "Unexpected error on this page. It has been logged; please retry or report it.",
-            icon="💥",
+            icon=":material/bug_report:",
         )
         st.button("Retry", key="retry_unexpected")
 

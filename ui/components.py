@@ -25,7 +25,10 @@ def show_api_error(err: ApiError, what: str, *, retry: bool = True) -> None:
         headline = f"The API is not reachable, so this page could not {what}."
     else:
         headline = f"The API answered HTTP {err.status} when trying to {what}."
-    st.error(f"{headline}\n\n**Reason:** {err.message}\n\n**URL tried:** `{err.url}`", icon="⚠️")
+    st.error(
+        f"{headline}\n\n**Reason:** {err.message}\n\n**URL tried:** `{err.url}`",
+        icon=":material/error:",
+    )
     if err.unreachable:
         st.caption(
             "Start it with `make serve` (or `make run` for API + UI), or point the UI at it "
@@ -59,15 +62,15 @@ def api_status_sidebar() -> None:
     try:
         ready = api.ready()
     except ApiError as err:
-        st.sidebar.error(f"API down: `{err.url}`", icon="🔴")
+        st.sidebar.error(f"API down: `{err.url}`", icon=":material/cloud_off:")
         return
     status = str(ready.get("status", "?"))
     version = ready.get("model_version")
     text = f"API {status}" + (f" · model v{version}" if version is not None else "")
     if status == "ready":
-        st.sidebar.success(text, icon="🟢")
+        st.sidebar.success(text, icon=":material/check_circle:")
     else:
-        st.sidebar.warning(f"{text}: {ready.get('reason') or ''}", icon="🟠")
+        st.sidebar.warning(f"{text}: {ready.get('reason') or ''}", icon=":material/warning:")
 
 
 def pct(value: Any, digits: int = 1) -> str:
@@ -127,3 +130,20 @@ def admin_key_input(key: str) -> str:
         help="The API's admin key (the API_KEY it was started with); sent as the X-API-Key header.",
     )
     return str(value or "").strip()
+
+
+def time_chart(frame: Any, x: str, y: list[str], *, title: str, bar: bool = False) -> Any:
+    """Values over time; lines carry points so a single bucket is still visible."""
+    import altair as alt  # pylint: disable=import-outside-toplevel  # loaded with a chart only
+
+    fold: list[Any] = list(y)
+    base = alt.Chart(frame).transform_fold(fold, as_=["series", "value"])
+    mark = base.mark_bar() if bar else base.mark_line(point=True)
+    encoding: dict[str, Any] = {
+        "x": alt.X(f"{x}:T", title=None),
+        "y": alt.Y("value:Q", title=title),
+        "tooltip": [alt.Tooltip(f"{x}:T", format="%Y-%m-%d %H:%M"), "series:N", "value:Q"],
+    }
+    if len(y) > 1:
+        encoding["color"] = alt.Color("series:N", legend=alt.Legend(orient="bottom", title=None))
+    return mark.encode(**encoding).properties(height=220)

@@ -14,7 +14,7 @@ def _metric(at, name: str) -> str:
 def test_all_sections(open_page, fake_api):
     at = open_page("monitoring")
     assert_clean(at)
-    assert _metric(at, "Predictions with feedback") == "12"
+    assert _metric(at, "With feedback") == "12"
     assert _metric(at, "Accuracy") == "91.7 %"
     assert _metric(at, "Latency p95") == "4.56 ms"
     assert _metric(at, "Predicted churn rate") == "14.3 %"

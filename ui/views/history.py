@@ -10,7 +10,7 @@ import streamlit as st
 
 from ui import client
 from ui.client import ApiClient, ApiError
-from ui.components import fetch, pct, show_api_error
+from ui.components import fetch, pct, show_api_error, time_chart
 
 PAGE_ROWS = 500
 LIMITS = (100, 500, 1000, 2000, 5000)
@@ -106,10 +106,12 @@ def _charts(frame: pd.DataFrame) -> None:
     cols = st.columns(2)
     with cols[0]:
         st.markdown(f"**Predictions per {unit}**")
-        st.bar_chart(grouped, x="bucket", y="predictions", x_label=unit, y_label="predictions")
+        st.altair_chart(
+            time_chart(grouped, "bucket", ["predictions"], title="predictions", bar=True)
+        )
     with cols[1]:
         st.markdown(f"**Predicted churn rate per {unit}**")
-        st.line_chart(grouped, x="bucket", y="churn_rate", x_label=unit, y_label="churn rate")
+        st.altair_chart(time_chart(grouped, "bucket", ["churn_rate"], title="churn rate"))
 
 
 def _feedback(frame: pd.DataFrame) -> None:

@@ -11,7 +11,7 @@ import streamlit as st
 from core.settings import get_settings
 from ui import client
 from ui.client import ApiClient, ApiError
-from ui.components import fetch, num, pct, show_api_error
+from ui.components import fetch, num, pct, show_api_error, time_chart
 
 PSI_WARN, PSI_ALERT = 0.1, 0.25
 WINDOWS = {1: "last hour", 6: "last 6 hours", 24: "last 24 hours", 168: "last 7 days"}
@@ -35,7 +35,7 @@ def _live(api: ApiClient) -> None:
     if live is None:
         return
     cols = st.columns(5)
-    cols[0].metric("Predictions with feedback", f"{int(live.get('count') or 0):,}")
+    cols[0].metric("With feedback", f"{int(live.get('count') or 0):,}")
     for col, name in zip(cols[1:], ("accuracy", "precision", "recall", "f1")):
         col.metric(name.capitalize() if name != "f1" else "F1", pct(live.get(name)))
     if not live.get("count"):
@@ -44,7 +44,7 @@ def _live(api: ApiClient) -> None:
 
 def _traffic(api: ApiClient) -> None:
     st.subheader("Traffic and latency")
-    hours = st.selectbox(
+    hours = st.columns(4)[0].selectbox(
         "Window", list(WINDOWS), index=2, key="monitoring_hours", format_func=WINDOWS.__getitem__
     )
     summary = fetch("read the traffic summary", lambda: api.monitoring_summary(int(hours)))
@@ -66,15 +66,15 @@ def _traffic(api: ApiClient) -> None:
     charts = st.columns(3)
     with charts[0]:
         st.markdown("**Predictions per hour**")
-        st.bar_chart(by_hour, x="hour", y="count", y_label="predictions")
+        st.altair_chart(time_chart(by_hour, "hour", ["count"], title="predictions", bar=True))
     with charts[1]:
-        st.markdown("**Churn rate per hour**")
-        st.line_chart(by_hour, x="hour", y="churn_rate", y_label="churn rate")
+        st.markdown("**Predicted churn rate per hour**")
+        st.altair_chart(time_chart(by_hour, "hour", ["churn_rate"], title="churn rate"))
     with charts[2]:
         st.markdown("**Latency per hour (ms)**")
         latency_cols = [c for c in ("latency_p50_ms", "latency_p95_ms") if c in by_hour.columns]
         if latency_cols:
-            st.line_chart(by_hour, x="hour", y=latency_cols, y_label="ms")
+            st.altair_chart(time_chart(by_hour, "hour", latency_cols, title="ms"))
 
 
 def _drift(api: ApiClient) -> None:

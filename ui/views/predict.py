@@ -113,7 +113,7 @@ def main() -> None:
     """Draw the page."""
     st.title("Predict churn for one customer")
     st.caption(
-        "Defaults are a typical customer; every field shows its unit and allowed range (hover ⓘ)."
+        "Defaults are a typical customer; hover the ? of a field for its meaning, unit and range."
     )
     init_state()
     presets = st.columns([1, 1, 4])

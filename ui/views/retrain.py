@@ -51,9 +51,9 @@ def _decision(result: dict[str, Any]) -> None:
     if promoted is None:
         st.info(f"Trained, but no promotion gate ran. {reason}")
     elif promoted:
-        st.success(f"Promoted to champion. {reason}", icon="✅")
+        st.success(f"Promoted to champion. {reason}", icon=":material/check_circle:")
     else:
-        st.warning(f"Not promoted; the champion stays. {reason}", icon="🛑")
+        st.warning(f"Not promoted; the champion stays. {reason}", icon=":material/block:")
     cols = st.columns(4)
     version = result.get("model_version", result.get("version"))
     cols[0].metric("New version", str(version) if version is not None else "—")

@@ -1,0 +1,174 @@
+"""The real stack for end-to-end tests, started the way a user starts it: ``scripts/run.py``.
+
+One launcher per session, on free ports, with every store in a temporary ``VAR_DIR``: it starts
+the API (uvicorn), finds no champion, trains one with ``python -m core train``, hot-loads it, then
+starts Streamlit. Teardown sends SIGINT (Ctrl-C) to the launcher and checks it stopped both servers
+and every process under them. Chromium is Debian's ``/usr/bin/chromium`` driven by Playwright.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.conftest import ROOT, need
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+API_KEY = "e2e-admin-key"
+STARTUP_TIMEOUT = float(os.environ.get("E2E_STARTUP_TIMEOUT", "420"))
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_json(url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+    """GET (or POST ``body`` as JSON) and return the decoded answer, 4xx/5xx included."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read())
+    except urllib.error.HTTPError as err:
+        return json.loads(err.read() or b"null")
+
+
+@dataclass
+class Stack:
+    """The running launcher and where its servers answer."""
+
+    api_url: str
+    ui_url: str
+    launcher: subprocess.Popen[bytes]
+    log: Path
+    var_dir: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the launcher's combined output, for failure messages."""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _wait_ready(stack: Stack) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if stack.launcher.poll() is not None:
+            pytest.fail(f"scripts/run.py exited ({stack.launcher.returncode}):\n{stack.log_tail()}")
+        if "[run] API " in stack.log.read_text(errors="replace") and "Ctrl-C stops both" in (
+            stack.log.read_text(errors="replace")
+        ):
+            ready = http_json(f"{stack.api_url}/ready")
+            if ready.get("status") == "ready":
+                return
+        time.sleep(1.0)
+    pytest.fail(f"the stack did not come up in {STARTUP_TIMEOUT:.0f} s:\n{stack.log_tail()}")
+
+
+def _stop(stack: Stack) -> None:
+    """Ctrl-C the launcher; it must exit 0 and leave no process behind."""
+    descendants = psutil.Process(stack.launcher.pid).children(recursive=True)
+    stack.launcher.send_signal(signal.SIGINT)
+    try:
+        code = stack.launcher.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(stack.launcher.pid, signal.SIGKILL)
+        pytest.fail(f"scripts/run.py ignored SIGINT:\n{stack.log_tail()}")
+    _, alive = psutil.wait_procs(descendants, timeout=10)
+    for proc in alive:  # do not leak them, whatever the assertion says
+        proc.kill()
+    assert code == 0, stack.log_tail()
+    assert not alive, f"left running after Ctrl-C: {[p.pid for p in alive]}"
+    assert "stopping API" in stack.log.read_text() and "stopping UI" in stack.log.read_text()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """API + UI started by ``scripts/run.py`` (which trains the first champion)."""
+    var_dir = tmp_path_factory.mktemp("e2e-var")
+    api_port, ui_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ES_", "SMTP_"))}
+    for name in ("DATABASE_URL", "KIBANA_URL", "API_URL", "API_KEY_FILE"):
+        env.pop(name, None)
+    env.update(
+        VAR_DIR=str(var_dir), ENV="test", API_KEY=API_KEY, PYTHONPATH=str(ROOT),
+        OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+    )  # fmt: skip
+    log = var_dir / "run.log"
+    with log.open("wb") as out:
+        launcher = subprocess.Popen(  # pylint: disable=consider-using-with
+            [sys.executable, str(ROOT / "scripts" / "run.py"), "--host", "127.0.0.1",
+             "--api-port", str(api_port), "--ui-port", str(ui_port), "--workers", "1",
+             "--startup-timeout", str(STARTUP_TIMEOUT), "--train-args", "--cv-folds 0"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    running = Stack(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}", launcher, log,
+                    var_dir)  # fmt: skip
+    try:
+        _wait_ready(running)
+        yield running
+    finally:
+        if launcher.poll() is None:
+            _stop(running)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium through Playwright (its own browser download does not work here)."""
+    need(CHROMIUM.exists(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright  # pylint: disable=import-outside-toplevel
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture()
+def page(browser: Any, stack: Stack, tmp_path: Path) -> Iterator[Any]:
+    """A fresh browser page (1280 px wide, downloads allowed) on the running UI."""
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 1000}, accept_downloads=True, device_scale_factor=1
+    )
+    context.set_default_timeout(30_000)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield tab
+    context.close()
+    del tmp_path
+    assert not errors, f"JavaScript errors in the UI: {errors}"
+
+
+def uuid_in(text: str) -> str:
+    """The first UUID-looking token in a text."""
+    found = re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", text)
+    assert found, text
+    return found.group(0)

@@ -1,0 +1,183 @@
+"""The UI in headless Chromium against the real API: form → same probability as ``POST /predict``,
+CSV upload → scored download, feedback, retrain, and a screenshot of every page for the README."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from core.schema import EXAMPLE_CHURNER, FEATURES
+from tests.conftest import ROOT
+from tests.e2e.conftest import API_KEY, Stack, http_json, uuid_in
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+SHOTS = ROOT / "docs" / "img"
+MAX_SHOT_BYTES = 300_000
+
+
+def screenshot(page: Any, name: str, max_height: int = 2000) -> Path:
+    """Save ``docs/img/ui-<name>.png`` of the whole page (up to ``max_height`` px), < 300 KB."""
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"ui-{name}.png"
+    page.wait_for_timeout(800)  # let charts finish their transition
+    width = page.viewport_size["width"]
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], body')]"
+        ".map(e => e.scrollHeight))"
+    )
+    page.set_viewport_size({"width": width, "height": min(max(int(height), 800), max_height)})
+    page.wait_for_timeout(400)
+    page.screenshot(path=str(path))
+    if path.stat().st_size > MAX_SHOT_BYTES:
+        with Image.open(path) as image:
+            image.convert("RGB").quantize(colors=128).save(path, optimize=True)
+    assert path.stat().st_size < MAX_SHOT_BYTES, path
+    return path
+
+
+def open_page(page: Any, stack: Stack, path: str, heading: str) -> None:
+    page.goto(f"{stack.ui_url}/{path}")
+    page.get_by_role("heading", name=heading, exact=True).wait_for()
+
+
+def metric(page: Any, label: str) -> str:
+    box = page.get_by_test_id("stMetric").filter(has_text=label).first
+    return str(box.get_by_test_id("stMetricValue").inner_text()).strip()
+
+
+def no_traceback(page: Any) -> None:
+    assert page.get_by_test_id("stException").count() == 0
+    assert "Traceback" not in page.content()
+
+
+def test_form_gives_the_probability_of_post_predict(page: Any, stack: Stack) -> None:
+    open_page(page, stack, "", "Predict churn for one customer")
+    page.get_by_role("button", name="Likely churner").click()
+    page.get_by_role("spinbutton", name="Account length (days)", exact=True).fill("101")
+    page.get_by_role("spinbutton", name="Customer service calls (calls)", exact=True).fill("5")
+    day_minutes = page.get_by_role("spinbutton", name="Total day minutes (minutes)", exact=True)
+    day_minutes.fill("250.5")
+    day_minutes.press("Tab")
+    page.get_by_role("radiogroup", name="Voice mail plan").get_by_text("Yes").click()
+    page.get_by_role("combobox", name="State").click()
+    page.get_by_role("option", name="CA", exact=True).click()
+    page.get_by_role("button", name="Predict churn").click()
+    page.get_by_test_id("stMetric").filter(has_text="Churn probability").wait_for()
+    page.get_by_text("What drives this prediction").wait_for()
+    no_traceback(page)
+
+    customer = {**EXAMPLE_CHURNER, "account_length": 101, "number_customer_service_calls": 5,
+                "total_day_minutes": 250.5, "voice_mail_plan": "yes", "state": "CA"}  # fmt: skip
+    direct = http_json(f"{stack.api_url}/predict", customer)
+    assert metric(page, "Churn probability") == f"{direct['churn_probability'] * 100:.1f} %"
+    assert metric(page, "Model version") == direct["model_version"]
+    assert metric(page, "Decision") == ("Will churn" if direct["churn"] else "Will stay")
+    caption = page.get_by_text(re.compile(r"^Prediction .* server latency")).inner_text()
+    stored = http_json(f"{stack.api_url}/predictions/{uuid_in(caption)}")
+    assert stored["features"] == customer  # the form sent exactly this customer
+    assert stored["probability"] == pytest.approx(direct["churn_probability"], abs=1e-12)
+    screenshot(page, "predict")
+
+
+def _bigml(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out["area_code"] = out["area_code"].str.removeprefix("area_code_").astype(int)
+    for name in ("international_plan", "voice_mail_plan"):
+        out[name] = out[name].map({"yes": "Yes", "no": "No"})
+    out["churn"] = out["churn"].map({"yes": True, "no": False})
+    return out.rename(columns={spec.name: spec.bigml for spec in FEATURES} | {"churn": "Churn"})
+
+
+def test_csv_upload_scores_and_downloads(page: Any, stack: Stack, tmp_path: Path) -> None:
+    rows = pd.read_csv(ROOT / "data" / "raw" / "churn.csv", nrows=40)
+    bad = rows.iloc[[0]].assign(state="XX")
+    upload = tmp_path / "customers-bigml.csv"
+    _bigml(pd.concat([rows, bad], ignore_index=True)).to_csv(upload, index=False)
+
+    open_page(page, stack, "batch", "Batch scoring")
+    page.locator("input[type=file]").set_input_files(str(upload))
+    page.get_by_test_id("stMetric").filter(has_text="Valid rows").wait_for()
+    assert (metric(page, "Rows"), metric(page, "Valid rows")) == ("41", "40")
+    page.get_by_text("skipped and keep their reason").wait_for()
+    page.get_by_role("button", name="Score 40 valid rows").click()
+    download_button = page.get_by_role("button", name="Download scored CSV")
+    download_button.wait_for()
+    assert metric(page, "Rows scored") == "40"
+    no_traceback(page)
+    screenshot(page, "batch")
+    with page.expect_download() as info:
+        download_button.click()
+    scored = pd.read_csv(io.BytesIO(Path(info.value.path()).read_bytes()))
+    assert info.value.suggested_filename == "customers-bigml-scored.csv"
+    assert len(scored) == 41 and "Account length" in scored.columns  # the uploaded spelling
+    records = rows[[spec.name for spec in FEATURES]].to_dict(orient="records")
+    direct = http_json(f"{stack.api_url}/predict/batch", records)
+    expected = [r["churn_probability"] for r in direct["results"]]
+    assert scored["churn_probability"].iloc[:40].tolist() == pytest.approx(expected, abs=1e-9)
+    assert pd.isna(scored["churn_probability"].iloc[40])
+    assert "state: unknown value 'XX'" in scored["issues"].iloc[40]
+
+
+def test_history_and_feedback(page: Any, stack: Stack) -> None:
+    http_json(f"{stack.api_url}/predict", EXAMPLE_CHURNER)  # at least one prediction
+    open_page(page, stack, "history", "Prediction history")
+    page.get_by_test_id("stMetric").filter(has_text="Matching predictions").wait_for()
+    newest = http_json(f"{stack.api_url}/predictions?limit=1")["items"][0]
+    page.get_by_role("button", name="Save feedback").click()
+    page.get_by_text("Saved: prediction").wait_for()
+    assert http_json(f"{stack.api_url}/predictions/{newest['id']}")["actual"] == "yes"
+    no_traceback(page)
+    screenshot(page, "history")
+
+
+def test_monitoring_reads_live_metrics(page: Any, stack: Stack) -> None:
+    direct = http_json(f"{stack.api_url}/predict", EXAMPLE_CHURNER)
+    http_json(
+        f"{stack.api_url}/feedback", {"prediction_id": direct["prediction_id"], "actual": "yes"}
+    )
+    open_page(page, stack, "monitoring", "Monitoring")
+    page.get_by_test_id("stMetric").filter(has_text="With feedback").wait_for()
+    live = http_json(f"{stack.api_url}/metrics/live")
+    assert metric(page, "With feedback") == f"{live['count']:,}"
+    assert live["count"] >= 1
+    no_traceback(page)
+    screenshot(page, "monitoring")
+
+
+def test_model_page_shows_the_champion(page: Any, stack: Stack) -> None:
+    open_page(page, stack, "model", "Model")
+    page.get_by_test_id("stMetric").filter(has_text="Champion version").wait_for()
+    served = http_json(f"{stack.api_url}/model")
+    assert metric(page, "Champion version") == served["version"]
+    assert metric(page, "Inference path") == served["compiled"]
+    no_traceback(page)
+    screenshot(page, "model")
+    page.get_by_role("tab", name="Plots").click()
+    page.get_by_test_id("stImage").first.wait_for()
+    screenshot(page, "model-plots")
+
+
+def test_retrain_runs_through_the_gate(page: Any, stack: Stack) -> None:
+    open_page(page, stack, "retrain", "Retrain")
+    key = page.get_by_label("API key", exact=True)
+    key.fill(API_KEY)
+    key.press("Enter")
+    page.get_by_role("button", name="Start retrain").click()
+    page.get_by_text(re.compile(r"status \*?\*?(queued|running|succeeded)")).first.wait_for()
+    page.get_by_role("heading", name="Gate decision").wait_for(timeout=240_000)
+    no_traceback(page)
+    job = re.search(r"Job (\S+)", page.get_by_text(re.compile(r"^Job \S+ — status")).inner_text())
+    assert job
+    status = http_json(f"{stack.api_url}/retrain/{job.group(1)}")
+    assert status["status"] == "succeeded"
+    verdict = "Promoted to champion" if status["result"]["promoted"] else "Not promoted"
+    page.get_by_text(verdict).wait_for()
+    screenshot(page, "retrain")
