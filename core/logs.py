@@ -1,5 +1,6 @@
 """Logging for every churnops process: plain text by default, JSON lines with ECS field names
-when ``LOG_JSON=true``; optionally shipped to Logstash (``LOGSTASH_HOST=host:port``, tcp json_lines).
+when ``LOG_JSON=true``; optionally shipped to Logstash (``LOGSTASH_HOST=host:port``,
+tcp json_lines).
 
 Services call :func:`configure_logging` once at start (the API in its lifespan, the UI at import of
 its entry page, the CLIs in ``main``). Shipping goes through a queue and a background listener, so a
@@ -22,7 +23,7 @@ from core.settings import Settings
 
 ECS_VERSION = "8.11.0"
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-_listener: logging.handlers.QueueListener | None = None
+_LISTENERS: list[logging.handlers.QueueListener] = []  # the running shipper (at most one)
 
 
 class EcsJsonFormatter(logging.Formatter):
@@ -102,10 +103,8 @@ def configure_logging(
         service: ``service.name`` in every JSON line (e.g. ``churnops-api``).
         level: log level name; default ``LOG_LEVEL`` or ``INFO``.
     """
-    global _listener  # pylint: disable=global-statement  # one listener per process
-    if _listener is not None:
-        _listener.stop()
-        _listener = None
+    while _LISTENERS:
+        _LISTENERS.pop().stop()
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -123,5 +122,6 @@ def configure_logging(
         enqueue = JsonQueueHandler(records)
         enqueue.setFormatter(EcsJsonFormatter(service))
         root.addHandler(enqueue)
-        _listener = logging.handlers.QueueListener(records, JsonLinesSocketHandler(*target))
-        _listener.start()
+        listener = logging.handlers.QueueListener(records, JsonLinesSocketHandler(*target))
+        listener.start()
+        _LISTENERS.append(listener)

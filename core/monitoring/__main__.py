@@ -55,19 +55,18 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
     """Compute drift; exit 3 when features drifted (for schedulers)."""
-    from core.monitoring.jobs import run_drift  # pylint: disable=import-outside-toplevel
+    from core.monitoring.jobs import (  # pylint: disable=import-outside-toplevel
+        DriftOptions,
+        run_drift,
+    )
     from core.reference import load_reference  # pylint: disable=import-outside-toplevel
 
     reference = load_reference(args.reference) if args.reference else None
     outcome = run_drift(
         settings,
+        DriftOptions(args.hours, args.limit, args.threshold, not args.no_notify, args.retrain),
         csv=args.csv,
         reference=reference,
-        hours=args.hours,
-        limit=args.limit,
-        threshold=args.threshold,
-        notify=not args.no_notify,
-        retrain=args.retrain,
         indices=Indices(args.prefix),
     )
     report = outcome.report
@@ -128,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
         prog="python -m core.monitoring",
-        description="Monitoring: Elasticsearch templates, MLflow export, drift, host agent, Kibana.",
+        description="Monitoring: ES templates, MLflow export, drift, host agent, Kibana.",
     )
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="index name prefix")
     commands = parser.add_subparsers(dest="command", required=True)

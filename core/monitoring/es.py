@@ -1,7 +1,7 @@
 """A small, typed Elasticsearch HTTP client on ``requests``.
 
-Why not the ``elasticsearch`` package: its 9.x client sends ``compatible-with=9`` media types, which an
-8.x server refuses, and the server we can test against here (the Maven Central integ-test zip) is
+Why not the ``elasticsearch`` package: its 9.x client sends ``compatible-with=9`` media types, which
+an 8.x server refuses, and the server we can test against here (the Maven Central integ-test zip) is
 8.19. Plain ``application/json`` works against 8.x and 9.x alike, and the few APIs churnops needs
 (templates, ``_bulk``, ``_search``, ``_count``) are stable across both.
 """

@@ -44,7 +44,8 @@ def utc_iso(value: Any = None) -> str:
         raise TypeError(f"not a timestamp: {value!r}")
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    text: str = value.astimezone(UTC).isoformat()
+    return text.replace("+00:00", "Z")
 
 
 def model_fields(version: Any) -> dict[str, Any]:

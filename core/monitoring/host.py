@@ -169,7 +169,8 @@ def container_document(item: dict[str, Any], stats: dict[str, Any]) -> dict[str,
     """A ``container`` document from ``/containers/json`` and ``/containers/{id}/stats``.
 
     CPU % is Docker's own formula (``docker stats``): container CPU delta over system CPU delta,
-    times the online CPUs; memory excludes the page cache (``inactive_file``), like ``docker stats``.
+    times the online CPUs; memory excludes the page cache (``inactive_file``), like
+    ``docker stats``.
     """
     cpu, pre = stats.get("cpu_stats", {}), stats.get("precpu_stats", {})
     cpu_delta = cpu.get("cpu_usage", {}).get("total_usage", 0) - pre.get("cpu_usage", {}).get(

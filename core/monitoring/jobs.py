@@ -197,6 +197,25 @@ def request_retrain(settings: Settings, timeout: float = 10.0) -> str | None:
 
 
 @dataclass(frozen=True)
+class DriftOptions:
+    """How a drift run selects data and reacts.
+
+    Attributes:
+        hours: window of recent predictions.
+        limit: most recent predictions used.
+        threshold: PSI above which a feature drifted.
+        notify: send a notification when something drifted.
+        retrain: ask the API to retrain when something drifted.
+    """
+
+    hours: float = 24.0
+    limit: int = 5000
+    threshold: float = PSI_THRESHOLD
+    notify: bool = True
+    retrain: bool = False
+
+
+@dataclass(frozen=True)
 class DriftOutcome:
     """What a drift run did."""
 
@@ -208,15 +227,11 @@ class DriftOutcome:
 
 def run_drift(
     settings: Settings,
+    options: DriftOptions | None = None,
     *,
     csv: Path | None = None,
     reference: Reference | None = None,
     model_version: str | None = None,
-    hours: float = 24.0,
-    limit: int = 5000,
-    threshold: float = PSI_THRESHOLD,
-    notify: bool = True,
-    retrain: bool = False,
     indices: Indices | None = None,
 ) -> DriftOutcome:
     """Compare recent predictions (or ``csv``) with the champion's reference; store and alert.
@@ -224,12 +239,13 @@ def run_drift(
     Raises:
         ValueError: when the window is empty.
     """
-    window = window_from_csv(csv) if csv else window_from_db(settings, hours, limit)
+    options = options or DriftOptions()
+    window = window_from_csv(csv) if csv else window_from_db(settings, options.hours, options.limit)
     if window.frame.empty:
         raise ValueError("no data to compare: no recent predictions (or an empty CSV)")
     if reference is None:
         reference, model_version = champion_reference(settings)
-    report = compute_drift(reference, window.frame, threshold).model_copy(
+    report = compute_drift(reference, window.frame, options.threshold).model_copy(
         update={
             "source": window.source,
             "window_start": window.start,
@@ -238,6 +254,6 @@ def run_drift(
         }
     )
     stored = store_results(settings, report, live_quality(settings), indices)
-    notified = alert(settings, report) if notify and report.drifted else False
-    job = request_retrain(settings) if retrain and report.drifted else None
+    notified = alert(settings, report) if options.notify and report.drifted else False
+    job = request_retrain(settings) if options.retrain and report.drifted else None
     return DriftOutcome(report, stored, notified, job)

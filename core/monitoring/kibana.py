@@ -1,6 +1,7 @@
 """Kibana as code: data views and dashboards generated from panel specs, imported over HTTP.
 
-The committed ``deploy/kibana/*.ndjson`` files are :func:`render` output (a test keeps them in sync):
+The committed ``deploy/kibana/*.ndjson`` files are :func:`render` output (a test keeps them in
+sync):
 one file per dashboard, each carrying the data views it uses, so every reference resolves within
 its own file. Each panel is a Lens chart whose columns come from a :class:`Panel`; the same spec
 gives :func:`panel_query`, the Elasticsearch aggregation the panel runs, which the tests execute
@@ -118,7 +119,8 @@ DASHBOARDS: tuple[Dashboard, ...] = (
             Panel("psi", "PSI per feature", "drift", (Metric("max", "drift.psi", "PSI"),),
                   breakdown="drift.feature", kql="drift.is_overall:false"),
             Panel("overall", "Overall drift (mean and max PSI)", "drift",
-                  (Metric("max", "drift.psi", "mean PSI"), Metric("max", "drift.max_psi", "max PSI")),
+                  (Metric("max", "drift.psi", "mean PSI"),
+                   Metric("max", "drift.max_psi", "max PSI")),
                   kql="drift.is_overall:true"),
             Panel("ks", "KS statistic per numeric feature", "drift",
                   (Metric("max", "drift.ks_statistic", "KS"),), breakdown="drift.feature",
@@ -486,6 +488,18 @@ def _view_fields(templates: Templates, pattern: str) -> set[str]:
     return set(field_paths(templates.mapping_properties(name)))
 
 
+def lens_fields(obj: dict[str, Any]) -> list[str]:
+    """Every field a Lens object uses: column source fields and KQL (panel and column filters)."""
+    state = obj["attributes"]["state"]
+    used = kql_fields(state["query"]["query"])
+    for layer in state["datasourceStates"]["formBased"]["layers"].values():
+        for column in layer["columns"].values():
+            if column.get("sourceField") not in (None, RECORDS):
+                used.append(column["sourceField"])
+            used += kql_fields(column.get("filter", {}).get("query", ""))
+    return used
+
+
 def validate_objects(objects: Sequence[dict[str, Any]], templates: Templates) -> list[str]:
     """Problems of one ndjson file: dangling references, unknown fields, duplicate ids."""
     problems: list[str] = []
@@ -511,13 +525,7 @@ def validate_objects(objects: Sequence[dict[str, Any]], templates: Templates) ->
         if not known:
             problems.append(f"{obj['id']}: no index template for data view {pattern}")
             continue
-        state = obj["attributes"]["state"]
-        used = kql_fields(state["query"]["query"])
-        for layer in state["datasourceStates"]["formBased"]["layers"].values():
-            for column in layer["columns"].values():
-                if column.get("sourceField") not in (None, RECORDS):
-                    used.append(column["sourceField"])
-                used += kql_fields(column.get("filter", {}).get("query", ""))
+        used = lens_fields(obj)
         problems += [
             f"{obj['id']}: field {f} not in {pattern} templates" for f in used if f not in known
         ]

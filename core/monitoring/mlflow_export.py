@@ -1,16 +1,17 @@
 """``export-mlflow``: every MLflow run's metric points (with step curves) into Elasticsearch.
 
-MLflow is read through :func:`core.registry.run_histories` (the only module that imports mlflow).
-Each metric point becomes one document whose ``_id`` is a hash of (run, metric, step, timestamp), sent
-with ``index``: a re-run overwrites the same documents (refreshing the model aliases, which move
-when a version is promoted) and adds nothing.
+MLflow is read with the client :func:`core.registry.configure` returns (this module never imports
+mlflow: :mod:`core.registry` stays the only one that does).
+Each metric point becomes one document whose ``_id`` is a hash of (run, metric, step, timestamp),
+sent with ``index``: a re-run overwrites the same documents (refreshing the model aliases, which
+move when a version is promoted) and adds nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.monitoring.es import EsClient, JSON
@@ -30,6 +31,103 @@ class ExportResult:
     rejected: int
 
 
+@dataclass(frozen=True)
+class MetricPoint:
+    """One logged value of a metric (step curves have several)."""
+
+    key: str
+    value: float
+    step: int
+    timestamp: int  # milliseconds since the epoch
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """A registered version made from a run, with its current aliases."""
+
+    version: str
+    aliases: list[str]
+
+
+@dataclass(frozen=True)
+class RunHistory:
+    """Everything exported about one run: identity, params, tags, every metric point."""
+
+    run_id: str
+    run_name: str
+    experiment_id: str
+    experiment_name: str
+    status: str
+    start_time: int | None
+    end_time: int | None
+    parent_id: str | None
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: list[MetricPoint] = field(default_factory=list)
+    versions: list[VersionRef] = field(default_factory=list)
+
+
+def run_histories(settings: Settings, max_runs: int = 10_000) -> list[RunHistory]:
+    """Every run of the experiment with the full history of each metric and its model versions.
+
+    Returns:
+        Runs, oldest first (empty when the experiment does not exist yet).
+    """
+    from core import registry  # pylint: disable=import-outside-toplevel  # mlflow is heavy
+
+    client: Any = registry.configure(settings)
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    if experiment is None:
+        return []
+    by_run: dict[str, list[VersionRef]] = {}
+    for version in client.search_model_versions(f"name='{settings.model_name}'"):
+        if version.run_id:
+            # search results omit aliases on some stores: read each version for them
+            full = client.get_model_version(settings.model_name, version.version)
+            by_run.setdefault(version.run_id, []).append(
+                VersionRef(str(version.version), list(full.aliases or []))
+            )
+    runs: list[Any] = []
+    token: str | None = None
+    while len(runs) < max_runs:
+        page = client.search_runs(
+            [experiment.experiment_id],
+            max_results=min(1000, max_runs - len(runs)),
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    return [_history(client, experiment, run, by_run) for run in runs]
+
+
+def _history(
+    client: Any, experiment: Any, run: Any, by_run: dict[str, list[VersionRef]]
+) -> RunHistory:
+    points = [
+        MetricPoint(m.key, float(m.value), int(m.step), int(m.timestamp))
+        for key in sorted(run.data.metrics)
+        for m in client.get_metric_history(run.info.run_id, key)
+    ]
+    tags = dict(run.data.tags)
+    return RunHistory(
+        run_id=run.info.run_id,
+        run_name=run.info.run_name or "",
+        experiment_id=experiment.experiment_id,
+        experiment_name=experiment.name,
+        status=run.info.status,
+        start_time=run.info.start_time,
+        end_time=run.info.end_time,
+        parent_id=tags.get("mlflow.parentRunId"),
+        params=dict(run.data.params),
+        tags={k: v for k, v in tags.items() if not k.startswith("mlflow.log-model")},
+        metrics=points,
+        versions=by_run.get(run.info.run_id, []),
+    )
+
+
 def point_id(run_id: str, metric: str, step: int, timestamp: int) -> str:
     """The deterministic ``_id`` of one metric point."""
     key = f"{run_id}|{metric}|{step}|{timestamp}".encode()
@@ -37,15 +135,12 @@ def point_id(run_id: str, metric: str, step: int, timestamp: int) -> str:
 
 
 def metric_documents(
-    run: Any, model_name: str, include_system: bool = False
+    run: RunHistory, model_name: str, include_system: bool = False
 ) -> Iterator[tuple[str, JSON]]:
     """``(_id, document)`` for every metric point of one run history.
 
     Args:
-        run: a :class:`core.registry.RunHistory` (duck-typed: ``run_id``, ``run_name``,
-            ``experiment_id``, ``experiment_name``, ``status``, ``start_time``, ``end_time``,
-            ``params``, ``tags``, ``parent_id``, ``metrics`` of ``key/value/step/timestamp``,
-            ``versions`` of ``version/aliases``).
+        run: a :class:`RunHistory`.
         model_name: the registered model name.
         include_system: also export MLflow system metrics (``system/...``).
     """
@@ -92,7 +187,7 @@ def metric_documents(
 
 def export_histories(
     client: EsClient,
-    runs: Sequence[Any],
+    runs: Sequence[RunHistory],
     model_name: str,
     indices: Indices | None = None,
     batch_size: int = 2000,
@@ -128,12 +223,8 @@ def export_mlflow(settings: Settings, indices: Indices | None = None) -> ExportR
     Raises:
         ValueError: when ``ES_URL`` is unset.
     """
-    from core import registry  # pylint: disable=import-outside-toplevel  # mlflow is heavy
-
     client = EsClient.from_settings(settings, timeout=30.0)
     try:
-        return export_histories(
-            client, registry.run_histories(settings), settings.model_name, indices
-        )
+        return export_histories(client, run_histories(settings), settings.model_name, indices)
     finally:
         client.close()

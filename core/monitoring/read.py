@@ -96,7 +96,7 @@ def summary_from_db(settings: Settings, hours: int = 24) -> dict[str, Any]:
         values = group["latency_ms"].to_numpy(dtype="float64")
         by_hour.append(
             {
-                "hour": pd.Timestamp(hour).isoformat(),
+                "hour": pd.Timestamp(str(hour)).isoformat(),
                 "count": int(len(group)),
                 "churn_rate": float(group["churn"].mean()),
                 "latency_p50_ms": _pct(values, 50),

@@ -84,6 +84,15 @@ class SinkConfig:
     timeout: float = 10.0
 
 
+@dataclass
+class _Health:
+    """Whether Elasticsearch is considered down, and when to probe it next."""
+
+    down: bool = False
+    next_probe: float = 0.0
+    backoff: float = 0.5
+
+
 class BulkEventSink:
     """Ships events to Elasticsearch from a background thread; see the module docstring."""
 
@@ -106,9 +115,7 @@ class BulkEventSink:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._busy = 0
-        self._down = False
-        self._next_probe = 0.0
-        self._backoff = self.config.probe_min
+        self._health = _Health(backoff=self.config.probe_min)
         self._thread = threading.Thread(target=self._run, name="es-event-sink", daemon=True)
         self._thread.start()
 
@@ -150,17 +157,17 @@ class BulkEventSink:
             self.stats.spooled += len(records)
 
     def _mark_down(self, why: str) -> None:
-        if not self._down:
+        if not self._health.down:
             log.warning("monitoring: Elasticsearch unavailable (%s); spooling events", why)
-        self._down = True
-        self._next_probe = time.monotonic() + self._backoff
-        self._backoff = min(self._backoff * 2, self.config.probe_max)
+        self._health.down = True
+        self._health.next_probe = time.monotonic() + self._health.backoff
+        self._health.backoff = min(self._health.backoff * 2, self.config.probe_max)
 
     def _send(self, records: list[Record]) -> list[Record]:
         """Bulk-send ``records``; return those to keep for later (all of them when ES is down)."""
         if not records:
             return []
-        if self._down:
+        if self._health.down:
             return records
         actions = [
             ({"create": {"_index": r["index"], "_id": r["id"]}}, r["source"]) for r in records
@@ -172,7 +179,7 @@ class BulkEventSink:
                 log.error("monitoring: bulk refused: %s", exc)
             self._mark_down(str(exc)[:200])
             return records
-        self._backoff = self.config.probe_min
+        self._health.backoff = self.config.probe_min
         with self._lock:
             self.stats.bulk_requests += 1
             self.stats.delivered += result.created
@@ -205,13 +212,13 @@ class BulkEventSink:
 
     def _replay_one(self) -> bool:
         """Resend the oldest spooled segment; ``True`` when one was delivered."""
-        if self._down:
-            if time.monotonic() < self._next_probe:
+        if self._health.down:
+            if time.monotonic() < self._health.next_probe:
                 return False
             if not self.client.ping(timeout=2.0):
                 self._mark_down("probe failed")
                 return False
-            self._down = False
+            self._health.down = False
             log.info("monitoring: Elasticsearch is back; resending the spool")
         claimed = self.spool.claim()
         if claimed is None:
@@ -288,7 +295,7 @@ def _first(items: Sequence[tuple[int, str]]) -> tuple[int, str]:
     return len(items), items[0][1]
 
 
-def spool_dir(settings: Settings) -> Path:
+def default_spool_dir(settings: Settings) -> Path:
     """Where unsent events wait: ``var/spool/events``."""
     return settings.var_dir / "spool" / "events"
 
@@ -300,4 +307,4 @@ def get_event_sink(
     if not settings.es_url:
         return NullSink()
     client = EsClient.from_settings(settings, timeout=(config or SinkConfig()).timeout)
-    return BulkEventSink(client, spool_dir(settings), indices, config)
+    return BulkEventSink(client, default_spool_dir(settings), indices, config)

@@ -1,9 +1,9 @@
 """An on-disk spool of events not yet in Elasticsearch: NDJSON segment files under ``var/spool/``.
 
 A segment is written to a ``.tmp`` file and renamed, so readers only see whole segments. A reader
-*claims* a segment by renaming it (atomic: with several API worker processes sharing the folder, only
-one sends it), deletes it once delivered, or releases it for a later retry. Claims left by a process
-that died are released when the next spool opens the folder.
+*claims* a segment by renaming it (atomic: with several API worker processes sharing the folder,
+only one sends it), deletes it once delivered, or releases it for a later retry. Claims left by a
+process that died are released when the next spool opens the folder.
 """
 
 from __future__ import annotations

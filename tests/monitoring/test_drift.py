@@ -62,7 +62,8 @@ def test_drift_job_on_recent_predictions_writes_sqlite(
     sent: list[str] = []
     monkeypatch.setattr(jobs, "alert", lambda _s, report: sent.append(report.run_id) or True)
     monkeypatch.setattr(jobs, "request_retrain", lambda _s: "job-1")
-    outcome = jobs.run_drift(settings, reference=reference(), model_version="7", retrain=True)
+    options = jobs.DriftOptions(retrain=True)
+    outcome = jobs.run_drift(settings, options, reference=reference(), model_version="7")
     assert outcome.stored_in == "sqlite" and outcome.notified and outcome.retrain_job == "job-1"
     assert sent == [outcome.report.run_id]
     assert outcome.report.current_rows == 300
@@ -106,7 +107,9 @@ def test_summary_from_the_prediction_table(settings: Settings) -> None:
     assert summary["churn_rate"] == pytest.approx(0.2)
     assert summary["latency_ms"]["p50"] == pytest.approx(float(np.percentile(range(1, 11), 50)))
     assert len(summary["by_hour"]) == 3
-    assert all(b["count"] == 10 and b["churn_rate"] == pytest.approx(0.2) for b in summary["by_hour"])
+    assert all(
+        b["count"] == 10 and b["churn_rate"] == pytest.approx(0.2) for b in summary["by_hour"]
+    )
     assert summary["by_hour"][0]["hour"] < summary["by_hour"][-1]["hour"]
 
 

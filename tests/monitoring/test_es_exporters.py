@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ from core.monitoring.es import EsClient, EsError
 from core.monitoring.host import collect_host, run_agent
 from core.monitoring.indices import Indices, load_templates, setup
 from core.monitoring.kibana import find_panel, panel_query
-from core.monitoring.mlflow_export import export_histories
+from core.monitoring.mlflow_export import MetricPoint as Point
+from core.monitoring.mlflow_export import RunHistory, VersionRef, export_histories
 from core.monitoring.read import (
     latest_drift,
     latest_host,
@@ -36,45 +36,37 @@ from tests.monitoring.helpers import (
 pytestmark = [pytest.mark.es, pytest.mark.integration]
 
 
-@dataclass
-class Point:
-    key: str
-    value: float
-    step: int
-    timestamp: int
-
-
-@dataclass
-class Version:
-    version: str
-    aliases: list[str]
-
-
-@dataclass
-class Run:
-    run_id: str
-    metrics: list[Point]
-    versions: list[Version] = field(default_factory=list)
-    run_name: str = "run"
-    experiment_id: str = "1"
-    experiment_name: str = "churnops"
-    status: str = "FINISHED"
-    start_time: int | None = 1_760_000_000_000
-    end_time: int | None = 1_760_000_100_000
-    parent_id: str | None = None
-    params: dict[str, str] = field(default_factory=lambda: {"family": "hgb"})
-    tags: dict[str, str] = field(default_factory=lambda: {"model_family": "hgb"})
-
-
-def runs() -> list[Run]:
+def runs() -> list[RunHistory]:
     """Two runs: final metrics (f1, roc_auc, precision, recall) and a 5-step loss curve each."""
     out = []
     for n, (f1, aliases) in enumerate(((0.80, ["challenger"]), (0.85, ["champion"])), start=1):
         t = 1_760_000_000_000 + n * 3_600_000
-        points = [Point(name, value, 0, t) for name, value in
-                  (("f1", f1), ("roc_auc", f1 + 0.1), ("precision", 0.9), ("recall", f1 - 0.1))]
+        points = [
+            Point(name, value, 0, t)
+            for name, value in (
+                ("f1", f1),
+                ("roc_auc", f1 + 0.1),
+                ("precision", 0.9),
+                ("recall", f1 - 0.1),
+            )
+        ]
         points += [Point("valid_loss", 1.0 / (s + 1), s, t + s) for s in range(5)]
-        out.append(Run(f"run{n}", points, [Version(str(n), aliases)]))
+        out.append(
+            RunHistory(
+                f"run{n}",
+                "run",
+                "1",
+                "churnops",
+                "FINISHED",
+                t,
+                t + 100,
+                None,
+                {"family": "hgb"},
+                {"model_family": "hgb"},
+                points,
+                [VersionRef(str(n), aliases)],
+            )
+        )
     return out  # fmt: skip
 
 
@@ -85,8 +77,10 @@ def test_templates_apply_with_data_streams_and_retention(es: EsClient, indices: 
     answer = es.request("GET", f"/_index_template/{indices.prefix}-*")
     by_name = {t["name"]: t["index_template"] for t in answer["index_templates"]}
     assert by_name[indices.predictions]["template"]["lifecycle"]["data_retention"] == "90d"
-    assert "data_stream" in by_name[indices.host] and "data_stream" not in by_name[
-        indices.model_metrics]
+    assert (
+        "data_stream" in by_name[indices.host]
+        and "data_stream" not in by_name[indices.model_metrics]
+    )
     simulated = es.request("POST", f"/_index_template/_simulate_index/{indices.predictions}")
     props = simulated["template"]["mappings"]["properties"]
     assert props["features"]["properties"]["state"]["type"] == "keyword"
@@ -113,7 +107,9 @@ def test_export_mlflow_is_idempotent(es: EsClient, indices: Indices) -> None:
         for version in metric["x"]["buckets"]
     }
     assert f1 == {"1": pytest.approx(0.80), "2": pytest.approx(0.85)}
-    curves = es.search(indices.model_metrics, panel_query(find_panel("model-metrics", "training-curves")))
+    curves = es.search(
+        indices.model_metrics, panel_query(find_panel("model-metrics", "training-curves"))
+    )
     steps = curves["aggregations"]["breakdown"]["buckets"][0]["x"]["buckets"]
     assert [b["m0"]["value"] for b in steps] == pytest.approx([1.0, 0.5, 1 / 3, 0.25, 0.2])
 
@@ -125,7 +121,9 @@ def test_prediction_panels_and_summary_match_the_database(
     rows = prediction_rows(hours=3, per_hour=20)
     seed_predictions(settings.db_url, rows)
     sink = BulkEventSink(EsClient(es.url), tmp_path / "spool", indices)
-    sink.submit("prediction", [{**r, "created_at": r["created_at"].replace(tzinfo=UTC)} for r in rows])
+    sink.submit(
+        "prediction", [{**r, "created_at": r["created_at"].replace(tzinfo=UTC)} for r in rows]
+    )
     assert sink.flush(timeout=30)
     sink.submit("prediction", rows[:10])  # a resend: same ids, nothing added
     assert sink.flush(timeout=30)
@@ -150,22 +148,24 @@ def test_prediction_panels_and_summary_match_the_database(
     latency = es.search(indices.predictions, panel_query(find_panel("predictions", "latency")))
     bucket = next(b for b in latency["aggregations"]["x"]["buckets"] if b["doc_count"])
     assert bucket["m1"]["values"]["95.0"] >= bucket["m0"]["values"]["50.0"] > 0
-    by_version = es.search(indices.predictions, panel_query(find_panel("predictions", "by-version")))
+    by_version = es.search(
+        indices.predictions, panel_query(find_panel("predictions", "by-version"))
+    )
     rates = {b["key"]: b["m1"]["value"] for b in by_version["aggregations"]["x"]["buckets"]}
     expected = {
-        v: sum(r["label"] == "yes" for r in rows if r["model_version"] == v) / 30 for v in ("1", "2")
+        v: sum(r["label"] == "yes" for r in rows if r["model_version"] == v) / 30
+        for v in ("1", "2")
     }
     assert rates == pytest.approx(expected)
 
 
-def test_drift_exporter_panels_and_read(
-    es: EsClient, indices: Indices, settings: Settings
-) -> None:
+def test_drift_exporter_panels_and_read(es: EsClient, indices: Indices, settings: Settings) -> None:
     setup(es, prefix=indices.prefix)
     es_settings = settings.model_copy(update={"es_url": es.url})
     report = compute_drift(reference(), shifted(training_frame().iloc[3000:3600]))
-    report = report.model_copy(update={"model_version": "2",
-                                       "computed_at": datetime.now(UTC) - timedelta(minutes=5)})
+    report = report.model_copy(
+        update={"model_version": "2", "computed_at": datetime.now(UTC) - timedelta(minutes=5)}
+    )
     assert jobs.store_results(es_settings, report, None, indices) == "es"
     assert jobs.store_results(es_settings, report, None, indices) == "es"  # re-run: same _ids
     es.refresh(indices.drift)
@@ -225,3 +225,34 @@ def test_rejected_documents_are_kept(es: EsClient, indices: Indices, tmp_path: P
     assert sink.flush(timeout=10)
     sink.close()
     assert sink.stats.rejected == 1 and sink.rejects.pending_records() == 1
+
+
+def test_export_from_a_real_mlflow_store(
+    es: EsClient, indices: Indices, settings: Settings
+) -> None:
+    """run_histories reads a real SQLite-backed MLflow store (through core.registry's client)."""
+    from core import registry
+    from core.monitoring.mlflow_export import export_mlflow, run_histories
+
+    client = registry.configure(settings)
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    run = client.create_run(experiment.experiment_id, run_name="hgb-1")
+    for step in range(3):
+        client.log_metric(run.info.run_id, "valid_loss", 1.0 / (step + 1), step=step)
+    client.log_metric(run.info.run_id, "f1", 0.8)
+    client.log_param(run.info.run_id, "family", "hgb")
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model(settings.model_name)
+    version = client.create_model_version(settings.model_name, "file:///tmp/x", run.info.run_id)
+    client.set_registered_model_alias(settings.model_name, "champion", version.version)
+    histories = run_histories(settings)
+    assert len(histories) == 1 and len(histories[0].metrics) == 4
+    assert histories[0].versions[0].aliases == ["champion"]
+    setup(es, prefix=indices.prefix)
+    es_settings = settings.model_copy(update={"es_url": es.url})
+    first = export_mlflow(es_settings, indices)
+    again = export_mlflow(es_settings, indices)
+    assert (first.created, again.created, again.updated) == (4, 0, 4)
+    hit = es.search(indices.model_metrics, {"query": {"term": {"metric.name": "f1"}}})
+    source = hit["hits"]["hits"][0]["_source"]
+    assert source["model"]["aliases"] == ["champion"] and source["metric"]["kind"] == "final"

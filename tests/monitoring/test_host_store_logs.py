@@ -96,8 +96,11 @@ def test_agent_to_sqlite_with_containers(settings: Settings, docker_socket: Path
     assert found is not None and found["cpu_percent"] is not None
     assert found["document"]["system"]["memory"]["total"] > 0
     with store.engine.connect() as conn:
-        kinds = dict(conn.exec_driver_sql(
-            "select metricset, count(*) from monitoring_host group by metricset").all())
+        kinds = dict(
+            conn.exec_driver_sql(
+                "select metricset, count(*) from monitoring_host group by metricset"
+            ).all()
+        )
     assert kinds["host"] == 2 and kinds["container"] == 2 and kinds["core"] >= 2
 
 
@@ -114,7 +117,9 @@ def test_no_host_sample_yet(settings: Settings) -> None:
     assert latest_host(settings) is None
 
 
-def test_json_logging_has_ecs_fields(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_logging_has_ecs_fields(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
     received: list[bytes] = []
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
