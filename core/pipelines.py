@@ -165,7 +165,8 @@ def new_bundle_dir(settings: Settings, family: str) -> Path:
 def register_candidate(settings: Settings, trained: TrainedModel, data_path: Path) -> Registration:
     """Registration seam: log the run, register the version and run the promotion gate.
 
-    Without a model registry nothing is registered and every field is ``None``.
+    The MLflow run (nested under the active run, e.g. a ``make tune`` search), the new
+    ``challenger`` version and the gate decision all come from :mod:`core.registry`.
 
     Args:
         settings: where the registry is.
@@ -175,8 +176,24 @@ def register_candidate(settings: Settings, trained: TrainedModel, data_path: Pat
     Returns:
         The :class:`Registration`.
     """
-    del settings, trained, data_path
-    return Registration()
+    # Imported here: mlflow is heavy and only registration needs it (issue 3).
+    from core import registry  # pylint: disable=import-outside-toplevel
+
+    record = registry.TrainingRecord(
+        bundle=trained.bundle,
+        train_frame=trained.split.train,
+        x_holdout=trained.holdout()[0],
+        y_holdout=trained.holdout()[1],
+        curve=trained.curve,
+        data_path=data_path,
+        run_name=f"train-{trained.bundle.meta.family}",
+    )
+    run_id = registry.log_training(settings, record)
+    version = registry.register(settings, run_id)
+    decision = registry.gate(settings, version, trained.holdout())
+    return Registration(
+        run_id=run_id, model_version=version, promoted=decision.promoted, reason=decision.reason
+    )
 
 
 def train_and_register(
