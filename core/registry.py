@@ -54,11 +54,11 @@ from core.persist import (
     TRUSTED_TYPES,
     ModelBundle,
     bundle_document,
-    dumps_pipeline,
     load_bundle,
 )
 from core.reference import build_reference
 from core.settings import Settings
+from core.train import thread_limit
 
 LOGGER = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_ARTIFACT = "model"
 HISTORY_TAG = "champion_history"
+MODEL_URI_TAG = "model_uri"
 CACHE_INFO = "champion.json"
 
 
@@ -219,10 +220,12 @@ def _pip_requirements() -> list[str]:
 
 def _log_figures(record: TrainingRecord) -> list[str]:
     pipeline, threshold = record.bundle.pipeline, record.bundle.threshold
-    proba = pipeline.predict_proba(record.x_holdout)[:, 1]
-    labels = (proba >= threshold).astype(int)
     y = np.asarray(record.y_holdout)
-    importances = plots.feature_importance(pipeline, record.x_holdout, y)
+    # One OpenMP thread: on a small shared machine HGB's threaded predict is many times slower.
+    with thread_limit(1):
+        proba = pipeline.predict_proba(record.x_holdout)[:, 1]
+        importances = plots.feature_importance(pipeline, record.x_holdout, y)
+    labels = (proba >= threshold).astype(int)
     figures = {
         "plots/confusion_matrix.png": plots.confusion_matrix_figure(y, labels),
         "plots/roc_curve.png": plots.roc_figure(y, proba),
@@ -267,10 +270,10 @@ def log_training(settings: Settings, record: TrainingRecord) -> str:
         The MLflow run id.
 
     Raises:
-        core.persist.UntrustedModelError: when the pipeline holds a type skops should not trust.
+        mlflow.exceptions.MlflowException: when the pipeline holds a type outside
+            :data:`core.persist.TRUSTED_TYPES` (MLflow reloads the skops file with that list).
     """
     bundle = record.bundle
-    dumps_pipeline(bundle.pipeline)  # refuse, before logging anything, what could not be loaded
     client = configure(settings)
     tags = {
         "git_commit": _git_commit(Path.cwd()),
@@ -282,9 +285,12 @@ def log_training(settings: Settings, record: TrainingRecord) -> str:
     mlflow.set_system_metrics_sampling_interval(1)  # type: ignore[no-untyped-call]
     mlflow.set_system_metrics_samples_before_logging(1)  # type: ignore[no-untyped-call]
     nested = mlflow.active_run() is not None
-    with mlflow.start_run(
-        run_name=record.run_name, nested=nested, tags=tags, log_system_metrics=True
-    ) as run:
+    with (
+        _quiet_mlflow(),
+        mlflow.start_run(
+            run_name=record.run_name, nested=nested, tags=tags, log_system_metrics=True
+        ) as run,
+    ):
         run_id = str(run.info.run_id)
         mlflow.log_params(run_params(bundle))
         now = _now()
@@ -314,19 +320,26 @@ def log_training(settings: Settings, record: TrainingRecord) -> str:
         mlflow.log_text(reference.to_json(), "reference.json")
         mlflow.log_dict(bundle_document(bundle), "bundle.json")
         example = record.x_holdout.head(5)
-        signature = infer_signature(example, bundle.pipeline.predict_proba(example))
-        mlflow.sklearn.log_model(
-            bundle.pipeline,
-            name=MODEL_ARTIFACT,
-            signature=signature,
-            input_example=example,
-            serialization_format="skops",
-            skops_trusted_types=list(TRUSTED_TYPES),
-            pyfunc_predict_fn="predict_proba",
-            pip_requirements=_pip_requirements(),
-            metadata={"threshold": bundle.threshold},
-        )
+        with thread_limit(1):
+            signature = infer_signature(example, bundle.pipeline.predict_proba(example))
+            mlflow.set_tag(MODEL_URI_TAG, _log_model(bundle, signature, example))
     return run_id
+
+
+def _log_model(bundle: ModelBundle, signature: Any, example: pd.DataFrame) -> str:
+    """The model as an MLflow sklearn model: skops, probabilities from pyfunc, explicit pins."""
+    info = mlflow.sklearn.log_model(
+        bundle.pipeline,
+        name=MODEL_ARTIFACT,
+        signature=signature,
+        input_example=example,
+        serialization_format="skops",
+        skops_trusted_types=list(TRUSTED_TYPES),
+        pyfunc_predict_fn="predict_proba",
+        pip_requirements=_pip_requirements(),
+        metadata={"threshold": bundle.threshold},
+    )
+    return str(info.model_uri)
 
 
 @contextmanager
@@ -411,9 +424,8 @@ def register(settings: Settings, run_id: str) -> str:
         "data_sha256": run.data.tags.get("data_sha256", ""),
     }
     with _quiet_mlflow():
-        version = mlflow.register_model(
-            f"runs:/{run_id}/{MODEL_ARTIFACT}", settings.model_name, tags=tags
-        )
+        uri = run.data.tags.get(MODEL_URI_TAG, f"runs:/{run_id}/{MODEL_ARTIFACT}")
+        version = mlflow.register_model(uri, settings.model_name, tags=tags)
     client.set_registered_model_alias(settings.model_name, CHALLENGER, version.version)
     return str(version.version)
 
@@ -465,7 +477,9 @@ def _load_downloaded(folder: Path) -> ModelBundle:
 
 def _score(bundle: ModelBundle, holdout: tuple[pd.DataFrame, np.ndarray]) -> Metrics:
     x, y = holdout
-    return evaluate(np.asarray(y), bundle.pipeline.predict_proba(x)[:, 1], bundle.threshold)
+    with thread_limit(1):
+        proba = bundle.pipeline.predict_proba(x)[:, 1]
+    return evaluate(np.asarray(y), proba, bundle.threshold)
 
 
 def _record_decision(client: MlflowClient, name: str, decision: GateDecision) -> None:
@@ -541,7 +555,7 @@ def gate(
         failed = QUALITY_THRESHOLDS.failures(metrics)
         current = _version_by_alias(client, name, CHAMPION)
         champion_score: float | None = None
-        if current is not None and current.version != version:
+        if current is not None and str(current.version) != str(version):
             c_bundle = _load_downloaded(
                 _download_version(client, name, current, Path(tmp) / "champion")
             )
@@ -753,7 +767,8 @@ def _probe(uri: str, timeout: float) -> None:
         return
     url = uri.rstrip("/") + "/health"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:  # nosec B310 - http(s) only
+        # The scheme is checked above (http/https only), so B310's file:// concern does not apply.
+        with urllib.request.urlopen(url, timeout=timeout) as answer:  # nosec B310
             answer.read()
     except (urllib.error.URLError, OSError) as exc:
         raise RegistryError(f"tracking server {uri} unreachable: {exc}") from exc

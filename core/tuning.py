@@ -134,7 +134,7 @@ def tune(
         The :class:`TuneResult`.
     """
     progress = on_progress or (lambda step, fraction: None)
-    base = TrainConfig(family=family)
+    base = TrainConfig(family=family, cv_folds=folds)
     split = split_dataset(load_dataset(settings.data_path), base.split)
     dev = to_xy(pd.concat([split.train, split.valid]))
     sampled = candidates(family, trials, seed)

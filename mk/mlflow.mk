@@ -33,3 +33,6 @@ mlflow-ui: $(STAMP) ## MLflow UI + server on MLFLOW_PORT (5000) over the embedde
 	$(RUN)/mlflow server --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) --workers 1 \
 	  --backend-store-uri sqlite:///$(MLFLOW_DB) \
 	  --serve-artifacts --artifacts-destination $(MLFLOW_ARTIFACTS)
+
+# MLflow 3 sends anonymous usage telemetry by default; churnops never phones home.
+export MLFLOW_DISABLE_TELEMETRY ?= true
