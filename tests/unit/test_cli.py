@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import runpy
 import subprocess
 import sys
 import time
@@ -13,7 +15,7 @@ import pandas as pd
 import pytest
 
 from core.cli import build_parser, main
-from core.persist import mark_latest, save_bundle
+from core.persist import latest_bundle_dir, load_bundle, mark_latest, save_bundle
 from core.pipelines import TrainedModel
 from core.settings import Settings
 from tests.factories import DATA_CSV, ROOT, raw_rows, to_bigml, write_csv
@@ -49,17 +51,28 @@ def test_validate_reports_ok_and_every_issue(
     assert main(["validate", "--no-target", "--data", str(path)]) == 0
 
 
-def test_train_prints_progress_and_ends_with_the_json_line(
+def test_train_saves_a_bundle_prints_progress_and_ends_with_the_json_line(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # train_and_register end to end (with whatever registry is plugged into its seam).
     assert main(["train", "--data", str(DATA_CSV), "--family", "logreg", "--cv-folds", "2"]) == 0
     captured = capsys.readouterr()
     summary = _last_json_line(captured.out)
     assert list(summary) == SUMMARY_KEYS
-    assert 0 < float(str(summary["f1"])) < 1
-    assert "[  0%] load" in captured.err and "cross-validate fold 2/2" in captured.err
+    if summary["run_id"] is None:  # no registry: nothing registered, no gate
+        assert summary["model_version"] is None and summary["promoted"] is None
+    else:
+        assert summary["model_version"] is not None and summary["promoted"] is False
+    progress = re.findall(r"^\[\s*(\d+)%\] (.+)$", captured.err, flags=re.MULTILINE)
+    percents = [int(p) for p, _ in progress]
+    assert percents == sorted(percents) and percents[0] == 0 and percents[-1] == 100
+    assert {"load", "fit", "evaluate", "save", "cross-validate fold 2/2"} <= {
+        s for _, s in progress
+    }
     assert "below the quality floors" in captured.err  # logreg is only the baseline
-    assert any((settings.var_dir / "models").iterdir())
+    bundle = load_bundle(latest_bundle_dir(settings.var_dir / "models"))
+    assert bundle.meta.family == "logreg" and bundle.meta.cv is not None
+    assert round(bundle.metrics.f1, 4) == summary["f1"]
 
 
 def test_evaluate_scores_the_latest_bundle(
@@ -109,16 +122,15 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
     assert "--" in capsys.readouterr().out
 
 
-def test_python_dash_m_core_help() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "core", "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    assert all(c in done.stdout for c in ("validate", "train", "evaluate", "predict"))
+def test_python_dash_m_core_runs_the_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["python -m core", "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("core", run_name="__main__", alter_sys=True)
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(c in out for c in ("validate", "train", "evaluate", "predict"))
 
 
 @pytest.mark.slow
