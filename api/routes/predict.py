@@ -271,9 +271,19 @@ async def predict_batch(request: Request, model: ModelDep, writer: WriterDep) ->
         table = pd.concat([valid.reset_index(drop=True), scored.drop(columns=["row"])], axis=1)
         csv = table.to_csv(index=False)
         return Response(csv, media_type="text/csv", headers=headers)
-    results = scored.to_json(orient="records", double_precision=15)
-    body = f'{{"model_version":{json.dumps(model.version)},"results":{results}}}'
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(
+        _results_json(model.version, scored), media_type="application/json", headers=headers
+    )
+
+
+def _results_json(version: str, scored: pd.DataFrame) -> str:
+    """The batch answer as JSON, probabilities with full precision (repr round-trips exactly)."""
+    rows = zip(scored["prediction_id"], scored["churn_probability"].tolist(), scored["label"])
+    items = ",".join(
+        f'{{"row":{i},"prediction_id":"{pid}","churn_probability":{p!r},"label":"{label}"}}'
+        for i, (pid, p, label) in enumerate(rows)
+    )
+    return f'{{"model_version":{json.dumps(version)},"results":[{items}]}}'
 
 
 @router.post(
