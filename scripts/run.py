@@ -64,55 +64,6 @@ def get_json(url: str, *, method: str = "GET", headers: dict[str, str] | None = 
             return {"status": f"HTTP {err.code}"}
 
 
-def train(env: dict[str, str], extra: Sequence[str] = ()) -> bool:
-    """Run the training entry point in the foreground (its progress shows on the terminal)."""
-    done = subprocess.run(  # nosec B603  # fixed argv, no shell
-        [PYTHON, "-m", "core", "train", *extra], cwd=ROOT, env=env, check=False
-    )
-    if done.returncode != 0:
-        log(f"training failed (exit {done.returncode})")
-    return done.returncode == 0
-
-
-def api_key() -> str:
-    """The admin key the API uses: same environment, same ``core.settings`` rules."""
-    if str(ROOT) not in sys.path:  # `python scripts/run.py` puts only scripts/ on sys.path
-        sys.path.insert(0, str(ROOT))
-    from core.settings import (  # pylint: disable=import-outside-toplevel  # after the path fix
-        get_settings,
-    )
-
-    return get_settings().require_api_key()
-
-
-def ensure_model(
-    api_url: str, env: dict[str, str], train_args: Sequence[str] | None, timeout: float
-) -> bool:
-    """Train and hot-load a champion when the API has none (``GET /ready`` is ``not_ready``)."""
-    ready = get_json(f"{api_url}/ready")
-    if ready.get("status") != "not_ready":
-        log(f"API {ready.get('status')}: model v{ready.get('model_version')}")
-        return True
-    log(f"the API has no model ({ready.get('reason')})")
-    if train_args is None:
-        log("--no-train: serving without a model (predictions answer 503)")
-        return True
-    log(f"training a first champion: python -m core train {' '.join(train_args)}".rstrip())
-    if not train(env, train_args):
-        return False
-    key = api_key()
-    get_json(f"{api_url}/model/reload", method="POST", headers={"X-API-Key": key})
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready = get_json(f"{api_url}/ready")
-        if ready.get("status") in ("ready", "degraded"):
-            log(f"API {ready['status']}: model v{ready.get('model_version')}")
-            return True
-        time.sleep(1.0)
-    log(f"the API did not load the new model: {ready.get('reason')}")
-    return False
-
-
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
     """Poll ``url`` until it answers 2xx, the process exits, or the timeout passes."""
     deadline = time.monotonic() + timeout
@@ -186,6 +137,59 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         pass
 
 
+def train(supervisor: Supervisor, env: dict[str, str], extra: Sequence[str] = ()) -> bool:
+    """Run the training entry point, supervised (Ctrl-C stops it too); output on the terminal."""
+    proc = supervisor.start("training", [PYTHON, "-m", "core", "train", *extra], env)
+    code = proc.wait()
+    del supervisor.children["training"]
+    if code != 0:
+        log(f"training failed (exit {code})")
+    return code == 0
+
+
+def api_key() -> str:
+    """The admin key the API uses: same environment, same ``core.settings`` rules."""
+    if str(ROOT) not in sys.path:  # `python scripts/run.py` puts only scripts/ on sys.path
+        sys.path.insert(0, str(ROOT))
+    from core.settings import (  # pylint: disable=import-outside-toplevel  # after the path fix
+        get_settings,
+    )
+
+    return get_settings().require_api_key()
+
+
+def ensure_model(
+    supervisor: Supervisor,
+    api_url: str,
+    env: dict[str, str],
+    train_args: Sequence[str] | None,
+    timeout: float,
+) -> bool:
+    """Train and hot-load a champion when the API has none (``GET /ready`` is ``not_ready``)."""
+    ready = get_json(f"{api_url}/ready")
+    if ready.get("status") != "not_ready":
+        log(f"API {ready.get('status')}: model v{ready.get('model_version')}")
+        return True
+    log(f"the API has no model ({ready.get('reason')})")
+    if train_args is None:
+        log("--no-train: serving without a model (predictions answer 503)")
+        return True
+    log(f"training a first champion: python -m core train {' '.join(train_args)}".rstrip())
+    if not train(supervisor, env, train_args):
+        return False
+    key = api_key()
+    get_json(f"{api_url}/model/reload", method="POST", headers={"X-API-Key": key})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready = get_json(f"{api_url}/ready")
+        if ready.get("status") in ("ready", "degraded"):
+            log(f"API {ready['status']}: model v{ready.get('model_version')}")
+            return True
+        time.sleep(1.0)
+    log(f"the API did not load the new model: {ready.get('reason')}")
+    return False
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options (defaults from API_PORT, UI_PORT, API_WORKERS, RUN_HOST)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -204,7 +208,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Train if needed, start API then UI, supervise both until a signal or an exit."""
+    """Start API and UI, train a first model if needed, supervise both until a signal or exit."""
     args = parse_args(argv)
     api_url = f"http://{args.host}:{args.api_port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "API_URL": api_url}
@@ -212,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         del frame
-        log(f"got {signal.Signals(signum).name}: stopping API and UI")
+        log(f"got {signal.Signals(signum).name}: stopping {', '.join(supervisor.children)}")
         supervisor.stop()
         raise SystemExit(0)
 
@@ -225,12 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              "--port", str(args.api_port), "--workers", str(args.workers), "--no-access-log"],
             {**env, "OMP_NUM_THREADS": "1"},
         )  # fmt: skip
-        if not wait_http(f"{api_url}/health", api, args.startup_timeout):
-            log(f"the API did not come up on {api_url}")
-            return 1
-        train_args = None if args.no_train else shlex.split(args.train_args)
-        if not ensure_model(api_url, env, train_args, args.startup_timeout):
-            return 1
+        # The UI starts at once (it shows the API's state while a first model trains).
         ui = supervisor.start(
             "UI",
             [PYTHON, "-m", "streamlit", "run", str(ROOT / "ui" / "app.py"),
@@ -240,6 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             env,
         )  # fmt: skip
         ui_url = f"http://{args.host}:{args.ui_port}"
+        if not wait_http(f"{api_url}/health", api, args.startup_timeout):
+            log(f"the API did not come up on {api_url}")
+            return 1
+        train_args = None if args.no_train else shlex.split(args.train_args)
+        if not ensure_model(supervisor, api_url, env, train_args, args.startup_timeout):
+            return 1
         if not wait_http(f"{ui_url}/_stcore/health", ui, args.startup_timeout):
             log(f"the UI did not come up on {ui_url}")
             return 1

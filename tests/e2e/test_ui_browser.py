@@ -29,9 +29,8 @@ def screenshot(page: Any, name: str, max_height: int = 2000) -> Path:
     path = SHOTS / f"ui-{name}.png"
     page.wait_for_timeout(800)  # let charts finish their transition
     width = page.viewport_size["width"]
-    height = page.evaluate(
-        "() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], body')]"
-        ".map(e => e.scrollHeight))"
+    height = page.evaluate(  # the tallest scroll container holds the page
+        "() => Math.max(...[...document.querySelectorAll('*')].map(e => e.scrollHeight))"
     )
     page.set_viewport_size({"width": width, "height": min(max(int(height), 800), max_height)})
     page.wait_for_timeout(400)
@@ -152,19 +151,6 @@ def test_monitoring_reads_live_metrics(page: Any, stack: Stack) -> None:
     screenshot(page, "monitoring")
 
 
-def test_model_page_shows_the_champion(page: Any, stack: Stack) -> None:
-    open_page(page, stack, "model", "Model")
-    page.get_by_test_id("stMetric").filter(has_text="Champion version").wait_for()
-    served = http_json(f"{stack.api_url}/model")
-    assert metric(page, "Champion version") == served["version"]
-    assert metric(page, "Inference path") == served["compiled"]
-    no_traceback(page)
-    screenshot(page, "model")
-    page.get_by_role("tab", name="Plots").click()
-    page.get_by_test_id("stImage").first.wait_for()
-    screenshot(page, "model-plots")
-
-
 def test_retrain_runs_through_the_gate(page: Any, stack: Stack) -> None:
     open_page(page, stack, "retrain", "Retrain")
     key = page.get_by_label("API key", exact=True)
@@ -181,3 +167,17 @@ def test_retrain_runs_through_the_gate(page: Any, stack: Stack) -> None:
     verdict = "Promoted to champion" if status["result"]["promoted"] else "Not promoted"
     page.get_by_text(verdict).wait_for()
     screenshot(page, "retrain")
+
+
+def test_model_page_shows_champion_and_challenger(page: Any, stack: Stack) -> None:
+    """Runs after the retrain test, so the registry holds a second version to compare."""
+    open_page(page, stack, "model", "Model")
+    page.get_by_test_id("stMetric").filter(has_text="Champion version").wait_for()
+    served = http_json(f"{stack.api_url}/model")
+    assert metric(page, "Champion version") == served["version"]
+    assert metric(page, "Inference path") == served["compiled"]
+    no_traceback(page)
+    screenshot(page, "model")
+    page.get_by_role("tab", name="Plots").click()
+    page.get_by_test_id("stImage").first.wait_for()
+    screenshot(page, "model-plots")
