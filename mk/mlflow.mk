@@ -28,9 +28,9 @@ champion: $(STAMP) ## Show the champion and every version of churn-model (JSON)
 	$(PY) -m core.registry_cli champion
 
 .PHONY: mlflow-ui
-mlflow-ui: $(STAMP) ## MLflow UI + server on MLFLOW_PORT (5000) over the embedded store in var/
+mlflow-ui: $(STAMP) ## MLflow UI + tracking server on MLFLOW_PORT (5000) over the embedded var/ store
 	@mkdir -p var/mlartifacts
-	$(RUN)/mlflow server --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) --workers 1 \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(RUN)/mlflow server --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) --workers 1 \
 	  --backend-store-uri sqlite:///$(MLFLOW_DB) \
 	  --serve-artifacts --artifacts-destination $(MLFLOW_ARTIFACTS)
 
