@@ -205,9 +205,13 @@ class BulkEventSink:
             try:
                 items.append(self._queue.get_nowait())
             except queue.Empty:
-                if time.monotonic() >= deadline or self._stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stop.is_set():
                     break
-                time.sleep(0.005)
+                try:
+                    items.append(self._queue.get(timeout=remaining))
+                except queue.Empty:
+                    break
         return items
 
     def _replay_one(self) -> bool:

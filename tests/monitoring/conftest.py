@@ -7,6 +7,7 @@ skip locally and fail in CI (``need``).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -126,3 +127,18 @@ def es(elasticsearch: LocalElasticsearch) -> Iterator[EsClient]:
 def indices() -> Indices:
     """A fresh index prefix per test, so tests never see each other's documents."""
     return Indices(f"t{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The CLI configures the root logger: give later tests their original handlers back."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
