@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
 ]
 API_KEY = "e2e-admin-key"
-STARTUP_TIMEOUT = float(os.environ.get("E2E_STARTUP_TIMEOUT", "420"))
+STARTUP_TIMEOUT = float(os.environ.get("E2E_STARTUP_TIMEOUT", "360"))
 
 
 def free_port() -> int:

@@ -15,7 +15,8 @@ from core.schema import EXAMPLE_CHURNER, FEATURES
 from tests.conftest import ROOT
 from tests.e2e.conftest import API_KEY, Stack, http_json, uuid_in
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# the first test also waits for the session stack (API start + first training): allow for it
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 SHOTS = ROOT / "docs" / "img"
 MAX_SHOT_BYTES = 300_000
