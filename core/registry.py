@@ -67,11 +67,16 @@ CHALLENGER = "challenger"
 MODEL_ARTIFACT = "model"
 HISTORY_TAG = "champion_history"
 MODEL_URI_TAG = "model_uri"
+PROBE_TIMEOUT = 5.0
 CACHE_INFO = "champion.json"
 
 
 class RegistryError(RuntimeError):
     """A registry operation that cannot be done (no champion, nothing to roll back to...)."""
+
+
+class TrackingUnavailable(ConnectionError):
+    """The HTTP tracking server does not answer (raised fast instead of MLflow's long retries)."""
 
 
 class ChampionUnavailable(RegistryError):
@@ -156,10 +161,14 @@ def configure(settings: Settings) -> MlflowClient:
 
     Returns:
         A client bound to the configured tracking and registry URI.
+
+    Raises:
+        TrackingUnavailable: when an HTTP tracking server does not answer its health check.
     """
     uri = settings.tracking_uri
     if uri.startswith("sqlite:"):
         settings.var_dir.mkdir(parents=True, exist_ok=True)
+    _probe(uri, PROBE_TIMEOUT)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -771,7 +780,7 @@ def _probe(uri: str, timeout: float) -> None:
         with urllib.request.urlopen(url, timeout=timeout) as answer:  # nosec B310
             answer.read()
     except (urllib.error.URLError, OSError) as exc:
-        raise RegistryError(f"tracking server {uri} unreachable: {exc}") from exc
+        raise TrackingUnavailable(f"tracking server {uri} unreachable: {exc}") from exc
 
 
 def _read_json(path: Path) -> dict[str, Any]:

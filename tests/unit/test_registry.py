@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,11 +178,19 @@ def test_gate_story_promote_and_rollback(store: Settings, first: tuple[str, str]
     with pytest.raises(registry.RegistryError, match="no version"):
         registry.promote(store, "999", "nope")
 
-    listed = {v.version: v for v in registry.list_versions(store)}
-    assert listed[champion].aliases == [CHAMPION]
-    assert listed[same].aliases == [CHALLENGER] and listed[same].gate["decision"] == "promoted"
-    assert listed[worse].gate["decision"] == "rejected" and listed[worse].metrics["f1"] > 0
-    assert list(listed) == sorted(listed, key=int, reverse=True)
+
+def test_list_versions_matches_the_registry(store: Settings, first: tuple[str, str]) -> None:
+    """Newest first, aliases from the registered model, gate record and run metrics included."""
+    del first
+    client = _client(store)
+    aliases = client.get_registered_model(store.model_name).aliases
+    listed = registry.list_versions(store)
+    assert [v.version for v in listed] == sorted((v.version for v in listed), key=int, reverse=True)
+    for info in listed:
+        assert info.aliases == sorted(a for a, v in aliases.items() if str(v) == info.version)
+        tags = client.get_model_version(store.model_name, info.version).tags
+        assert info.gate["decision"] == tags["gate.decision"] and info.metrics["f1"] > 0
+        assert not any(k.startswith("system/") for k in info.metrics)
 
 
 def _free_port() -> int:
@@ -219,6 +228,10 @@ def test_no_champion_and_no_copy_is_an_error(tmp_path: Path) -> None:
     dead = _settings(tmp_path / "var", f"http://127.0.0.1:{_free_port()}")
     with pytest.raises(registry.ChampionUnavailable, match="no local copy"):
         registry.load_champion(dead, timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(registry.TrackingUnavailable, match="unreachable"):
+        registry.list_versions(dead)  # fails fast instead of MLflow's minutes of retries
+    assert time.monotonic() - started < 10
 
 
 def test_curve_and_plots_for_the_api(store: Settings, first: tuple[str, str]) -> None:
