@@ -17,10 +17,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from sqlalchemy import Engine, event, insert, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -179,6 +182,39 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class BatchRows:
+    """A scored batch, turned into prediction rows by the writer thread (not by the request)."""
+
+    common: dict[str, Any]
+    ids: Sequence[str]
+    probabilities: np.ndarray
+    labels: np.ndarray
+    features: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The prediction rows (features as JSON text)."""
+        features = self.features.to_json(orient="records", lines=True, double_precision=15)
+        texts = features.splitlines()
+        return [
+            {
+                **self.common,
+                "id": pid,
+                "probability": probability,
+                "label": label,
+                "features": texts[i],
+                "actual": None,
+                "feedback_at": None,
+            }
+            for i, (pid, probability, label) in enumerate(
+                zip(self.ids, self.probabilities.tolist(), self.labels.tolist())
+            )
+        ]
+
+
 class PredictionWriter:
     """Insert prediction rows in batches from one background thread; lose none.
 
@@ -205,7 +241,7 @@ class PredictionWriter:
         self._on_batch = on_batch
         self._sqlite = engine.dialect.name == "sqlite"
         self._lock = threading.Lock()
-        self._buffer: list[dict[str, Any]] = []
+        self._buffer: list[dict[str, Any] | BatchRows] = []
         self._submitted = 0
         self._written = 0
         self._done = threading.Condition()
@@ -235,6 +271,12 @@ class PredictionWriter:
             self._buffer.extend(rows)
             self._submitted += len(rows)
 
+    def submit_batch(self, batch: BatchRows) -> None:
+        """Queue a scored batch; its rows are built in the writer thread."""
+        with self._lock:
+            self._buffer.append(batch)
+            self._submitted += len(batch)
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every row queued so far is in the database; False on timeout."""
         target = self._submitted
@@ -261,8 +303,14 @@ class PredictionWriter:
 
     def _take(self) -> list[dict[str, Any]]:
         with self._lock:
-            batch, self._buffer = self._buffer, []
-        return batch
+            taken, self._buffer = self._buffer, []
+        rows: list[dict[str, Any]] = []
+        for item in taken:
+            if isinstance(item, BatchRows):
+                rows.extend(item.rows())
+            else:
+                rows.append(item)
+        return rows
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
@@ -272,8 +320,7 @@ class PredictionWriter:
             if self._sqlite:  # the DB-API executemany: ~20x less CPU than the ORM path
                 placeholders = ", ".join("?" for _ in _COLUMNS)
                 conn.exec_driver_sql(
-                    f"INSERT INTO prediction ({', '.join(_COLUMNS)}) "  # nosec B608 - constants
-                    f"VALUES ({placeholders})",
+                    f"INSERT INTO prediction ({', '.join(_COLUMNS)}) " f"VALUES ({placeholders})",
                     [tuple(_sqlite_value(row[c]) for c in _COLUMNS) for row in rows],
                 )
             else:

@@ -150,13 +150,15 @@ def _request_id(request: Request) -> str | None:
 
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)  # nosec B101 - registered for this type only
+    if not isinstance(exc, RequestValidationError):  # registered for this type only
+        return await _unexpected(request, exc)
     body = {"detail": error_items(exc.errors()), "request_id": _request_id(request)}
     return JSONResponse(body, status_code=422)
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)  # nosec B101 - registered for this type only
+    if not isinstance(exc, StarletteHTTPException):  # registered for this type only
+        return await _unexpected(request, exc)
     headers: Mapping[str, str] | None = getattr(exc, "headers", None)
     body = {"detail": exc.detail, "request_id": _request_id(request)}
     return JSONResponse(body, status_code=exc.status_code, headers=dict(headers or {}))

@@ -8,13 +8,13 @@ its row and column.
 from __future__ import annotations
 
 import io
-import json
 import os
 import threading
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pydantic_core
 from fastapi import HTTPException, Request, status
 from starlette.datastructures import UploadFile
 
@@ -51,9 +51,9 @@ def issue_items(report: ValidationReport, limit: int = 1000) -> list[dict[str, A
 
 def parse_json_rows(raw: bytes) -> pd.DataFrame:
     """A JSON array of customer objects as a frame; 422 for anything else, 413 past MAX_ROWS."""
-    try:
-        data = json.loads(raw, parse_constant=reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+    try:  # pydantic-core's parser: ~3x faster than json.loads; NaN/Infinity refused
+        data = pydantic_core.from_json(raw, allow_inf_nan=False)
+    except ValueError as exc:
         raise unprocessable(f"invalid JSON: {exc}") from exc
     if not isinstance(data, list):
         raise unprocessable("expected a JSON array of customer objects")

@@ -80,15 +80,28 @@ def server(cmd: list[str], env: dict[str, str], url: str, log: Path) -> Iterator
             cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
         )
         try:
-            wait_http(url, 180, proc)
+            try:
+                wait_http(url, 180, proc)
+            except RuntimeError as exc:
+                tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
+                raise RuntimeError(f"{exc}\n--- {log.name} ---\n{tail}") from exc
             yield
         finally:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+            _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, SIGKILL it if it lingers."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
@@ -163,41 +176,32 @@ def batch_figures(api: str, rows: int, repeats: int) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; print a table and, last, one JSON line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per run (s)")
-    parser.add_argument("--workers", type=int, default=2, help="workers of each server")
-    parser.add_argument("--batch-rows", type=int, default=10_000, help="rows of the batch test")
-    parser.add_argument("--repeats", type=int, default=5, help="batch repetitions (median)")
-    args = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("wrk not found: apt-get install wrk", file=sys.stderr)
-        return 2
+def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Start each server in turn and load it; returns the raw figures."""
     settings = get_settings()
-    tmp = Path(tempfile.mkdtemp(prefix="churnops-bench-"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    venv_bin = Path(sys.executable).parent
+    # mlflow's scoring server execs `uvicorn` from PATH: the venv's bin must be on it
+    path = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": path}
+    env.update(OMP_NUM_THREADS="2", OMP_WAIT_POLICY="PASSIVE")  # as `make serve`
     env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
     api_env = {**env, "DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}", "API_KEY": "bench-key"}
-    api_port, mlflow_port = free_port(), free_port()
-    api, mlf = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{mlflow_port}"
-    venv_bin = Path(sys.executable).parent
+    api, mlf = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
     api_cmd = [
         str(venv_bin / "uvicorn"), "api.main:create_app", "--factory", "--host", "127.0.0.1",
-        "--port", str(api_port), "--workers", str(args.workers), "--loop", "uvloop",
+        "--port", api.rsplit(":", 1)[1], "--workers", str(args.workers), "--loop", "uvloop",
         "--http", "httptools", "--no-access-log",
     ]  # fmt: skip
     mlflow_cmd = [
         str(venv_bin / "mlflow"), "models", "serve", "-m",
         f"models:/{settings.model_name}@champion", "--env-manager", "local",
-        "-w", str(args.workers), "-h", "127.0.0.1", "-p", str(mlflow_port),
+        "-w", str(args.workers), "-h", "127.0.0.1", "-p", mlf.rsplit(":", 1)[1],
     ]  # fmt: skip
     customer = json.dumps(EXAMPLE_CHURNER)
     mlflow_body = json.dumps({"dataframe_records": [EXAMPLE_CHURNER]})
     results: dict[str, Any] = {}
     with server(api_cmd, api_env, f"{api}/ready", tmp / "api.log"):
-        # wait for /ready in every worker: a few requests make sure both answered
-        for _ in range(20):
+        for _ in range(50):  # warm both workers
             post(f"{api}/predict", customer.encode())
         for conns in (1, 8):
             results[f"api_predict_c{conns}"] = run_wrk(
@@ -213,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
             results[f"mlflow_c{conns}"] = run_wrk(
                 f"{mlf}/invocations", "POST", mlflow_body, conns, args.seconds, tmp
             )
+    return results
+
+
+def judge(results: dict[str, Any]) -> dict[str, Any]:
+    """Add the ratios and the floors of issue 4 to the figures."""
     for conns in (1, 8):
         predict = results[f"api_predict_c{conns}"]["rps"]
         results[f"ratio_vs_mlflow_c{conns}"] = round(
@@ -228,6 +237,25 @@ def main(argv: list[str] | None = None) -> int:
         "batch_ms": results["batch"]["server_ms"] <= FLOORS["batch_ms"],
     }
     results["pass"] = all(results["floors"].values())
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print a table and, last, one JSON line."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per run (s)")
+    parser.add_argument("--workers", type=int, default=2, help="workers of each server")
+    parser.add_argument("--batch-rows", type=int, default=10_000, help="rows of the batch test")
+    parser.add_argument("--repeats", type=int, default=5, help="batch repetitions (median)")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk not found: apt-get install wrk", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="churnops-bench-"))
+    try:
+        results = judge(measure(args, tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"{'target':<22}{'c':>3}{'req/s':>11}{'p50 ms':>9}{'p99 ms':>9}")
     for name in ("api_predict", "api_health", "mlflow"):
         for conns in (1, 8):
@@ -237,7 +265,6 @@ def main(argv: list[str] | None = None) -> int:
             )
     batch = results["batch"]
     print(f"batch {batch['rows']} rows: server {batch['server_ms']} ms, wall {batch['wall_ms']} ms")
-    shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(results, separators=(",", ":")))
     return 0
 

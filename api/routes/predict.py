@@ -29,6 +29,7 @@ from api.schemas import (
     PredictionResponse,
     ValidateResponse,
 )
+from api.db import BatchRows
 from api.serving import ServedModel
 from api.state import AppState
 from api.tables import (
@@ -215,25 +216,21 @@ def _score_batch(
     latency_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(valid))
     labels = np.where(probabilities >= model.threshold, "yes", "no")
     ids = new_ids(len(valid))
-    features = valid.to_json(orient="records", lines=True, double_precision=15).splitlines()
-    now = _now()
-    writer.submit_many(
-        [
-            {
-                "id": ids[i],
-                "created_at": now,
+    # the rows (and their features' JSON) are built by the writer thread, off this request
+    writer.submit_batch(
+        BatchRows(
+            common={
+                "created_at": _now(),
                 "request_id": request_id,
                 "model_version": model.version,
-                "probability": float(probabilities[i]),
-                "label": str(labels[i]),
                 "threshold": model.threshold,
                 "latency_ms": latency_ms,
-                "features": features[i],
-                "actual": None,
-                "feedback_at": None,
-            }
-            for i in range(len(valid))
-        ]
+            },
+            ids=ids,
+            probabilities=probabilities,
+            labels=labels,
+            features=valid,
+        )
     )
     out = pd.DataFrame(
         {

@@ -38,7 +38,7 @@ def _parity(bundle: ModelBundle, holdout: tuple[pd.DataFrame, np.ndarray]) -> No
 def test_hgb_parity_over_the_whole_holdout(
     bundle: ModelBundle, holdout: tuple[pd.DataFrame, np.ndarray]
 ) -> None:
-    """The served family: same labels and |Δp| ≤ 1e-6 on every holdout row, row by row and batched."""
+    """The served family: same labels and |Δp| ≤ 1e-6 on every holdout row (one by one, batched)."""
     _parity(bundle, holdout)
 
 
