@@ -175,12 +175,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", type=Path, help=model_help)
     p.set_defaults(func=cmd_predict)
+
+    for name, text in REGISTRY_COMMANDS.items():  # issue 3: delegated to core.registry_cli
+        sub.add_parser(name, help=text, description=text)  # listed here, run by main()
     return parser
+
+
+REGISTRY_COMMANDS: dict[str, str] = {
+    "promote": "force VERSION of churn-model to champion (recorded)",
+    "rollback": "move champion back to the previous champion (recorded)",
+    "champion": "show the champion and every registered version (JSON)",
+    "tune": "hyper-parameter search as nested MLflow runs; the best goes through the gate",
+}
+
+
+def cmd_registry(argv: Sequence[str]) -> int:
+    """Model registry commands, run by :mod:`core.registry_cli` (mlflow is imported only here)."""
+    from core import registry_cli  # pylint: disable=import-outside-toplevel
+
+    return registry_cli.main(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one sub-command and return its exit code."""
-    args = build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw and raw[0] in REGISTRY_COMMANDS:  # their own parser (and --help) lives there
+        return cmd_registry(raw)
+    args = build_parser().parse_args(raw)
     try:
         return int(args.func(args))
     except SchemaError as exc:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from core import cli as core_cli
 from core import registry, registry_cli
 from core.registry import CHALLENGER, CHAMPION, GatePolicy
 from core.settings import Settings, get_settings
@@ -289,5 +290,7 @@ def test_cli_champion_promote_rollback(
         assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["promoted"]
         assert registry_cli.main(["promote", "999"]) == 1
         assert "no version 999" in capsys.readouterr().err
+        assert core_cli.main(["champion"]) == 0  # python -m core champion delegates
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["champion"]
     finally:
         get_settings.cache_clear()
