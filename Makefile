@@ -57,7 +57,7 @@ bandit: $(STAMP) ## Static security scan of our code (fails on medium/high findi
 audit: $(STAMP) ## pip-audit of every locked dependency against PyPI's advisory data
 	@mkdir -p var
 	$(UV) export --frozen --all-groups --format requirements-txt --no-emit-project > var/requirements-audit.txt
-	$(RUN)/pip-audit --strict --disable-pip --require-hashes -r var/requirements-audit.txt
+	$(PY) scripts/audit.py var/requirements-audit.txt
 
 .PHONY: test
 test: $(STAMP) ## Run every test (unit, data, model, api, ui, integration, e2e) with the coverage gate
