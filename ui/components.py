@@ -99,26 +99,28 @@ def probability_chart(probability: float, threshold: float) -> Any:
     import pandas as pd  # pylint: disable=import-outside-toplevel  # keeps the first paint fast
 
     colour = "#d62728" if probability >= threshold else "#2ca02c"
+    axis_title = f"churn probability (black mark: decision threshold {threshold:.1%})"
     bars = (
         alt.Chart(pd.DataFrame({"what": ["churn probability"], "p": [probability]}))
-        .mark_bar(color=colour, size=28)
+        .mark_bar(color=colour, size=28, opacity=0.8)
         .encode(
-            x=alt.X("p:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=None),
+            x=alt.X(
+                "p:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=axis_title
+            ),
             y=alt.Y("what:N", title=None, axis=None),
             tooltip=[alt.Tooltip("p:Q", format=".1%", title="probability")],
         )
     )
     rule = (
-        alt.Chart(pd.DataFrame({"t": [threshold]}))
-        .mark_rule(color="black", strokeDash=[4, 3], size=2)
-        .encode(x="t:Q", tooltip=[alt.Tooltip("t:Q", format=".1%", title="threshold")])
+        alt.Chart(pd.DataFrame({"what": ["churn probability"], "t": [threshold]}))
+        .mark_tick(color="black", thickness=3, size=44, strokeDash=[5, 3])
+        .encode(
+            x="t:Q",
+            y=alt.Y("what:N", title=None, axis=None),
+            tooltip=[alt.Tooltip("t:Q", format=".1%", title="threshold")],
+        )
     )
-    label = (
-        alt.Chart(pd.DataFrame({"t": [threshold], "text": [f"threshold {threshold:.0%}"]}))
-        .mark_text(align="left", dx=4, dy=-22)
-        .encode(x="t:Q", text="text:N")
-    )
-    return (bars + rule + label).properties(height=80)
+    return (bars + rule).properties(height=60)
 
 
 def admin_key_input(key: str) -> str:

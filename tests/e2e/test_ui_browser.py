@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from playwright.sync_api import expect
 
 from core.schema import EXAMPLE_CHURNER, FEATURES
 from tests.conftest import ROOT
@@ -61,14 +62,18 @@ def no_traceback(page: Any) -> None:
 def test_form_gives_the_probability_of_post_predict(page: Any, stack: Stack) -> None:
     open_page(page, stack, "", "Predict churn for one customer")
     page.get_by_role("button", name="Likely churner").click()
-    page.get_by_role("spinbutton", name="Account length (days)", exact=True).fill("101")
-    page.get_by_role("spinbutton", name="Customer service calls (calls)", exact=True).fill("5")
+    account = page.get_by_role("spinbutton", name="Account length (days)", exact=True)
+    expect(account).to_have_value(str(EXAMPLE_CHURNER["account_length"]))  # preset rerun done
+    calls = page.get_by_role("spinbutton", name="Customer service calls (calls)", exact=True)
     day_minutes = page.get_by_role("spinbutton", name="Total day minutes (minutes)", exact=True)
-    day_minutes.fill("250.5")
-    day_minutes.press("Tab")
+    for field, value in ((account, "101"), (calls, "5"), (day_minutes, "250.5")):
+        field.fill(value)
+        field.press("Tab")
     page.get_by_role("radiogroup", name="Voice mail plan").get_by_text("Yes").click()
     page.get_by_role("combobox", name="State").click()
     page.get_by_role("option", name="CA", exact=True).click()
+    expect(account).to_have_value("101")
+    expect(day_minutes).to_have_value("250.50")
     page.get_by_role("button", name="Predict churn").click()
     page.get_by_test_id("stMetric").filter(has_text="Churn probability").wait_for()
     page.get_by_text("What drives this prediction").wait_for()

@@ -68,7 +68,7 @@ def _drivers(explain: dict[str, Any]) -> None:
         .mark_bar()
         .encode(
             x=alt.X("contribution:Q", title="contribution to the churn score"),
-            y=alt.Y("feature_label:N", sort=None, title=None),
+            y=alt.Y("feature_label:N", sort=None, title=None, axis=alt.Axis(labelLimit=260)),
             color=alt.Color(
                 "direction:N",
                 scale=alt.Scale(
@@ -78,7 +78,7 @@ def _drivers(explain: dict[str, Any]) -> None:
             ),
             tooltip=["feature_label", "value", alt.Tooltip("contribution:Q", format="+.4f")],
         )
-        .properties(height=30 * len(frame) + 40)
+        .properties(height=alt.Step(26))
     )
     st.altair_chart(chart, width="stretch")
     st.dataframe(
@@ -103,7 +103,7 @@ def _result(result: dict[str, Any], explain: dict[str, Any] | None) -> None:
     st.altair_chart(probability_chart(probability, threshold), width="stretch")
     st.caption(
         f"Prediction `{result.get('prediction_id', '—')}` · server latency "
-        f"{num(result.get('latency_ms'), 2)} ms · the dashed line is the decision threshold."
+        f"{num(result.get('latency_ms'), 2)} ms."
     )
     if explain is not None:
         _drivers(explain)
