@@ -69,6 +69,7 @@ class Stack:
     launcher: subprocess.Popen[bytes]
     log: Path
     var_dir: Path
+    env: dict[str, str]
 
     def log_tail(self, lines: int = 40) -> str:
         """The end of the launcher's combined output, for failure messages."""
@@ -128,7 +129,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     running = Stack(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}", launcher, log,
-                    var_dir)  # fmt: skip
+                    var_dir, env)  # fmt: skip
     try:
         _wait_ready(running)
         yield running

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -143,16 +145,30 @@ def test_history_and_feedback(page: Any, stack: Stack) -> None:
     screenshot(page, "history")
 
 
-def test_monitoring_reads_live_metrics(page: Any, stack: Stack) -> None:
+def test_monitoring_reads_live_metrics_drift_and_host(page: Any, stack: Stack) -> None:
     direct = http_json(f"{stack.api_url}/predict", EXAMPLE_CHURNER)
     http_json(
         f"{stack.api_url}/feedback", {"prediction_id": direct["prediction_id"], "actual": "yes"}
     )
+    jobs = [  # one drift run over the predictions so far and one host sample (make drift / agent)
+        subprocess.Popen(  # pylint: disable=consider-using-with
+            [sys.executable, "-m", "core.monitoring", *args], cwd=ROOT, env=stack.env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for args in (["drift", "--no-notify"], ["agent", "--iterations", "1", "--interval", "0.1"])
+    ]
+    assert [job.wait(timeout=120) for job in jobs] == [0, 0]
     open_page(page, stack, "monitoring", "Monitoring")
     page.get_by_test_id("stMetric").filter(has_text="With feedback").wait_for()
     live = http_json(f"{stack.api_url}/metrics/live")
     assert metric(page, "With feedback") == f"{live['count']:,}"
     assert live["count"] >= 1
+    drift = http_json(f"{stack.api_url}/monitoring/drift")
+    page.get_by_test_id("stMetric").filter(has_text="CPU").wait_for()
+    if drift["drifted"]:
+        page.get_by_text(re.compile(r"^Drift detected in \d+ feature")).wait_for()
+    else:
+        page.get_by_text("No feature has drifted.").wait_for()
     no_traceback(page)
     screenshot(page, "monitoring")
 

@@ -72,9 +72,10 @@ def _traffic(api: ApiClient) -> None:
         st.altair_chart(time_chart(by_hour, "hour", ["churn_rate"], title="churn rate"))
     with charts[2]:
         st.markdown("**Latency per hour (ms)**")
-        latency_cols = [c for c in ("latency_p50_ms", "latency_p95_ms") if c in by_hour.columns]
+        latency = by_hour.rename(columns={"latency_p50_ms": "p50", "latency_p95_ms": "p95"})
+        latency_cols = [c for c in ("p50", "p95") if c in latency.columns]
         if latency_cols:
-            st.altair_chart(time_chart(by_hour, "hour", latency_cols, title="ms"))
+            st.altair_chart(time_chart(latency, "hour", latency_cols, title="ms"))
 
 
 def _drift(api: ApiClient) -> None:
@@ -105,7 +106,7 @@ def _drift(api: ApiClient) -> None:
         st.success("No feature has drifted.")
     cols = st.columns([3, 2])
     with cols[0]:
-        st.bar_chart(features, x="feature", y="psi", horizontal=True, y_label="PSI")
+        st.altair_chart(_psi_chart(features))
     with cols[1]:
         st.dataframe(
             features[["feature", "psi", "ks_pvalue", "drifted"]],
@@ -116,6 +117,29 @@ def _drift(api: ApiClient) -> None:
                 "ks_pvalue": st.column_config.NumberColumn("KS p-value", format="%.3g"),
             },
         )
+
+
+def _psi_chart(features: pd.DataFrame) -> Any:
+    """PSI per feature, largest first, drifted features in red, with the alert threshold."""
+    import altair as alt  # pylint: disable=import-outside-toplevel  # loaded with a chart only
+
+    data = features.assign(status=features["drifted"].map({True: "drifted", False: "stable"}))
+    bars = (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X("psi:Q", title="PSI"),
+            y=alt.Y("feature:N", sort="-x", title=None, axis=alt.Axis(labelLimit=220)),
+            color=alt.Color(
+                "status:N",
+                scale=alt.Scale(domain=["drifted", "stable"], range=["#d62728", "#1f77b4"]),
+                legend=alt.Legend(orient="bottom", title=None),
+            ),
+            tooltip=["feature", alt.Tooltip("psi:Q", format=".3f"), "status"],
+        )
+    )
+    rule = alt.Chart(pd.DataFrame({"x": [PSI_ALERT]})).mark_rule(strokeDash=[4, 3]).encode(x="x:Q")
+    return (bars + rule).properties(height=alt.Step(18))
 
 
 def _host(api: ApiClient) -> None:
