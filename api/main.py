@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 from api import errors
 from api.db import PredictionWriter, RetrainJob, as_utc, make_engine, utcnow
 from api.events import EventHub
+from api.fastlane import PredictFastLane
 from api.jobs import RetrainRunner, Trainer
 from api.routes import feedback, health, model, monitoring, predict, predictions, retrain, ws
 from api.serving import Loader, ModelManager, ServedModel
@@ -186,6 +187,7 @@ def create_app(
         openapi_tags=TAGS,
         lifespan=lifespan,
     )
+    app.add_middleware(PredictFastLane, api=app)  # inside the body guard (added next)
     errors.install(app)
     # the hot routes first: Starlette matches routes in order
     for module in (predict, health, model, predictions, feedback, retrain, ws, monitoring):

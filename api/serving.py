@@ -149,6 +149,8 @@ class ModelManager:
         self.current: ServedModel | None = None
         self.generation = -1
         self.error: str | None = None
+        self.retry_after = 5.0  # seconds between attempts while no model could be loaded
+        self._last_attempt = 0.0
 
     def load(self, generation: int | None = None) -> ServedModel | None:
         """Load the champion for ``generation`` (default: the database's) and swap it in.
@@ -158,6 +160,7 @@ class ModelManager:
         with self._lock:
             target = read_generation(self._engine) if generation is None else generation
             started = time.perf_counter()
+            self._last_attempt = time.monotonic()
             try:
                 loaded = self._loader(self._settings)
                 served = ServedModel.build(loaded, target, self._settings.model_name)
@@ -184,8 +187,11 @@ class ModelManager:
         return served
 
     def poll(self) -> bool:
-        """Reload when the database's generation differs from ours; True when it did."""
+        """Reload when the database's generation differs from ours, or retry while no model
+        could be loaded yet (e.g. the registry was down at start); True when it swapped."""
         target = read_generation(self._engine)
         if target == self.generation:
-            return False
+            waited = time.monotonic() - self._last_attempt
+            if self.current is not None or waited < self.retry_after:
+                return False
         return self.load(target) is not None

