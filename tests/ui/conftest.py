@@ -157,7 +157,7 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
 
     def monitoring_drift(self) -> dict[str, Any]:
         self._call("monitoring_drift")
-        return {"computed_at": "2025-01-03T00:00:00Z", "reference_rows": 4000,
+        return {"computed_at": "2025-01-03T00:00:00Z", "reference_rows": 4000, "threshold": 0.2,
                 "current_rows": 500,
                 "features": [{"feature": "total_day_minutes", "psi": 0.31, "ks_pvalue": 0.001,
                               "drifted": True},

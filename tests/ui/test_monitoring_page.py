@@ -19,6 +19,7 @@ def test_all_sections(open_page, fake_api):
     assert _metric(at, "Latency p95") == "4.56 ms"
     assert _metric(at, "Predicted churn rate") == "14.3 %"
     assert "Drift detected in 1 feature(s): total_day_minutes" in at.warning[0].value
+    assert "drifts when its PSI reaches 0.2 (dashed line)" in texts(at)
     drift = at.dataframe[0].value
     assert drift["feature"].tolist() == ["total_day_minutes", "state"]
     assert (_metric(at, "CPU"), _metric(at, "RAM"), _metric(at, "Disk")) == (

@@ -92,13 +92,17 @@ def _drift(api: ApiClient) -> None:
             features[name] = None
         features[name] = pd.to_numeric(features[name], errors="coerce")
     if "drifted" not in features.columns:
-        features["drifted"] = features["psi"] >= PSI_ALERT
+        features["drifted"] = features["psi"] >= float(drift.get("threshold") or PSI_ALERT)
     features = features.sort_values("psi", ascending=False)
     drifted = features.loc[features["drifted"].astype(bool), "feature"].astype(str).tolist()
+    try:
+        threshold = float(drift.get("threshold") or PSI_ALERT)
+    except (TypeError, ValueError):
+        threshold = PSI_ALERT
     st.caption(
         f"Computed {drift.get('computed_at', '—')} on {drift.get('current_rows', '—')} recent rows "
-        f"against {drift.get('reference_rows', '—')} training rows. PSI ≥ {PSI_WARN} is a "
-        f"moderate shift, ≥ {PSI_ALERT} a major one."
+        f"against {drift.get('reference_rows', '—')} training rows. A feature drifts when its PSI "
+        f"reaches {threshold:g} (dashed line); PSI ≥ {PSI_WARN} is already a moderate shift."
     )
     if drifted:
         st.warning(f"Drift detected in {len(drifted)} feature(s): {', '.join(drifted)}")
@@ -106,7 +110,7 @@ def _drift(api: ApiClient) -> None:
         st.success("No feature has drifted.")
     cols = st.columns([3, 2])
     with cols[0]:
-        st.altair_chart(_psi_chart(features))
+        st.altair_chart(_psi_chart(features, threshold))
     with cols[1]:
         st.dataframe(
             features[["feature", "psi", "ks_pvalue", "drifted"]],
@@ -119,7 +123,7 @@ def _drift(api: ApiClient) -> None:
         )
 
 
-def _psi_chart(features: pd.DataFrame) -> Any:
+def _psi_chart(features: pd.DataFrame, threshold: float) -> Any:
     """PSI per feature, largest first, drifted features in red, with the alert threshold."""
     import altair as alt  # pylint: disable=import-outside-toplevel  # loaded with a chart only
 
@@ -129,7 +133,12 @@ def _psi_chart(features: pd.DataFrame) -> Any:
         .mark_bar()
         .encode(
             x=alt.X("psi:Q", title="PSI"),
-            y=alt.Y("feature:N", sort="-x", title=None, axis=alt.Axis(labelLimit=220)),
+            y=alt.Y(
+                "feature:N",
+                sort="-x",
+                title=None,
+                axis=alt.Axis(labelLimit=220, labelOverlap=False),
+            ),
             color=alt.Color(
                 "status:N",
                 scale=alt.Scale(domain=["drifted", "stable"], range=["#d62728", "#1f77b4"]),
@@ -138,8 +147,8 @@ def _psi_chart(features: pd.DataFrame) -> Any:
             tooltip=["feature", alt.Tooltip("psi:Q", format=".3f"), "status"],
         )
     )
-    rule = alt.Chart(pd.DataFrame({"x": [PSI_ALERT]})).mark_rule(strokeDash=[4, 3]).encode(x="x:Q")
-    return (bars + rule).properties(height=alt.Step(18))
+    rule = alt.Chart(pd.DataFrame({"x": [threshold]})).mark_rule(strokeDash=[4, 3]).encode(x="x:Q")
+    return (bars + rule).properties(height=alt.Step(22))
 
 
 def _host(api: ApiClient) -> None:
