@@ -14,7 +14,7 @@ from typing import Any
 
 from core.logs import configure_logging
 from core.monitoring import kibana
-from core.monitoring.es import EsClient, EsError
+from core.monitoring.es import ES_ERRORS, from_settings, wait_ready
 from core.monitoring.host import DOCKER_SOCKET, DockerStats, run_agent
 from core.monitoring.indices import DEFAULT_PREFIX, DEPLOY_DIR, Indices, setup
 from core.monitoring.sink import SinkConfig, get_event_sink
@@ -34,10 +34,9 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
         _print({"setup": "skipped", "reason": "ES_URL is unset: monitoring uses SQLite"})
         MonitoringStore(settings.db_url)
         return 0
-    client = EsClient.from_settings(settings)
-    client.wait_ready(timeout=args.wait)
-    installed = setup(client, args.deploy_dir, args.prefix)
-    client.close()
+    with from_settings(settings) as client:
+        wait_ready(client, timeout=args.wait)
+        installed = setup(client, args.deploy_dir, args.prefix)
     _print({"setup": "ok", "templates": installed})
     return 0
 
@@ -174,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings, service="churnops-monitoring")
     try:
         code: int = args.func(args, settings)
-    except (EsError, kibana.KibanaError, ValueError, FileNotFoundError) as exc:
+    except (*ES_ERRORS, kibana.KibanaError, ValueError, FileNotFoundError) as exc:
         log.error("%s failed: %s", args.command, exc)
         return 1
     return code

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from core.monitoring.es import EsClient
+from elasticsearch import Elasticsearch
 
 ELASTIC_VERSION = "8.19.21"
 """The Elastic stack version: the test zip, the stack images and the Kibana ndjson all use it."""
@@ -145,7 +145,7 @@ def load_templates(deploy_dir: Path = DEPLOY_DIR, prefix: str = DEFAULT_PREFIX) 
 
 
 def setup(
-    client: EsClient, deploy_dir: Path = DEPLOY_DIR, prefix: str = DEFAULT_PREFIX
+    client: Elasticsearch, deploy_dir: Path = DEPLOY_DIR, prefix: str = DEFAULT_PREFIX
 ) -> list[str]:
     """Install (create or update) every component template, then every index template.
 
@@ -155,9 +155,9 @@ def setup(
     templates = load_templates(deploy_dir, prefix)
     done: list[str] = []
     for name, body in templates.components.items():
-        client.request("PUT", f"/_component_template/{name}", body=body)
+        client.cluster.put_component_template(name=name, body=body)
         done.append(name)
     for name, body in templates.indices.items():
-        client.request("PUT", f"/_index_template/{name}", body=body)
+        client.indices.put_index_template(name=name, body=body)
         done.append(name)
     return done

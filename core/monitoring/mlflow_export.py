@@ -14,7 +14,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.monitoring.es import EsClient, JSON
+from elasticsearch import Elasticsearch
+
+from core.monitoring.es import JSON, bulk, from_settings
 from core.monitoring.events import model_fields, utc_iso
 from core.monitoring.indices import Indices
 from core.settings import Settings
@@ -186,7 +188,7 @@ def metric_documents(
 
 
 def export_histories(
-    client: EsClient,
+    client: Elasticsearch,
     runs: Sequence[RunHistory],
     model_name: str,
     indices: Indices | None = None,
@@ -194,27 +196,15 @@ def export_histories(
 ) -> ExportResult:
     """Index every metric point of ``runs`` (see :func:`metric_documents`)."""
     index = (indices or Indices()).model_metrics
-    created = updated = rejected = points = 0
-    batch: list[tuple[JSON, JSON]] = []
-
-    def send() -> None:
-        nonlocal created, updated, rejected
-        result = client.bulk(batch)
-        created += result.created
-        updated += result.existing
-        rejected += len(result.rejected) + len(result.retry)
-        batch.clear()
-
-    for run in runs:
-        for doc_id, doc in metric_documents(run, model_name):
-            batch.append(({"index": {"_index": index, "_id": doc_id}}, doc))
-            points += 1
-            if len(batch) >= batch_size:
-                send()
-    if batch:
-        send()
-    client.refresh(index)
-    return ExportResult(len(runs), points, created, updated, rejected)
+    actions = (
+        {"_index": index, "_id": doc_id, "_source": doc}
+        for run in runs
+        for doc_id, doc in metric_documents(run, model_name)
+    )
+    result = bulk(client, actions, chunk_size=batch_size)
+    client.indices.refresh(index=index, ignore_unavailable=True)
+    failed = len(result.rejected) + len(result.retry)
+    return ExportResult(len(runs), result.sent, result.created, result.existing, failed)
 
 
 def export_mlflow(settings: Settings, indices: Indices | None = None) -> ExportResult:
@@ -223,7 +213,7 @@ def export_mlflow(settings: Settings, indices: Indices | None = None) -> ExportR
     Raises:
         ValueError: when ``ES_URL`` is unset.
     """
-    client = EsClient.from_settings(settings, timeout=30.0)
+    client = from_settings(settings, timeout=30.0)
     try:
         return export_histories(client, run_histories(settings), settings.model_name, indices)
     finally:

@@ -12,10 +12,11 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from elasticsearch import Elasticsearch
 from sqlalchemy import Column, DateTime, Float, MetaData, String, Table, select
 from sqlalchemy.exc import OperationalError
 
-from core.monitoring.es import EsClient, EsError
+from core.monitoring.es import from_settings
 from core.monitoring.indices import Indices
 from core.monitoring.store import MonitoringStore, as_utc, engine_for
 from core.settings import Settings
@@ -136,14 +137,11 @@ def _percentiles(agg: dict[str, Any]) -> tuple[float | None, float | None]:
     return values.get("50.0"), values.get("95.0")
 
 
-def summary_from_es(client: EsClient, indices: Indices, hours: int = 24) -> dict[str, Any]:
+def summary_from_es(client: Elasticsearch, indices: Indices, hours: int = 24) -> dict[str, Any]:
     """The same summary computed by Elasticsearch from the predictions data stream."""
-    try:
-        answer = client.search(indices.predictions, summary_query(hours))
-    except EsError as exc:
-        if exc.status == 404:
-            return _empty_summary(hours)
-        raise
+    answer = client.search(
+        index=indices.predictions, body=summary_query(hours), ignore_unavailable=True
+    )
     total = int(answer["hits"]["total"]["value"])
     if not total:
         return _empty_summary(hours)
@@ -180,7 +178,7 @@ def prediction_summary(
 ) -> dict[str, Any]:
     """``GET /monitoring/summary``: from the prediction table, or Elasticsearch when asked."""
     if source == "es" and settings.es_url:
-        client = EsClient.from_settings(settings)
+        client = from_settings(settings)
         try:
             return {**summary_from_es(client, indices or Indices(), hours), "source": "es"}
         finally:
@@ -216,37 +214,29 @@ def _drift_shape(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     }
 
 
-def latest_drift_from_es(client: EsClient, indices: Indices) -> dict[str, Any] | None:
+def latest_drift_from_es(client: Elasticsearch, indices: Indices) -> dict[str, Any] | None:
     """The newest drift run stored in Elasticsearch, or ``None``."""
-    try:
-        newest = client.search(
-            indices.drift,
-            {
-                "size": 1,
-                "sort": [{"@timestamp": "desc"}],
-                "query": {"term": {"drift.is_overall": True}},
-            },
-        )
-    except EsError as exc:
-        if exc.status == 404:
-            return None
-        raise
+    newest = client.search(
+        index=indices.drift,
+        size=1,
+        sort=[{"@timestamp": "desc"}],
+        query={"term": {"drift.is_overall": True}},
+        ignore_unavailable=True,
+    )
     hits = newest["hits"]["hits"]
     if not hits:
         return None
     run_id = hits[0]["_source"]["drift"]["run_id"]
     answer = client.search(
-        indices.drift,
-        {
-            "size": 200,
-            "query": {
-                "bool": {
-                    "filter": [
-                        {"term": {"drift.run_id": run_id}},
-                        {"term": {"drift.is_overall": False}},
-                    ]
-                }
-            },
+        index=indices.drift,
+        size=200,
+        query={
+            "bool": {
+                "filter": [
+                    {"term": {"drift.run_id": run_id}},
+                    {"term": {"drift.is_overall": False}},
+                ]
+            }
         },
     )
     rows = []
@@ -275,7 +265,7 @@ def latest_drift_from_es(client: EsClient, indices: Indices) -> dict[str, Any] |
 def latest_drift(settings: Settings, indices: Indices | None = None) -> dict[str, Any] | None:
     """``GET /monitoring/drift``: the newest drift run (``None`` when there is none yet)."""
     if settings.es_url:
-        client = EsClient.from_settings(settings)
+        client = from_settings(settings)
         try:
             return latest_drift_from_es(client, indices or Indices())
         finally:
@@ -283,21 +273,15 @@ def latest_drift(settings: Settings, indices: Indices | None = None) -> dict[str
     return _drift_shape(MonitoringStore(settings.db_url).latest_drift())
 
 
-def latest_host_from_es(client: EsClient, indices: Indices) -> dict[str, Any] | None:
+def latest_host_from_es(client: Elasticsearch, indices: Indices) -> dict[str, Any] | None:
     """The newest host sample stored in Elasticsearch, or ``None``."""
-    try:
-        answer = client.search(
-            indices.host,
-            {
-                "size": 1,
-                "sort": [{"@timestamp": "desc"}],
-                "query": {"term": {"metricset.name": "host"}},
-            },
-        )
-    except EsError as exc:
-        if exc.status == 404:
-            return None
-        raise
+    answer = client.search(
+        index=indices.host,
+        size=1,
+        sort=[{"@timestamp": "desc"}],
+        query={"term": {"metricset.name": "host"}},
+        ignore_unavailable=True,
+    )
     hits = answer["hits"]["hits"]
     if not hits:
         return None
@@ -317,7 +301,7 @@ def latest_host_from_es(client: EsClient, indices: Indices) -> dict[str, Any] | 
 def latest_host(settings: Settings, indices: Indices | None = None) -> dict[str, Any] | None:
     """``GET /monitoring/host``: the newest host sample (``None`` when there is none yet)."""
     if settings.es_url:
-        client = EsClient.from_settings(settings)
+        client = from_settings(settings)
         try:
             return latest_host_from_es(client, indices or Indices())
         finally:

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.monitoring.es import EsClient, EsError
+from elasticsearch import Elasticsearch
+
+from core.monitoring.es import ES_ERRORS, bulk, from_settings, ping, retryable
 from core.monitoring.events import to_document
 from core.monitoring.indices import Indices
 from core.monitoring.spool import Record, Spool
@@ -98,7 +100,7 @@ class BulkEventSink:
 
     def __init__(
         self,
-        client: EsClient,
+        client: Elasticsearch,
         spool_dir: Path,
         indices: Indices | None = None,
         config: SinkConfig | None = None,
@@ -170,12 +172,13 @@ class BulkEventSink:
         if self._health.down:
             return records
         actions = [
-            ({"create": {"_index": r["index"], "_id": r["id"]}}, r["source"]) for r in records
+            {"_op_type": "create", "_index": r["index"], "_id": r["id"], "_source": r["source"]}
+            for r in records
         ]
         try:
-            result = self.client.bulk(actions)
-        except EsError as exc:
-            if not exc.retryable:
+            result = bulk(self.client, actions)
+        except ES_ERRORS as exc:
+            if not retryable(exc):
                 log.error("monitoring: bulk refused: %s", exc)
             self._mark_down(str(exc)[:200])
             return records
@@ -219,7 +222,7 @@ class BulkEventSink:
         if self._health.down:
             if time.monotonic() < self._health.next_probe:
                 return False
-            if not self.client.ping(timeout=2.0):
+            if not ping(self.client):
                 self._mark_down("probe failed")
                 return False
             self._health.down = False
@@ -310,5 +313,5 @@ def get_event_sink(
     """A :class:`BulkEventSink` to ``ES_URL``, or a :class:`NullSink` when it is unset."""
     if not settings.es_url:
         return NullSink()
-    client = EsClient.from_settings(settings, timeout=(config or SinkConfig()).timeout)
+    client = from_settings(settings, timeout=(config or SinkConfig()).timeout)
     return BulkEventSink(client, default_spool_dir(settings), indices, config)

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from core.monitoring.es import EsClient, EsError
+from core.monitoring.es import ES_ERRORS, from_settings, wait_ready
 from core.settings import get_settings
 
 WRITER = "churnops_writer"
@@ -46,25 +46,20 @@ def _secret(name: str) -> str:
 
 def main() -> int:
     """Wait for the cluster, then apply the users and roles; exit 1 on any failure."""
-    client = EsClient.from_settings(get_settings())
+    client = from_settings(get_settings())
     try:
-        client.wait_ready(timeout=float(os.environ.get("ES_WAIT", "600")), interval=5.0)
-        client.request(
-            "POST",
-            "/_security/user/kibana_system/_password",
-            {"password": _secret("kibana_password")},
+        wait_ready(client, timeout=float(os.environ.get("ES_WAIT", "600")), interval=5.0)
+        client.security.change_password(
+            username="kibana_system", password=_secret("kibana_password")
         )
-        client.request("PUT", f"/_security/role/{WRITER}", WRITER_ROLE)
-        client.request(
-            "PUT",
-            f"/_security/user/{WRITER}",
-            {
-                "password": _secret("es_writer_password"),
-                "roles": [WRITER],
-                "full_name": "churnops services",
-            },
+        client.security.put_role(name=WRITER, body=WRITER_ROLE)
+        client.security.put_user(
+            username=WRITER,
+            password=_secret("es_writer_password"),
+            roles=[WRITER],
+            full_name="churnops services",
         )
-    except (EsError, ValueError, OSError) as exc:
+    except (*ES_ERRORS, ValueError, OSError) as exc:
         print(f"es_security: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from core.monitoring.es import EsClient
+from elasticsearch import Elasticsearch
+
+from core.monitoring.es import connect, ping
 from core.monitoring.indices import Indices
 from tests.conftest import ROOT, need
 
@@ -59,9 +61,9 @@ class LocalElasticsearch:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        client = EsClient(self.url)
+        client = connect(self.url)
         deadline = time.monotonic() + timeout
-        while not client.ping(timeout=1.0):
+        while not ping(client, timeout=1.0):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 tail = (self.workdir / "es.out").read_text(errors="replace")[-3000:]
                 self.stop()
@@ -92,7 +94,7 @@ def elasticsearch() -> Iterator[LocalElasticsearch]:
     if external:
         server = LocalElasticsearch(Path(tempfile.gettempdir()), external=True)
         server.port = int(external.rsplit(":", 1)[1].strip("/"))
-        need(EsClient(external).ping(), f"ES_TEST_URL={external} does not answer")
+        need(ping(connect(external)), f"ES_TEST_URL={external} does not answer")
         yield server
         return
     need(shutil.which("java") is not None or Path("/usr/lib/jvm").is_dir(), "no JDK installed")
@@ -115,12 +117,18 @@ def elasticsearch() -> Iterator[LocalElasticsearch]:
 
 
 @pytest.fixture()
-def es(elasticsearch: LocalElasticsearch) -> Iterator[EsClient]:
+def es(elasticsearch: LocalElasticsearch) -> Iterator[Elasticsearch]:
     """A client of the session's Elasticsearch."""
-    client = EsClient(elasticsearch.url)
-    need(client.ping(timeout=5.0), "Elasticsearch is not running")
+    client = connect(elasticsearch.url)
+    need(ping(client, timeout=5.0), "Elasticsearch is not running")
     yield client
     client.close()
+
+
+@pytest.fixture()
+def es_url(elasticsearch: LocalElasticsearch) -> str:
+    """The base URL of the session's Elasticsearch."""
+    return elasticsearch.url
 
 
 @pytest.fixture()

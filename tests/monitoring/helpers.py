@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 import pandas as pd
+from elasticsearch import Elasticsearch
 from sqlalchemy import insert
 
 from core.monitoring.read import PREDICTION
@@ -16,6 +17,11 @@ from core.monitoring.store import engine_for
 from core.reference import Reference, build_reference
 from core.schema import EXAMPLE_CHURNER, FEATURE_NAMES, validate_frame
 from tests.conftest import ROOT
+
+
+def count(es: Elasticsearch, index: str, query: dict[str, Any] | None = None) -> int:
+    """Documents in ``index`` matching ``query`` (0 when the index does not exist)."""
+    return int(es.count(index=index, query=query, ignore_unavailable=True)["count"])
 
 
 @lru_cache(maxsize=1)

@@ -10,7 +10,9 @@ import pytest
 
 from core.monitoring import jobs
 from core.monitoring.drift import compute_drift
-from core.monitoring.es import EsClient, EsError
+from elasticsearch import Elasticsearch
+
+from core.monitoring.es import ES_ERRORS, connect
 from core.monitoring.host import collect_host, run_agent
 from core.monitoring.indices import Indices, load_templates, setup
 from core.monitoring.kibana import find_panel, panel_query
@@ -26,6 +28,7 @@ from core.monitoring.read import (
 from core.monitoring.sink import BulkEventSink
 from core.settings import Settings
 from tests.monitoring.helpers import (
+    count,
     prediction_rows,
     reference,
     seed_predictions,
@@ -70,18 +73,20 @@ def runs() -> list[RunHistory]:
     return out  # fmt: skip
 
 
-def test_templates_apply_with_data_streams_and_retention(es: EsClient, indices: Indices) -> None:
+def test_templates_apply_with_data_streams_and_retention(
+    es: Elasticsearch, indices: Indices
+) -> None:
     installed = setup(es, prefix=indices.prefix)
     templates = load_templates(prefix=indices.prefix)
     assert len(installed) == len(templates.components) + len(templates.indices)
-    answer = es.request("GET", f"/_index_template/{indices.prefix}-*")
+    answer = es.indices.get_index_template(name=f"{indices.prefix}-*")
     by_name = {t["name"]: t["index_template"] for t in answer["index_templates"]}
     assert by_name[indices.predictions]["template"]["lifecycle"]["data_retention"] == "90d"
     assert (
         "data_stream" in by_name[indices.host]
         and "data_stream" not in by_name[indices.model_metrics]
     )
-    simulated = es.request("POST", f"/_index_template/_simulate_index/{indices.predictions}")
+    simulated = es.indices.simulate_index_template(name=indices.predictions)
     props = simulated["template"]["mappings"]["properties"]
     assert props["features"]["properties"]["state"]["type"] == "keyword"
     assert props["prediction"]["properties"]["latency_ms"]["type"] == "double"
@@ -89,17 +94,17 @@ def test_templates_apply_with_data_streams_and_retention(es: EsClient, indices: 
     assert setup(es, prefix=indices.prefix) == installed  # re-applying is an update
 
 
-def test_export_mlflow_is_idempotent(es: EsClient, indices: Indices) -> None:
+def test_export_mlflow_is_idempotent(es: Elasticsearch, indices: Indices) -> None:
     setup(es, prefix=indices.prefix)
     first = export_histories(es, runs(), "churn-model", indices)
     assert (first.runs, first.points, first.created, first.rejected) == (2, 18, 18, 0)
     again = export_histories(es, runs(), "churn-model", indices)
     assert (again.created, again.updated) == (0, 18)
-    assert es.count(indices.model_metrics) == 18
-    curve = es.count(indices.model_metrics, {"term": {"metric.kind": "curve"}})
+    assert count(es, indices.model_metrics) == 18
+    curve = count(es, indices.model_metrics, {"term": {"metric.kind": "curve"}})
     assert curve == 10
     panel = find_panel("model-metrics", "quality-by-version")
-    answer = es.search(indices.model_metrics, panel_query(panel))
+    answer = es.search(index=indices.model_metrics, body=panel_query(panel))
     f1 = {
         version["key"]: version["m0"]["value"]
         for metric in answer["aggregations"]["breakdown"]["buckets"]
@@ -108,19 +113,20 @@ def test_export_mlflow_is_idempotent(es: EsClient, indices: Indices) -> None:
     }
     assert f1 == {"1": pytest.approx(0.80), "2": pytest.approx(0.85)}
     curves = es.search(
-        indices.model_metrics, panel_query(find_panel("model-metrics", "training-curves"))
+        index=indices.model_metrics,
+        body=panel_query(find_panel("model-metrics", "training-curves")),
     )
     steps = curves["aggregations"]["breakdown"]["buckets"][0]["x"]["buckets"]
     assert [b["m0"]["value"] for b in steps] == pytest.approx([1.0, 0.5, 1 / 3, 0.25, 0.2])
 
 
 def test_prediction_panels_and_summary_match_the_database(
-    es: EsClient, indices: Indices, settings: Settings, tmp_path: Path
+    es: Elasticsearch, es_url: str, indices: Indices, settings: Settings, tmp_path: Path
 ) -> None:
     setup(es, prefix=indices.prefix)
     rows = prediction_rows(hours=3, per_hour=20)
     seed_predictions(settings.db_url, rows)
-    sink = BulkEventSink(EsClient(es.url), tmp_path / "spool", indices)
+    sink = BulkEventSink(connect(es_url), tmp_path / "spool", indices)
     sink.submit(
         "prediction", [{**r, "created_at": r["created_at"].replace(tzinfo=UTC)} for r in rows]
     )
@@ -128,28 +134,34 @@ def test_prediction_panels_and_summary_match_the_database(
     sink.submit("prediction", rows[:10])  # a resend: same ids, nothing added
     assert sink.flush(timeout=30)
     sink.close()
-    es.refresh(indices.predictions)
-    assert es.count(indices.predictions) == 60 and sink.stats.already_there == 10
+    es.indices.refresh(index=indices.predictions)
+    assert count(es, indices.predictions) == 60 and sink.stats.already_there == 10
     from_es = summary_from_es(es, indices, 24)
     from_db = summary_from_db(settings, 24)
     assert from_es["count"] == from_db["count"] == 60
     assert from_es["churn_rate"] == pytest.approx(from_db["churn_rate"]) == pytest.approx(0.2)
     assert [b["count"] for b in from_es["by_hour"]] == [b["count"] for b in from_db["by_hour"]]
     assert from_es["latency_ms"]["p50"] == pytest.approx(from_db["latency_ms"]["p50"], abs=0.5)
-    es_settings = settings.model_copy(update={"es_url": es.url})
+    es_settings = settings.model_copy(update={"es_url": es_url})
     assert prediction_summary(es_settings, 24, "es", indices)["source"] == "es"
-    volume = es.search(indices.predictions, panel_query(find_panel("predictions", "volume")))
+    volume = es.search(
+        index=indices.predictions, body=panel_query(find_panel("predictions", "volume"))
+    )
     per_version = {b["key"]: sum(x["doc_count"] for x in b["x"]["buckets"])
                    for b in volume["aggregations"]["breakdown"]["buckets"]}  # fmt: skip
     assert per_version == {"1": 30, "2": 30}
-    churn = es.search(indices.predictions, panel_query(find_panel("predictions", "churn-rate")))
+    churn = es.search(
+        index=indices.predictions, body=panel_query(find_panel("predictions", "churn-rate"))
+    )
     assert all(b["m0"]["value"] == pytest.approx(0.2)
                for b in churn["aggregations"]["x"]["buckets"] if b["doc_count"])  # fmt: skip
-    latency = es.search(indices.predictions, panel_query(find_panel("predictions", "latency")))
+    latency = es.search(
+        index=indices.predictions, body=panel_query(find_panel("predictions", "latency"))
+    )
     bucket = next(b for b in latency["aggregations"]["x"]["buckets"] if b["doc_count"])
     assert bucket["m1"]["values"]["95.0"] >= bucket["m0"]["values"]["50.0"] > 0
     by_version = es.search(
-        indices.predictions, panel_query(find_panel("predictions", "by-version"))
+        index=indices.predictions, body=panel_query(find_panel("predictions", "by-version"))
     )
     rates = {b["key"]: b["m1"]["value"] for b in by_version["aggregations"]["x"]["buckets"]}
     expected = {
@@ -159,67 +171,73 @@ def test_prediction_panels_and_summary_match_the_database(
     assert rates == pytest.approx(expected)
 
 
-def test_drift_exporter_panels_and_read(es: EsClient, indices: Indices, settings: Settings) -> None:
+def test_drift_exporter_panels_and_read(
+    es: Elasticsearch, es_url: str, indices: Indices, settings: Settings
+) -> None:
     setup(es, prefix=indices.prefix)
-    es_settings = settings.model_copy(update={"es_url": es.url})
+    es_settings = settings.model_copy(update={"es_url": es_url})
     report = compute_drift(reference(), shifted(training_frame().iloc[3000:3600]))
     report = report.model_copy(
         update={"model_version": "2", "computed_at": datetime.now(UTC) - timedelta(minutes=5)}
     )
     assert jobs.store_results(es_settings, report, None, indices) == "es"
     assert jobs.store_results(es_settings, report, None, indices) == "es"  # re-run: same _ids
-    es.refresh(indices.drift)
-    assert es.count(indices.drift) == 20
+    es.indices.refresh(index=indices.drift)
+    assert count(es, indices.drift) == 20
     found = latest_drift(es_settings, indices)
     assert found is not None and found["run_id"] == report.run_id and len(found["features"]) == 19
     assert {f["feature"] for f in found["features"] if f["drifted"]} == set(report.drifted_features)
-    psi = es.search(indices.drift, panel_query(find_panel("drift", "psi")))
+    psi = es.search(index=indices.drift, body=panel_query(find_panel("drift", "psi")))
     by_feature = {b["key"]: max(x["m0"]["value"] or 0 for x in b["x"]["buckets"])
                   for b in psi["aggregations"]["breakdown"]["buckets"]}  # fmt: skip
     assert len(by_feature) == 19
     for item in report.features:
         assert by_feature[item.feature] == pytest.approx(item.psi)
-    overall = es.search(indices.drift, panel_query(find_panel("drift", "overall")))
+    overall = es.search(index=indices.drift, body=panel_query(find_panel("drift", "overall")))
     top = next(b for b in overall["aggregations"]["x"]["buckets"] if b["doc_count"])
     assert top["m1"]["value"] == pytest.approx(report.max_psi)
     assert top["m0"]["value"] == pytest.approx(report.mean_psi)
-    ks = es.search(indices.drift, panel_query(find_panel("drift", "ks")))
+    ks = es.search(index=indices.drift, body=panel_query(find_panel("drift", "ks")))
     assert len(ks["aggregations"]["breakdown"]["buckets"]) == 15
 
 
 def test_host_agent_to_elasticsearch_and_panels(
-    es: EsClient, indices: Indices, settings: Settings
+    es: Elasticsearch, es_url: str, indices: Indices, settings: Settings
 ) -> None:
     setup(es, prefix=indices.prefix)
-    es_settings = settings.model_copy(update={"es_url": es.url})
-    sink = BulkEventSink(EsClient(es.url), settings.var_dir / "spool", indices)
+    es_settings = settings.model_copy(update={"es_url": es_url})
+    sink = BulkEventSink(connect(es_url), settings.var_dir / "spool", indices)
     assert run_agent(lambda docs: sink.submit("host", docs), interval=0.05, iterations=3) == 3
     assert sink.flush(timeout=30)
     sink.close()
-    es.refresh(indices.host)
+    es.indices.refresh(index=indices.host)
     cores = collect_host()[0][0]["system"]["cpu"]["cores"]
-    assert es.count(indices.host) == 3 * (1 + cores)
+    assert count(es, indices.host) == 3 * (1 + cores)
     found = latest_host(es_settings, indices)
     assert found is not None and 0 <= found["memory_percent"] <= 100
-    answer = es.search(indices.host, panel_query(find_panel("host", "cores")))
+    answer = es.search(index=indices.host, body=panel_query(find_panel("host", "cores")))
     assert len(answer["aggregations"]["breakdown"]["buckets"]) == cores
-    memory = es.search(indices.host, panel_query(find_panel("host", "memory")))
+    memory = es.search(index=indices.host, body=panel_query(find_panel("host", "memory")))
     assert any(b["m0"]["value"] for b in memory["aggregations"]["x"]["buckets"])
 
 
-def test_reads_on_missing_indices(es: EsClient, indices: Indices, settings: Settings) -> None:
-    es_settings = settings.model_copy(update={"es_url": es.url})
+def test_reads_on_missing_indices(
+    es: Elasticsearch, es_url: str, indices: Indices, settings: Settings
+) -> None:
+    es_settings = settings.model_copy(update={"es_url": es_url})
     assert latest_drift(es_settings, indices) is None
     assert latest_host(es_settings, indices) is None
     assert summary_from_es(es, indices)["count"] == 0
-    assert es.count(indices.predictions) == 0
-    with pytest.raises(EsError):
-        es.search(indices.predictions, {"query": {"no_such_query": {}}})
+    assert count(es, indices.predictions) == 0
+    with pytest.raises(ES_ERRORS):
+        es.search(index=indices.predictions, body={"query": {"no_such_query": {}}})
 
 
-def test_rejected_documents_are_kept(es: EsClient, indices: Indices, tmp_path: Path) -> None:
+def test_rejected_documents_are_kept(
+    es: Elasticsearch, es_url: str, indices: Indices, tmp_path: Path
+) -> None:
     setup(es, prefix=indices.prefix)
-    sink = BulkEventSink(EsClient(es.url), tmp_path / "spool", indices)
+    sink = BulkEventSink(connect(es_url), tmp_path / "spool", indices)
     bad: dict[str, Any] = {"_id": "bad", "system": {"cpu": {"pct": "not a number"}}}
     sink.submit("host", [bad])
     assert sink.flush(timeout=10)
@@ -228,7 +246,7 @@ def test_rejected_documents_are_kept(es: EsClient, indices: Indices, tmp_path: P
 
 
 def test_export_from_a_real_mlflow_store(
-    es: EsClient, indices: Indices, settings: Settings
+    es: Elasticsearch, es_url: str, indices: Indices, settings: Settings
 ) -> None:
     """run_histories reads a real SQLite-backed MLflow store (through core.registry's client)."""
     from core import registry
@@ -249,10 +267,10 @@ def test_export_from_a_real_mlflow_store(
     assert len(histories) == 1 and len(histories[0].metrics) == 4
     assert histories[0].versions[0].aliases == ["champion"]
     setup(es, prefix=indices.prefix)
-    es_settings = settings.model_copy(update={"es_url": es.url})
+    es_settings = settings.model_copy(update={"es_url": es_url})
     first = export_mlflow(es_settings, indices)
     again = export_mlflow(es_settings, indices)
     assert (first.created, again.created, again.updated) == (4, 0, 4)
-    hit = es.search(indices.model_metrics, {"query": {"term": {"metric.name": "f1"}}})
+    hit = es.search(index=indices.model_metrics, body={"query": {"term": {"metric.name": "f1"}}})
     source = hit["hits"]["hits"][0]["_source"]
     assert source["model"]["aliases"] == ["champion"] and source["metric"]["kind"] == "final"

@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 
-from core.monitoring.es import EsClient
+from elasticsearch import Elasticsearch
+
+from core.monitoring.es import connect
 from core.monitoring.indices import Indices, setup
 from core.monitoring.sink import BulkEventSink, SinkConfig
 from core.schema import EXAMPLE_CHURNER
 from tests.monitoring.conftest import LocalElasticsearch
+from tests.monitoring.helpers import count
 
 pytestmark = [pytest.mark.es, pytest.mark.integration]
 
@@ -40,15 +43,15 @@ def prediction_rows(n: int, start: datetime | None = None) -> list[dict[str, Any
 
 
 def test_10k_events_shipped_within_5_seconds(
-    es: EsClient, indices: Indices, tmp_path: Path
+    es: Elasticsearch, es_url: str, indices: Indices, tmp_path: Path
 ) -> None:
     setup(es, prefix=indices.prefix)
-    warm = BulkEventSink(EsClient(es.url), tmp_path / "warm", Indices(f"{indices.prefix}w"))
+    warm = BulkEventSink(connect(es_url), tmp_path / "warm", Indices(f"{indices.prefix}w"))
     warm.submit("prediction", prediction_rows(3_000))  # JIT and mappings warm, as in production
     assert warm.flush(timeout=60)
     warm.close()
     rows = prediction_rows(10_000)
-    sink = BulkEventSink(EsClient(es.url), tmp_path / "spool", indices)
+    sink = BulkEventSink(connect(es_url), tmp_path / "spool", indices)
     started = time.perf_counter()
     submit_started = time.perf_counter()
     for row in rows:
@@ -57,8 +60,8 @@ def test_10k_events_shipped_within_5_seconds(
     assert sink.flush(timeout=30)
     seconds = time.perf_counter() - started
     sink.close()
-    es.refresh(indices.predictions)
-    assert es.count(indices.predictions) == 10_000
+    es.indices.refresh(index=indices.predictions)
+    assert count(es, indices.predictions) == 10_000
     print(
         f"FIGURE sink: 10000 events in {seconds:.2f} s; submit {submit_seconds * 1e6 / 1e4:.1f} µs"
     )
@@ -67,14 +70,16 @@ def test_10k_events_shipped_within_5_seconds(
 
 
 def test_nothing_lost_across_an_elasticsearch_restart(
-    elasticsearch: LocalElasticsearch, es: EsClient, indices: Indices, tmp_path: Path
+    elasticsearch: LocalElasticsearch, es: Elasticsearch, indices: Indices, tmp_path: Path
 ) -> None:
     if elasticsearch.external:
         pytest.skip("cannot restart an external ES_TEST_URL cluster")
     setup(es, prefix=indices.prefix)
     rows = prediction_rows(6_000)
     config = SinkConfig(batch_size=500, probe_min=0.2, probe_max=1.0, timeout=5.0)
-    sink = BulkEventSink(EsClient(es.url, timeout=5.0), tmp_path / "spool", indices, config)
+    sink = BulkEventSink(
+        connect(elasticsearch.url, timeout=5.0), tmp_path / "spool", indices, config
+    )
     timings: list[float] = []
     stopper = threading.Thread(target=elasticsearch.stop)
     for i, row in enumerate(rows):
@@ -92,8 +97,8 @@ def test_nothing_lost_across_an_elasticsearch_restart(
     elasticsearch.start()
     assert sink.flush(timeout=90), f"pending: {sink.pending()}"
     sink.close()
-    es.refresh(indices.predictions)
-    stored = es.count(indices.predictions)
+    es.indices.refresh(index=indices.predictions)
+    stored = count(es, indices.predictions)
     timings.sort()
     p99, slowest = timings[int(len(timings) * 0.99)], timings[-1]
     print(

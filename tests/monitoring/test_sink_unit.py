@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from core.monitoring.es import EsClient, EsError, classify_bulk
+from core.monitoring.es import ES_ERRORS, classify_bulk, connect, ping, retryable
 from core.monitoring.events import prediction_document, to_document, utc_iso
 from core.monitoring.indices import Indices
 from core.monitoring.sink import BulkEventSink, NullSink, SinkConfig, get_event_sink
@@ -62,26 +63,24 @@ def test_prediction_rows_become_ecs_documents() -> None:
 
 
 def test_classify_bulk_answer() -> None:
-    answer = {
-        "items": [
-            {"create": {"status": 201, "result": "created"}},
-            {"create": {"status": 409}},
-            {"index": {"status": 200, "result": "updated"}},
-            {"create": {"status": 429}},
-            {"create": {"status": 400, "error": {"reason": "mapper_parsing_exception"}}},
-        ]
-    }
-    result = classify_bulk(answer)
+    items: list[dict[str, Any]] = [
+        {"create": {"status": 201, "result": "created"}},
+        {"create": {"status": 409}},
+        {"index": {"status": 200, "result": "updated"}},
+        {"create": {"status": 429}},
+        {"create": {"status": 400, "error": {"reason": "mapper_parsing_exception"}}},
+    ]
+    result = classify_bulk(items)
     assert (result.created, result.existing, result.retry) == (1, 2, (3,))
     assert result.rejected == ((4, "400: mapper_parsing_exception"),) and result.delivered == 3
 
 
 def test_unreachable_elasticsearch_never_blocks_and_loses_nothing(tmp_path: Path) -> None:
-    client = EsClient(f"http://127.0.0.1:{free_port()}", timeout=0.5)
-    assert not client.ping(timeout=0.2)
-    with pytest.raises(EsError) as caught:
-        client.request("GET", "/")
-    assert caught.value.retryable
+    client = connect(f"http://127.0.0.1:{free_port()}", timeout=0.5)
+    assert not ping(client, timeout=0.2)
+    with pytest.raises(ES_ERRORS) as caught:
+        client.info()
+    assert retryable(caught.value)
     config = SinkConfig(queue_size=100, batch_size=50, linger=0.01, probe_min=0.05, probe_max=0.1)
     sink = BulkEventSink(client, tmp_path / "spool", Indices("unit"), config)
     rows = prediction_rows(hours=5, per_hour=100)
