@@ -20,3 +20,7 @@ run: $(STAMP) ## Install if needed, train if there is no champion, serve API + U
 .PHONY: test-ui
 test-ui: $(STAMP) ## The UI tests: AppTest pages (tests/ui) and real-Chromium end-to-end (tests/e2e)
 	$(RUN)/pytest -q tests/ui tests/e2e
+
+.PHONY: screenshots
+screenshots: $(STAMP) ## Refresh the README's UI screenshots (docs/img/ui-*.png) from a real e2e run
+	SCREENSHOT_DIR=docs/img $(RUN)/pytest -q tests/e2e
