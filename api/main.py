@@ -69,16 +69,8 @@ def _event_sink(
         return None, None
 
     def ship(rows: Sequence[dict[str, Any]]) -> None:
-        docs = [
-            {
-                **{k: v for k, v in row.items() if k not in ("id", "created_at", "features")},
-                "prediction_id": row["id"],
-                "@timestamp": as_utc(row["created_at"]).isoformat(),
-                "features": row["features"],
-            }
-            for row in rows
-        ]
-        sink.submit("prediction", docs)
+        # rows shaped like the prediction table: core.monitoring.events maps them to ES documents
+        sink.submit("prediction", rows)
 
     return sink, ship
 

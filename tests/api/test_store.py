@@ -204,3 +204,40 @@ def _broken_engine() -> object:
     from sqlalchemy import create_engine  # pylint: disable=import-outside-toplevel
 
     return create_engine("sqlite:////nonexistent-dir/never/x.db")
+
+
+class RecordingSink:
+    """Stands in for core.monitoring's event sink."""
+
+    def __init__(self) -> None:
+        self.docs: list[tuple[str, dict[str, object]]] = []
+        self.closed = False
+
+    def submit(self, kind: str, docs: list[dict[str, object]]) -> None:
+        """Record the documents."""
+        self.docs += [(kind, dict(doc)) for doc in docs]
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Mark closed."""
+        del timeout
+        self.closed = True
+
+
+def test_prediction_events_go_to_the_monitoring_sink(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each stored batch is shipped to core.monitoring's sink (table-shaped), closed on shutdown."""
+    import core.monitoring  # pylint: disable=import-outside-toplevel
+
+    sink = RecordingSink()
+    monkeypatch.setattr(core.monitoring, "get_event_sink", lambda settings: sink)
+    with TestClient(make_app()) as client:
+        pid = client.post("/predict", json=EXAMPLE_CHURNER).json()["prediction_id"]
+        client.get("/predictions")  # flushes the writer
+    assert sink.closed
+    assert [(kind, doc["id"]) for kind, doc in sink.docs] == [("prediction", pid)]
+    from core.monitoring.events import to_document  # pylint: disable=import-outside-toplevel
+
+    _, document = to_document("prediction", sink.docs[0][1])
+    assert document["prediction"]["id"] == pid  # type: ignore[index]
+    assert document["features"] == EXAMPLE_CHURNER

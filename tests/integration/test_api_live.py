@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,26 +26,42 @@ import pandas as pd
 import pytest
 from pydantic import SecretStr
 
-from core import registry
 from core.evaluate import evaluate
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL
 from core.settings import Settings
 from tests.api.conftest import API_KEY, LiveServer
+from tests.conftest import ROOT
 from tests.mlflow_factory import holdout, record
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ADMIN = {"X-API-Key": API_KEY}
 
 
+STORE_SCRIPT = """
+from core import registry
+from core.settings import get_settings
+from tests.mlflow_factory import record
+settings = get_settings()
+version = registry.register(settings, registry.log_training(settings, record(max_iter=10)))
+registry.promote(settings, version, "weak champion for the live API tests")
+assert registry.load_champion(settings).version == version
+"""
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """A registry whose champion is v1, a weak 10-iteration model (forced, recorded)."""
+    """A registry whose champion is v1, a weak 10-iteration model (forced, recorded).
+
+    Built in a fresh process: MLflow keeps process-wide state (tracking URI, active run) that
+    earlier tests of the session may have set.
+    """
     var = Path(tmp_path_factory.mktemp("live"))
-    settings = Settings(var_dir=var, env="test", api_key=SecretStr(API_KEY))
-    run_id = registry.log_training(settings, record(max_iter=10))
-    version = registry.register(settings, run_id)
-    registry.promote(settings, version, "weak champion for the live API tests")
-    return settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DATABASE_"))}
+    env.update(VAR_DIR=str(var), ENV="test", API_KEY=API_KEY, PYTHONPATH=str(ROOT))
+    subprocess.run(  # the test's own interpreter, fixed script
+        [sys.executable, "-c", STORE_SCRIPT], env=env, cwd=ROOT, check=True, timeout=600
+    )
+    return Settings(var_dir=var, env="test", api_key=SecretStr(API_KEY))
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +78,7 @@ def server(store: Settings) -> Iterator[LiveServer]:
         ENV="test",
         API_KEY=API_KEY,
         OMP_NUM_THREADS="1",
-        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+        PYTHONPATH=str(ROOT),
         DATABASE_URL=f"sqlite:///{store.var_dir / 'live-predictions.db'}",
         RETRAIN_CONFIG=json.dumps(retrain),
     )
@@ -105,13 +123,15 @@ def _predict(url: str, tally: Tally, customer: dict[str, Any], client: httpx.Cli
         tally.fail(f"{answer.status_code}: {answer.text[:200]}")
 
 
-def test_no_training_serving_skew(server: LiveServer, store: Settings, tally: Tally) -> None:
+def test_no_training_serving_skew(server: LiveServer, tally: Tally) -> None:
     """The whole holdout over HTTP (JSON batch and CSV upload) = offline evaluation, exactly."""
     model = httpx.get(f"{server.url}/model", timeout=30).json()
     x_test, y_test = holdout()
     threshold = model["threshold"]
-    bundle = registry.load_champion(store).bundle
-    offline = evaluate(y_test, bundle.pipeline.predict_proba(x_test)[:, 1], threshold)
+    trained = record(max_iter=10).bundle  # the same deterministic training, in this process
+    assert trained.threshold == threshold
+    offline = evaluate(y_test, trained.pipeline.predict_proba(x_test)[:, 1], threshold)
+    assert offline.model_dump() == trained.metrics.model_dump()
     body = json.loads(x_test.to_json(orient="records"))
     answer = httpx.post(f"{server.url}/predict/batch", json=body, timeout=120)
     assert answer.status_code == 200, answer.text[:500]
