@@ -275,12 +275,19 @@ async def predict_batch(request: Request, model: ModelDep, writer: WriterDep) ->
     )
 
 
+_RESULT = '{{"row":{},"prediction_id":"{}","churn_probability":{!r},"label":"{}"}}'
+
+
 def _results_json(version: str, scored: pd.DataFrame) -> str:
     """The batch answer as JSON, probabilities with full precision (repr round-trips exactly)."""
-    rows = zip(scored["prediction_id"], scored["churn_probability"].tolist(), scored["label"])
     items = ",".join(
-        f'{{"row":{i},"prediction_id":"{pid}","churn_probability":{p!r},"label":"{label}"}}'
-        for i, (pid, p, label) in enumerate(rows)
+        map(
+            _RESULT.format,
+            range(len(scored)),
+            scored["prediction_id"].tolist(),
+            scored["churn_probability"].tolist(),
+            scored["label"].tolist(),
+        )
     )
     return f'{{"model_version":{json.dumps(version)},"results":[{items}]}}'
 
