@@ -10,6 +10,7 @@ drift), and the normaliser that accepts the BigML CSV spelling course projects u
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -179,6 +180,20 @@ def normalise_area_code(value: Any) -> Any:
     return text
 
 
+def _map_unique(column: pd.Series, normalise: Callable[[Any], Any]) -> pd.Series:
+    """Apply ``normalise`` to each distinct value once (not once per row); missing values stay."""
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    if len(uniques) == 0:
+        return column.copy()
+    mapped = np.array([normalise(value) for value in uniques], dtype=object)
+    values = np.where(codes >= 0, mapped[codes], column.to_numpy(dtype=object))
+    return pd.Series(values, index=column.index, name=column.name, dtype=object)
+
+
+def _normalise_state(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
 def normalise_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Return a copy with canonical column names and category spellings.
 
@@ -196,11 +211,11 @@ def normalise_frame(frame: pd.DataFrame) -> pd.DataFrame:
     out = renamed.copy()
     for name in ("international_plan", "voice_mail_plan", TARGET):
         if name in out.columns:
-            out[name] = out[name].map(normalise_yes_no)
+            out[name] = _map_unique(out[name], normalise_yes_no)
     if "area_code" in out.columns:
-        out["area_code"] = out["area_code"].map(normalise_area_code)
+        out["area_code"] = _map_unique(out["area_code"], normalise_area_code)
     if "state" in out.columns:
-        out["state"] = out["state"].map(lambda v: v.strip().upper() if isinstance(v, str) else v)
+        out["state"] = _map_unique(out["state"], _normalise_state)
     return out
 
 
