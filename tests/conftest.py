@@ -42,6 +42,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     del item, call
 
 
+@pytest.fixture(autouse=True)
+def _restore_mlflow_env() -> Iterator[None]:
+    """Undo what ``mlflow.set_tracking_uri`` writes to ``os.environ`` (it exports the URI for child
+    processes), so a store of one test never leaks into a later test or the subprocesses it starts.
+    """
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        if key not in saved:
+            del os.environ[key]
+    os.environ.update(saved)
+
+
 @pytest.fixture()
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """Settings whose every store (MLflow, predictions DB, model cache) lives under ``tmp_path``."""
