@@ -17,6 +17,9 @@ serve: $(STAMP) ## Serve the API alone in the foreground (API_PORT=8000, API_WOR
 	  --loop uvloop --http httptools --no-access-log --timeout-graceful-shutdown 30
 
 .PHONY: bench
-bench: $(STAMP) ## Benchmark /predict vs mlflow models serve vs /health (wrk, c=1/8) + a 10k batch; last line JSON
+bench: $(STAMP) ## Benchmark /predict vs mlflow models serve vs /health (wrk, c=1/8), 10k batch, ES sender on/off; last line JSON
 	@mkdir -p var
-	$(PY) scripts/bench.py $(BENCH_ARGS)
+	port=$$($(PY) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+	ES_STATE=$(CURDIR)/var/bench-es bash scripts/es.sh start $$port >&2; \
+	trap 'ES_STATE=$(CURDIR)/var/bench-es bash scripts/es.sh stop >&2' EXIT; \
+	$(PY) scripts/bench.py --es-url http://127.0.0.1:$$port $(BENCH_ARGS)

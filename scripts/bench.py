@@ -214,6 +214,15 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 f"{api}/health", "GET", "", conns, args.seconds, tmp
             )
         results["batch"] = batch_figures(api, args.batch_rows, args.repeats)
+    if args.es_url:  # the same load with the Elasticsearch event sender on (issue 8's figure)
+        es_env = {**api_env, "ES_URL": args.es_url, "DATABASE_URL": f"sqlite:///{tmp / 'es.db'}"}
+        with server(api_cmd, es_env, f"{api}/ready", tmp / "api-es.log"):
+            for _ in range(50):
+                post(f"{api}/predict", customer.encode())
+            results["api_predict_es_c8"] = run_wrk(
+                f"{api}/predict", "POST", customer, 8, args.seconds, tmp
+            )
+        results["es_events"] = es_count(args.es_url)
     with server(mlflow_cmd, env, f"{mlf}/ping", tmp / "mlflow.log"):
         post(f"{mlf}/invocations", mlflow_body.encode())
         for conns in (1, 8):
@@ -221,6 +230,20 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 f"{mlf}/invocations", "POST", mlflow_body, conns, args.seconds, tmp
             )
     return results
+
+
+def es_count(es_url: str) -> int:
+    """Prediction events stored in Elasticsearch (after a refresh)."""
+    refresh = urllib.request.Request(f"{es_url}/churnops-predictions/_refresh", method="POST")
+    try:
+        with urllib.request.urlopen(refresh, timeout=30):  # nosec B310 - our own ES URL
+            pass
+        with urllib.request.urlopen(  # nosec B310 - our own ES URL
+            f"{es_url}/churnops-predictions/_count", timeout=30
+        ) as answer:
+            return int(json.loads(answer.read()).get("count", 0))
+    except urllib.error.URLError:
+        return 0
 
 
 def judge(results: dict[str, Any]) -> dict[str, Any]:
@@ -239,6 +262,11 @@ def judge(results: dict[str, Any]) -> dict[str, Any]:
         "p99_ms_c8": results["api_predict_c8"]["p99_ms"] <= FLOORS["p99_ms_c8"],
         "batch_ms": results["batch"]["server_ms"] <= FLOORS["batch_ms"],
     }
+    if "api_predict_es_c8" in results:
+        off, on = results["api_predict_c8"], results["api_predict_es_c8"]
+        results["es_p50_ratio_c8"] = round(on["p50_ms"] / off["p50_ms"], 3)
+        results["es_rps_ratio_c8"] = round(on["rps"] / off["rps"], 3)
+        results["floors"]["es_latency_c8"] = abs(results["es_p50_ratio_c8"] - 1) <= 0.10
     results["pass"] = all(results["floors"].values())
     return results
 
@@ -250,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="workers of each server")
     parser.add_argument("--batch-rows", type=int, default=10_000, help="rows of the batch test")
     parser.add_argument("--repeats", type=int, default=5, help="batch repetitions (median)")
+    parser.add_argument(
+        "--es-url", default="", help="also load /predict with the ES event sender on (ES_URL)"
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
@@ -268,6 +299,12 @@ def main(argv: list[str] | None = None) -> int:
             )
     batch = results["batch"]
     print(f"batch {batch['rows']} rows: server {batch['server_ms']} ms, wall {batch['wall_ms']} ms")
+    if "api_predict_es_c8" in results:
+        row = results["api_predict_es_c8"]
+        print(
+            f"{'api_predict + ES sender':<22}{8:>3}{row['rps']:>11.1f}{row['p50_ms']:>9.3f}"
+            f"{row['p99_ms']:>9.3f}  ({results['es_events']} events in ES)"
+        )
     print(json.dumps(results, separators=(",", ":")))
     return 0
 
