@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
@@ -11,7 +12,24 @@ from api.deps import SettingsDep
 from core.monitoring.es import ES_ERRORS
 from core.monitoring.read import latest_drift, latest_host, prediction_summary
 
+T = TypeVar("T")
+
 router = APIRouter(prefix="/monitoring", tags=["monitoring"])
+
+
+async def _read(reader: Callable[..., T], *args: Any) -> T:
+    """Run a blocking reader off the event loop; Elasticsearch being down is a 503, not a 500."""
+    try:
+        return await run_in_threadpool(reader, *args)
+    except ES_ERRORS as exc:
+        raise HTTPException(503, f"Elasticsearch unavailable: {exc}") from exc
+
+
+def _found(document: dict[str, Any] | None, missing: str) -> dict[str, Any]:
+    """The document, or a 404 that tells the user how to produce it."""
+    if document is None:
+        raise HTTPException(404, missing)
+    return document
 
 
 @router.get("/summary")
@@ -23,31 +41,16 @@ async def summary(
     ] = "db",
 ) -> dict[str, Any]:
     """Volume and churn rate per hour, latency p50/p95 over the last ``hours``."""
-    try:
-        return await run_in_threadpool(prediction_summary, settings, hours, source)
-    except ES_ERRORS as exc:
-        raise HTTPException(503, f"Elasticsearch unavailable: {exc}") from exc
+    return await _read(prediction_summary, settings, hours, source)
 
 
 @router.get("/drift")
 async def drift(settings: SettingsDep) -> dict[str, Any]:
     """The newest drift run: PSI per feature (KS for numeric), drifted flags."""
-    try:
-        found = await run_in_threadpool(latest_drift, settings)
-    except ES_ERRORS as exc:
-        raise HTTPException(503, f"Elasticsearch unavailable: {exc}") from exc
-    if found is None:
-        raise HTTPException(404, "no drift run yet: run `make drift`")
-    return found
+    return _found(await _read(latest_drift, settings), "no drift run yet: run `make drift`")
 
 
 @router.get("/host")
 async def host(settings: SettingsDep) -> dict[str, Any]:
     """The newest host sample (CPU, RAM, disk, swap %)."""
-    try:
-        found = await run_in_threadpool(latest_host, settings)
-    except ES_ERRORS as exc:
-        raise HTTPException(503, f"Elasticsearch unavailable: {exc}") from exc
-    if found is None:
-        raise HTTPException(404, "no host sample yet: run `make agent`")
-    return found
+    return _found(await _read(latest_host, settings), "no host sample yet: run `make agent`")
