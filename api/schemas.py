@@ -96,9 +96,10 @@ class ModelInfo(BaseModel):
     data_sha256: str | None = Field(None, description="SHA-256 of the training data file.")
     threshold: float = Field(description="Decision threshold on the churn probability.")
     compiled: Literal["onnx", "numpy", "sklearn"] = Field(
-        description="Inference path for single rows: `numpy` = exact compiled evaluator; "
+        description="Inference path: `onnx` = the trees compiled for ONNX Runtime (HGB); "
+        "`numpy` = exact numpy evaluator (random forest, logistic regression); "
         "`sklearn` = fallback (model could not be compiled).",
-        examples=["numpy"],
+        examples=["onnx"],
     )
     degraded: bool = Field(False, description="True when loaded from the local cache.")
     reason: str | None = Field(None, description="Why it is degraded.")

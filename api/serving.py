@@ -66,8 +66,9 @@ class ServedModel:
     def build(cls, loaded: LoadedModel, generation: int, name: str) -> ServedModel:
         """Build (and compile) a snapshot from what the registry returned."""
         try:
-            scorer: RawScorer | None = RawScorer(loaded.bundle.pipeline)
-            predictor = Predictor(loaded.bundle, scorer=scorer, compiled="numpy")
+            compiled = RawScorer(loaded.bundle.pipeline, threshold=loaded.bundle.threshold)
+            scorer: RawScorer | None = compiled
+            predictor = Predictor(loaded.bundle, scorer=compiled, compiled=compiled.compiled.kind)
         except NotCompilable as exc:
             log.warning("v%s not compiled, serving with sklearn: %s", loaded.version, exc)
             scorer, predictor = None, Predictor(loaded.bundle)

@@ -7,25 +7,30 @@ same numbers, on the encoded raw matrix of :func:`core.features.encode_records`:
 
 * feature steps: :class:`core.features.ChurnFeatures` through its own ``transform_array``,
   ``StandardScaler`` as the same two in-place operations sklearn does;
-* ``HistGradientBoostingClassifier`` is evaluated QuickScorer-style: every split of every tree is
-  tested in one vectorised comparison, the reached leaf of each tree is the lowest bit left after
-  AND-ing the bitmasks of the false splits, and the leaf values are summed in sklearn's order;
+* ``HistGradientBoostingClassifier`` becomes one ONNX ``TreeEnsembleRegressor`` (double inputs and
+  thresholds) run by ONNX Runtime, which walks the trees in compiled code for one row and for
+  10,000 alike (skl2onnx 1.20 cannot convert HGB under scikit-learn 1.9, so the graph is built
+  here from the fitted trees);
 * ``RandomForestClassifier``/``ExtraTreesClassifier`` are walked level by level across all trees;
 * ``LogisticRegression`` is a dot product and a logistic function.
 
-Nothing is approximated: the parity test runs the whole holdout through both paths (same labels,
-max |Δp| ≤ 1e-6; in practice 0). Anything it does not know raises :class:`NotCompilable` and
-the caller falls back to sklearn.
+The parity test runs the whole holdout through both paths: same labels, max |Δp| ≤ 1e-6 (0 for
+the numpy scorers; ~1e-8 for ONNX Runtime, whose tree sums come out as float32). Anything it does
+not know raises :class:`NotCompilable` and the caller falls back to sklearn.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
 from scipy.special import expit  # pylint: disable=no-name-in-module  # a C ufunc
 from sklearn.ensemble import (
     ExtraTreesClassifier,
@@ -38,14 +43,16 @@ from sklearn.preprocessing import StandardScaler
 
 from core.features import ChurnFeatures
 from core.persist import ModelBundle
-from core.predict import Predictor
+from core.predict import CompiledKind, Predictor
 
 LOGGER = logging.getLogger(__name__)
-BATCH_FROM = 64
 
 # One step of the compiled feature path: a 2-D float64 matrix in, a 2-D float64 matrix out.
 Stage = Callable[[Any], Any]
-_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+# ONNX Runtime 1.31 reads models up to IR version 13; onnx 1.23 writes 14 unless told.
+ONNX_IR_VERSION = 10
+#: Compiled probabilities this close to the threshold are checked with sklearn (see RawScorer).
+TIE = 1e-6
 
 
 class NotCompilable(ValueError):
@@ -82,129 +89,116 @@ def _matrix_step(step: Any) -> Stage:
 # ---------------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------------
-def _leaves_in_order(nodes: np.ndarray) -> list[int]:
-    """Leaf node ids of one HGB tree, left to right."""
-    order: list[int] = []
-    stack = [0]
-    while stack:
-        node = stack.pop()
-        if nodes["is_leaf"][node]:
-            order.append(node)
-        else:
-            stack.append(int(nodes["right"][node]))
-            stack.append(int(nodes["left"][node]))
-    return order
-
-
-def _subtree_leaves(nodes: np.ndarray, start: int) -> list[int]:
-    found: list[int] = []
-    stack = [start]
-    while stack:
-        node = stack.pop()
-        if nodes["is_leaf"][node]:
-            found.append(node)
-        else:
-            stack.extend((int(nodes["left"][node]), int(nodes["right"][node])))
-    return found
-
-
 class HGBScorer:
-    """QuickScorer evaluation of a binary ``HistGradientBoostingClassifier`` (numeric splits)."""
+    """A binary ``HistGradientBoostingClassifier`` run by ONNX Runtime (numeric splits).
 
-    def __init__(self, clf: HistGradientBoostingClassifier) -> None:
+    Every tree becomes part of one ``ai.onnx.ml`` ``TreeEnsembleRegressor`` with double inputs and
+    double thresholds (the same ``x <= threshold`` tests as sklearn, missing values on each
+    split's learnt side) that sums the leaf values onto the baseline; the logistic is applied
+    here in float64. ONNX Runtime's compiled tree walker is ~1.8x faster than sklearn's on a
+    10,000-row batch and ~10 µs for one row. Its output is float32, so probabilities differ from
+    sklearn's by ~1e-8 (the parity test bounds them by 1e-6 and requires the same labels).
+    """
+
+    chunk: int | None = None  # one call per batch: ONNX Runtime splits it over its threads
+    sklearn_from: int | None = None
+
+    def __init__(self, clf: HistGradientBoostingClassifier, threads: int | None = None) -> None:
         if getattr(clf, "_preprocessor", None) is not None:
             raise NotCompilable("HGB with native categorical preprocessing")
         if clf.n_trees_per_iteration_ != 1 or len(clf.classes_) != 2:
             raise NotCompilable("HGB scorer handles binary classification only")
-        feat: list[int] = []
-        thr: list[float] = []
-        missing_left: list[bool] = []
-        masks: list[np.uint64] = []
-        starts: list[int] = []
-        leaf_values: list[float] = []
-        leaf_offsets: list[int] = []
-        for per_iteration in clf._predictors:  # pylint: disable=protected-access
-            nodes = per_iteration[0].nodes
-            if np.any(nodes["is_categorical"] & ~nodes["is_leaf"]):
-                raise NotCompilable("HGB with categorical splits")
-            leaves = _leaves_in_order(nodes)
-            if len(leaves) > 64:
-                raise NotCompilable("an HGB tree has more than 64 leaves")
-            rank = {leaf: i for i, leaf in enumerate(leaves)}
-            starts.append(len(feat))
-            leaf_offsets.append(len(leaf_values))
-            leaf_values.extend(float(nodes["value"][leaf]) for leaf in leaves)
-            internal = np.flatnonzero(~nodes["is_leaf"].astype(bool))
-            if internal.size == 0:  # a lone leaf: a dummy split that never removes it
-                feat.append(0)
-                thr.append(np.inf)
-                missing_left.append(True)
-                masks.append(_ALL)
-                continue
-            for node in internal.tolist():
-                mask = _ALL
-                for leaf in _subtree_leaves(nodes, int(nodes["left"][node])):
-                    mask &= ~np.uint64(1 << rank[leaf])
-                feat.append(int(nodes["feature_idx"][node]))
-                thr.append(float(nodes["num_threshold"][node]))
-                missing_left.append(bool(nodes["missing_go_to_left"][node]))
-                masks.append(mask)
-        self.feature = np.asarray(feat, dtype=np.intp)
-        self.threshold = np.asarray(thr, dtype=np.float64)
-        self.missing_left = np.asarray(missing_left, dtype=bool)
-        self.mask = np.asarray(masks, dtype=np.uint64)
-        self.left_leaves = ~self.mask  # the bits a true (go-left) split keeps
-        self.starts = np.asarray(starts, dtype=np.intp)
-        self.leaf_values = np.asarray(leaf_values, dtype=np.float64)
-        self.leaf_offsets = np.asarray(leaf_offsets, dtype=np.intp)
-        self.baseline = float(np.ravel(clf._baseline_prediction)[0])  # pylint: disable=W0212
-        self.n_features = int(clf.n_features_in_)
+        trees = [
+            per_iteration[0].nodes for per_iteration in clf._predictors
+        ]  # pylint: disable=W0212
+        if any(np.any(nodes["is_categorical"] & ~nodes["is_leaf"]) for nodes in trees):
+            raise NotCompilable("HGB with categorical splits")
+        baseline = float(np.ravel(clf._baseline_prediction)[0])  # pylint: disable=W0212
+        model = _tree_ensemble(trees, baseline, int(clf.n_features_in_))
+        options = ort.SessionOptions()
+        # the same budget as sklearn's OpenMP (`make serve` and the image set it); 0 = all cores
+        options.intra_op_num_threads = (
+            int(os.environ.get("OMP_NUM_THREADS") or 0) if threads is None else threads
+        )
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        # no busy-waiting between runs: the threads would steal the other requests' CPU
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = ort.InferenceSession(
+            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
 
-    def _leaf_index(self, bits: np.ndarray) -> np.ndarray:
-        """Index of the lowest set bit (the exit leaf): the float exponent of ``bits & -bits``."""
-        lowest = bits & -bits  # two's complement on uint64: isolates the lowest set bit
-        exponent: np.ndarray = lowest.astype(np.float64).view(np.int64) >> 52
-        return exponent - 1023
-
-    def _sum(self, leaf_values: np.ndarray) -> np.ndarray:
-        """baseline + tree 1 + tree 2 + ... in that order (sklearn's rounding), per row."""
-        buffer = np.empty(leaf_values.shape[:-1] + (leaf_values.shape[-1] + 1,))
-        buffer[..., 0] = self.baseline
-        buffer[..., 1:] = leaf_values
-        return np.cumsum(buffer, axis=-1)[..., -1]
-
-    def _row(self, x: np.ndarray) -> float:
-        values = x.take(self.feature)
-        left = values <= self.threshold
-        if np.isnan(x).any():
-            left = np.where(np.isnan(values), self.missing_left, left)
-        kept = self.mask | (self.left_leaves * left)
-        bits = np.bitwise_and.reduceat(kept, self.starts)
-        leaves = self.leaf_values.take(self.leaf_offsets + self._leaf_index(bits))
-        return float(self._sum(leaves))
+    def _raw(self, x: np.ndarray) -> np.ndarray:
+        out = self._session.run(None, {"X": np.ascontiguousarray(x, dtype=np.float64)})[0]
+        return np.asarray(out[:, 0], dtype=np.float64)
 
     def proba_one(self, x: np.ndarray) -> float:
         """Churn probability of one model input vector."""
-        return float(expit(self._row(x)))
+        return float(expit(self._raw(x[None, :])[0]))
 
     def proba(self, x: np.ndarray) -> np.ndarray:
         """Churn probabilities of the rows of ``x`` (model input matrix)."""
-        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-        if len(x) == 1:
-            return np.asarray([self.proba_one(x[0])], dtype=np.float64)
-        values = x.take(self.feature, axis=1)
-        left = values <= self.threshold
-        missing = np.isnan(values)
-        if missing.any():
-            left = np.where(missing, self.missing_left, left)
-        kept = self.mask | (self.left_leaves * left)
-        bits = np.bitwise_and.reduceat(kept, self.starts, axis=1)
-        leaves = self.leaf_values[self.leaf_offsets + self._leaf_index(bits)]
-        return np.asarray(expit(self._sum(leaves)), dtype=np.float64)
+        return np.asarray(expit(self._raw(np.atleast_2d(x))), dtype=np.float64)
+
+
+def _tree_ensemble(trees: list[np.ndarray], baseline: float, n_features: int) -> onnx.ModelProto:
+    """One ``TreeEnsembleRegressor`` summing HGB trees (``nodes`` arrays) onto ``baseline``."""
+    ids: dict[str, Any] = {
+        name: []
+        for name in (
+            "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_modes",
+            "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true",
+            "target_treeids", "target_nodeids", "target_ids",
+        )
+    }  # fmt: skip
+    thresholds: list[float] = []
+    weights: list[float] = []
+    for tree, nodes in enumerate(trees):
+        leaf = nodes["is_leaf"].astype(bool)
+        count = len(nodes)
+        ids["nodes_treeids"] += [tree] * count
+        ids["nodes_nodeids"] += list(range(count))
+        ids["nodes_featureids"] += np.where(leaf, 0, nodes["feature_idx"]).tolist()
+        ids["nodes_modes"] += ["LEAF" if is_leaf else "BRANCH_LEQ" for is_leaf in leaf]
+        ids["nodes_truenodeids"] += np.where(leaf, 0, nodes["left"]).tolist()
+        ids["nodes_falsenodeids"] += np.where(leaf, 0, nodes["right"]).tolist()
+        ids["nodes_missing_value_tracks_true"] += (
+            (nodes["missing_go_to_left"].astype(bool) & ~leaf).astype(int).tolist()
+        )
+        thresholds += np.where(leaf, 0.0, nodes["num_threshold"]).tolist()
+        leaves = np.flatnonzero(leaf)
+        ids["target_treeids"] += [tree] * len(leaves)
+        ids["target_nodeids"] += leaves.tolist()
+        ids["target_ids"] += [0] * len(leaves)
+        weights += nodes["value"][leaves].astype(np.float64).tolist()
+    node = helper.make_node(
+        "TreeEnsembleRegressor",
+        ["X"],
+        ["Y"],
+        domain="ai.onnx.ml",
+        n_targets=1,
+        aggregate_function="SUM",
+        post_transform="NONE",
+        base_values_as_tensor=numpy_helper.from_array(np.array([baseline]), "base"),
+        nodes_values_as_tensor=numpy_helper.from_array(np.array(thresholds), "thresholds"),
+        target_weights_as_tensor=numpy_helper.from_array(np.array(weights), "weights"),
+        **ids,
+    )
+    graph = helper.make_graph(
+        [node],
+        "churn_hgb",
+        [helper.make_tensor_value_info("X", TensorProto.DOUBLE, [None, n_features])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])],
+    )
+    opsets = [helper.make_opsetid("", 21), helper.make_opsetid("ai.onnx.ml", 3)]
+    return helper.make_model(graph, opset_imports=opsets, ir_version=ONNX_IR_VERSION)
 
 
 class ForestScorer:
     """Level-by-level evaluation of a binary random forest / extra-trees classifier."""
+
+    chunk: int | None = 256  # keeps the (rows, trees) node matrices small
+    sklearn_from: int | None = 64  # sklearn's Cython is faster on bigger batches
 
     def __init__(self, clf: RandomForestClassifier | ExtraTreesClassifier) -> None:
         if len(clf.classes_) != 2 or getattr(clf, "n_outputs_", 1) != 1:
@@ -258,6 +252,9 @@ class ForestScorer:
 class LinearScorer:
     """Binary logistic regression."""
 
+    chunk: int | None = None
+    sklearn_from: int | None = None
+
     def __init__(self, clf: LogisticRegression) -> None:
         if len(clf.classes_) != 2:
             raise NotCompilable("linear scorer handles binary classification only")
@@ -292,11 +289,15 @@ def compile_estimator(clf: Any) -> Scorer:
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CompiledPipeline:
-    """A fitted pipeline as plain numpy: encoded raw matrix in, churn probabilities out."""
+    """A fitted pipeline compiled: encoded raw matrix in, churn probabilities out."""
 
     stages: tuple[Stage, ...]
     scorer: Scorer
-    kind: str = "numpy"
+
+    @property
+    def kind(self) -> CompiledKind:
+        """``"onnx"`` (ONNX Runtime) or ``"numpy"``."""
+        return "onnx" if isinstance(self.scorer, HGBScorer) else "numpy"
 
     def features(self, raw: np.ndarray) -> np.ndarray:
         """The model's input matrix for an encoded ``(n, 19)`` raw matrix."""
@@ -312,10 +313,11 @@ class CompiledPipeline:
             data = stage(data)
         return self.scorer.proba_one(data[0])
 
-    def proba(self, raw: np.ndarray, chunk: int = 256) -> np.ndarray:
-        """Churn probabilities of an encoded ``(n, 19)`` raw matrix (rows in chunks)."""
+    def proba(self, raw: np.ndarray) -> np.ndarray:
+        """Churn probabilities of an encoded ``(n, 19)`` raw matrix (in the scorer's chunks)."""
         matrix = self.features(raw)
-        if len(matrix) <= chunk:
+        chunk = self.scorer.chunk
+        if chunk is None or len(matrix) <= chunk:
             return self.scorer.proba(matrix)
         parts = [self.scorer.proba(matrix[i : i + chunk]) for i in range(0, len(matrix), chunk)]
         return np.concatenate(parts)
@@ -345,34 +347,52 @@ def compile_pipeline(pipeline: Any) -> CompiledPipeline:
 
 class RawScorer:
     """What :class:`core.predict.Predictor` plugs in (``scorer=``): encoded raw matrix in,
-    probabilities out; compiled for small inputs, sklearn's Cython (same numbers) for batches of
-    ``batch_from`` rows or more, where it is faster.
+    probabilities out; compiled, except batches of ``sklearn_from`` rows or more for scorers that
+    name one (the numpy forest), where sklearn's Cython is faster and gives the same numbers.
+
+    With a ``threshold``, rows whose compiled probability is within ``TIE`` of it are scored again
+    by sklearn, so a label never depends on the float32 rounding of ONNX Runtime's sums (a
+    probability can equal the threshold exactly: the threshold is one of the model's outputs).
 
     Raises:
         NotCompilable: when the pipeline cannot be compiled.
     """
 
-    def __init__(self, pipeline: Any, *, batch_from: int = BATCH_FROM) -> None:
+    def __init__(
+        self, pipeline: Any, *, threshold: float | None = None, sklearn_from: int | None = None
+    ) -> None:
         self.pipeline = pipeline
         self.compiled = compile_pipeline(pipeline)
-        self.batch_from = batch_from
+        self.threshold = threshold
+        self.sklearn_from = sklearn_from or self.compiled.scorer.sklearn_from
+
+    def _sklearn(self, raw: np.ndarray) -> np.ndarray:
+        return np.asarray(self.pipeline.predict_proba(raw)[:, 1], dtype=np.float64)
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
-        if len(raw) >= self.batch_from:
-            return np.asarray(self.pipeline.predict_proba(raw)[:, 1], dtype=np.float64)
-        return self.compiled.proba(raw)
+        if self.sklearn_from is not None and len(raw) >= self.sklearn_from:
+            return self._sklearn(raw)
+        proba = self.compiled.proba(raw)
+        if self.threshold is not None:
+            near = np.flatnonzero(np.abs(proba - self.threshold) <= TIE)
+            if near.size:
+                proba[near] = self._sklearn(raw[near])
+        return proba
 
     def one(self, raw_row: np.ndarray) -> float:
         """Churn probability of one encoded raw row."""
-        return self.compiled.proba_one(raw_row)
+        proba = self.compiled.proba_one(raw_row)
+        if self.threshold is not None and abs(proba - self.threshold) <= TIE:
+            return float(self._sklearn(raw_row[None, :])[0])
+        return proba
 
 
 def compiled_predictor(bundle: ModelBundle) -> Predictor:
     """A :class:`core.predict.Predictor` on the compiled path, or on sklearn when not compilable
-    (``predictor.compiled`` says which: ``"numpy"`` or ``"sklearn"``)."""
+    (``predictor.compiled`` says which: ``"onnx"``, ``"numpy"`` or ``"sklearn"``)."""
     try:
-        scorer = RawScorer(bundle.pipeline)
+        scorer = RawScorer(bundle.pipeline, threshold=bundle.threshold)
     except NotCompilable as exc:
         LOGGER.warning("model not compiled, serving with sklearn: %s", exc)
         return Predictor(bundle)
-    return Predictor(bundle, scorer=scorer, compiled="numpy")
+    return Predictor(bundle, scorer=scorer, compiled=scorer.compiled.kind)

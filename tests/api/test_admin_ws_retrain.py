@@ -94,7 +94,7 @@ def test_reload_swaps_atomically_and_announces(
         assert swapped["type"] == "model_swapped" and swapped["model_version"] == "2"
     assert client.post("/predict", json=EXAMPLE_LOYAL).json()["model_version"] == "2"
     info = client.get("/model").json()
-    assert info["version"] == "2" and info["degraded"] is True and info["compiled"] == "numpy"
+    assert info["version"] == "2" and info["degraded"] is True and info["compiled"] == "onnx"
     assert client.get("/ready").json() == {
         "status": "degraded",
         "reason": "cache",

@@ -24,10 +24,10 @@ PARITY = 1e-6
 def _parity(bundle: ModelBundle, holdout: tuple[pd.DataFrame, np.ndarray]) -> None:
     x_test, _ = holdout
     expected = bundle.pipeline.predict_proba(x_test)[:, 1]
-    compiled = fastpath.compile_pipeline(bundle.pipeline)
+    scorer = fastpath.RawScorer(bundle.pipeline, threshold=bundle.threshold, sklearn_from=10**9)
     raw = encode_frame(x_test)
-    batch = compiled.proba(raw)
-    one_by_one = np.array([compiled.proba_one(row) for row in raw])
+    batch = scorer(raw)
+    one_by_one = np.array([scorer.one(row) for row in raw])
     assert np.max(np.abs(batch - expected)) <= PARITY
     assert np.max(np.abs(one_by_one - expected)) <= PARITY
     threshold = bundle.threshold
@@ -89,8 +89,8 @@ def _numbers() -> dict[str, object]:
 def test_raw_scorer_uses_sklearn_for_big_batches(
     bundle: ModelBundle, holdout: tuple[pd.DataFrame, np.ndarray]
 ) -> None:
-    """Large inputs go through sklearn's Cython; both paths agree."""
-    scorer = fastpath.RawScorer(bundle.pipeline, batch_from=10)
+    """Inputs from ``sklearn_from`` rows go through sklearn's Cython; both paths agree."""
+    scorer = fastpath.RawScorer(bundle.pipeline, sklearn_from=10)
     raw = encode_frame(holdout[0])
     big = scorer(raw)
     small = scorer(raw[:5])
@@ -99,8 +99,8 @@ def test_raw_scorer_uses_sklearn_for_big_batches(
 
 
 def test_compiled_predictor_and_fallback(bundle: ModelBundle) -> None:
-    """A compilable bundle serves on numpy; an unknown step falls back to sklearn, said so."""
-    assert fastpath.compiled_predictor(bundle).compiled == "numpy"
+    """HGB serves on ONNX Runtime; an unknown step falls back to sklearn, said so."""
+    assert fastpath.compiled_predictor(bundle).compiled == "onnx"
     odd = Pipeline([("features", build_features()), ("scale", MinMaxScaler())])
     odd.steps.append(("model", bundle.pipeline.steps[-1][1]))
     fallback = ModelBundle(odd, bundle.threshold, bundle.metrics, bundle.meta)
