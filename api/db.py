@@ -8,6 +8,10 @@ Prediction rows are written off the request's critical path by :class:`Predictio
 enqueue a dict (well under a microsecond) and one background thread inserts them in batches.
 Rows are never dropped: the buffer is unbounded, every batch is retried until it lands, and
 ``close()`` drains it before the process exits.
+
+The ``prediction`` table is also the outbox of the monitoring events: the API ships nothing
+itself; ``python -m core.monitoring ship`` (another process) sends the rows whose ``shipped_at``
+is NULL to Elasticsearch and stamps them.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import UTC, datetime
@@ -25,9 +29,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, event, insert, update
+from sqlalchemy import DateTime, Engine, Index, event, insert, inspect, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.schema import CreateIndex
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 log = logging.getLogger(__name__)
@@ -43,10 +48,23 @@ def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+UNSHIPPED = "shipped_at IS NULL"
+
+
 class Prediction(SQLModel, table=True):
     """One answered prediction: inputs, outputs, model version, latency and the true outcome."""
 
     __tablename__ = "prediction"
+    __table_args__ = (
+        # The outbox queue of core.monitoring.outbox: unshipped rows, oldest first. Partial, so it
+        # holds only the rows in flight (a handful at steady state), not the whole history.
+        Index(
+            "ix_prediction_unshipped",
+            "created_at",
+            sqlite_where=text(UNSHIPPED),
+            postgresql_where=text(UNSHIPPED),
+        ),
+    )
 
     id: str = Field(primary_key=True, max_length=36, description="Prediction id (UUID4).")
     created_at: datetime = Field(index=True, description="When it was answered (UTC).")
@@ -59,6 +77,9 @@ class Prediction(SQLModel, table=True):
     features: str = Field(description="JSON text of the 19 raw fields.")
     actual: str | None = Field(default=None, max_length=3)
     feedback_at: datetime | None = None
+    shipped_at: datetime | None = Field(
+        default=None, description="When the shipper stored it in Elasticsearch (NULL: not yet)."
+    )
 
 
 class RetrainJob(SQLModel, table=True):
@@ -103,7 +124,8 @@ def make_engine(url: str) -> Engine:
         url: SQLAlchemy database URL.
 
     Returns:
-        A SQLAlchemy engine (tables created, idempotently, even with several workers racing).
+        A SQLAlchemy engine (tables created and migrated, idempotently, even with several workers
+        racing).
     """
     parsed = make_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -123,7 +145,36 @@ def make_engine(url: str) -> Engine:
             if attempt == 4:
                 raise
             time.sleep(0.2 * (attempt + 1))
+    migrate_outbox(engine)
     return engine
+
+
+def migrate_outbox(engine: Engine) -> None:
+    """Give a ``prediction`` table made before the outbox its ``shipped_at`` column and index.
+
+    Idempotent; API workers starting together may race, so a column another worker has just added
+    is not an error. Rows already there stay unshipped: the shipper sends them (a row that the
+    former in-API sender had already delivered comes back as "already there", never twice).
+    """
+    columns = {column["name"] for column in inspect(engine).get_columns("prediction")}
+    if "shipped_at" not in columns:
+        add_shipped_at(engine)
+    table = SQLModel.metadata.tables["prediction"]
+    index = next(i for i in table.indexes if i.name == "ix_prediction_unshipped")
+    with engine.begin() as conn:
+        conn.execute(CreateIndex(index, if_not_exists=True))
+
+
+def add_shipped_at(engine: Engine) -> None:
+    """``ALTER TABLE prediction ADD COLUMN shipped_at``; a duplicate column is not an error."""
+    kind = DateTime().compile(dialect=engine.dialect)  # DATETIME, TIMESTAMP WITHOUT TIME ZONE...
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE prediction ADD COLUMN shipped_at {kind}")
+    except (OperationalError, ProgrammingError) as exc:  # SQLite / PostgreSQL wording
+        message = str(exc.orig).lower()
+        if "duplicate column" not in message and "already exists" not in message:
+            raise
 
 
 def session_scope(engine: Engine) -> Iterator[Session]:
@@ -236,19 +287,11 @@ class PredictionWriter:
     Args:
         engine: the predictions database.
         interval: seconds between writes.
-        on_batch: called with each written batch (e.g. the monitoring event sink); must not raise.
     """
 
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        interval: float = 0.02,
-        on_batch: Callable[[Sequence[dict[str, Any]]], None] | None = None,
-    ) -> None:
+    def __init__(self, engine: Engine, *, interval: float = 0.02) -> None:
         self._engine = engine
         self._interval = interval
-        self._on_batch = on_batch
         self._sqlite = engine.dialect.name == "sqlite"
         self._lock = threading.Lock()
         self._buffer: list[dict[str, Any] | BatchRows] = []
@@ -357,12 +400,6 @@ class PredictionWriter:
         with self._done:
             self._written += len(rows)
             self._done.notify_all()
-        if self._on_batch is not None:
-            try:
-                self._on_batch(rows)
-            # a failing monitoring sink must never stop or lose the database writes
-            except Exception:  # pylint: disable=broad-exception-caught
-                log.exception("prediction event sink failed")
 
     def _drain(self) -> None:
         while True:

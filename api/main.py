@@ -3,19 +3,20 @@
 The lifespan builds one :class:`api.state.AppState` per worker process: the database engine (SQLite
 WAL by default), the batched prediction writer, the model manager (loads the champion ONCE, then
 follows the model generation), the retrain runner and the event hub. On shutdown it stops the
-watcher, drains the prediction queue into the database, and closes the event sink.
+watcher and drains the prediction queue into the database.
+
+The API ships no monitoring events itself: its ``prediction`` table is the outbox that
+``python -m core.monitoring ship`` sends to Elasticsearch from a process of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import importlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -54,26 +55,6 @@ TAGS = [
     {"name": "monitoring", "description": "Volume, latency, drift and host metrics."},
     {"name": "health", "description": "Liveness and readiness."},
 ]
-
-
-def _event_sink(
-    settings: Settings,
-) -> tuple[Any, Callable[[Sequence[dict[str, Any]]], None] | None]:
-    """The monitoring event sink (``core.monitoring.get_event_sink``) and a batch callback."""
-    try:
-        factory = getattr(importlib.import_module("core.monitoring"), "get_event_sink")
-        sink = factory(settings)
-    except (ImportError, AttributeError):
-        return None, None
-    except Exception as exc:  # pylint: disable=broad-exception-caught  # monitoring is optional
-        log.warning("monitoring event sink unavailable: %s", exc)
-        return None, None
-
-    def ship(rows: Sequence[dict[str, Any]]) -> None:
-        # rows shaped like the prediction table: core.monitoring.events maps them to ES documents
-        sink.submit("prediction", rows)
-
-    return sink, ship
 
 
 def _publish_jobs(state: AppState, since: datetime) -> datetime:
@@ -143,8 +124,7 @@ def create_app(
         engine = await run_in_threadpool(make_engine, conf.db_url)
         hub = EventHub()
         hub.bind(asyncio.get_running_loop())
-        sink, ship = _event_sink(conf)
-        writer = PredictionWriter(engine, on_batch=ship)
+        writer = PredictionWriter(engine)
         writer.start()
 
         def swapped(served: ServedModel) -> None:
@@ -172,8 +152,6 @@ def create_app(
         finally:
             watcher.cancel()
             await run_in_threadpool(writer.close)
-            if sink is not None:
-                await run_in_threadpool(sink.close)
             await run_in_threadpool(runner.join, 0.1)
             engine.dispose()
 

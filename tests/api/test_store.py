@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from api.db import PredictionWriter, make_engine, utcnow
+from api.db import PredictionWriter, add_shipped_at, make_engine, utcnow
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL
 from core.settings import Settings
 from tests.api.conftest import AppFactory
@@ -98,10 +98,7 @@ def test_feedback_and_live_metrics(client: TestClient) -> None:
 def test_writer_batches_concurrent_submitters(tmp_path: Path) -> None:
     """Many threads submitting at once: every row lands; flush waits for them; close drains."""
     engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
-    shipped: list[int] = []
-    writer = PredictionWriter(
-        engine, interval=0.01, on_batch=lambda rows: shipped.append(len(rows))
-    )
+    writer = PredictionWriter(engine, interval=0.01)
     writer.start()
 
     def row(i: int) -> dict[str, object]:
@@ -133,19 +130,15 @@ def test_writer_batches_concurrent_submitters(tmp_path: Path) -> None:
     writer.close()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM prediction")).scalar_one() == 2100
-    assert writer.written == sum(shipped) == 2100
+    assert writer.written == 2100
     engine.dispose()
 
 
 def test_writer_retries_until_the_database_answers(tmp_path: Path) -> None:
-    """A failing insert is retried (no row lost) and a failing sink never blocks writes."""
+    """A failing insert is retried: no row lost."""
     engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
     calls = {"n": 0}
-
-    def broken_sink(rows: object) -> None:
-        raise RuntimeError("sink down")
-
-    writer = PredictionWriter(engine, interval=0.01, on_batch=broken_sink)
+    writer = PredictionWriter(engine, interval=0.01)
     original = writer._insert  # pylint: disable=protected-access
 
     def flaky(rows: list[dict[str, object]]) -> None:
@@ -206,38 +199,92 @@ def _broken_engine() -> object:
     return create_engine("sqlite:////nonexistent-dir/never/x.db")
 
 
-class RecordingSink:
-    """Stands in for core.monitoring's event sink."""
-
-    def __init__(self) -> None:
-        self.docs: list[tuple[str, dict[str, object]]] = []
-        self.closed = False
-
-    def submit(self, kind: str, docs: list[dict[str, object]]) -> None:
-        """Record the documents."""
-        self.docs += [(kind, dict(doc)) for doc in docs]
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Mark closed."""
-        del timeout
-        self.closed = True
+# The pre-outbox schema of the prediction table (no shipped_at, no partial index).
+OLD_SCHEMA = """
+CREATE TABLE prediction (
+    id VARCHAR(36) NOT NULL PRIMARY KEY, created_at DATETIME NOT NULL,
+    request_id VARCHAR(64) NOT NULL, model_version VARCHAR(32) NOT NULL,
+    probability FLOAT NOT NULL, label VARCHAR(3) NOT NULL, threshold FLOAT NOT NULL,
+    latency_ms FLOAT NOT NULL, features VARCHAR NOT NULL, actual VARCHAR(3), feedback_at DATETIME
+);
+CREATE INDEX ix_prediction_created_at ON prediction (created_at);
+INSERT INTO prediction VALUES
+    ('old', '2025-01-02 03:04:05.000000', 'r', '1', 0.9, 'yes', 0.5, 1.0, '{}', NULL, NULL);
+"""
 
 
-def test_prediction_events_go_to_the_monitoring_sink(
-    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+def _old_database(path: Path) -> Path:
+    with sqlite3.connect(path) as conn:
+        conn.executescript(OLD_SCHEMA)
+    return path
+
+
+def _outbox_schema(path: Path) -> tuple[list[str], list[str]]:
+    """The prediction table's columns and the SQL of its unshipped index."""
+    with sqlite3.connect(path) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(prediction)")]
+        index = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'ix_prediction_unshipped'"
+        ).fetchall()
+    return columns, [row[0] for row in index]
+
+
+def test_a_database_from_before_the_outbox_is_migrated(tmp_path: Path) -> None:
+    """shipped_at and its partial index are added; old rows stay (unshipped); twice is fine."""
+    path = _old_database(tmp_path / "old.db")
+    for _ in range(2):
+        make_engine(f"sqlite:///{path}").dispose()
+    columns, index = _outbox_schema(path)
+    assert columns.count("shipped_at") == 1
+    assert index == [
+        "CREATE INDEX ix_prediction_unshipped ON prediction (created_at) WHERE shipped_at IS NULL"
+    ]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT id, shipped_at FROM prediction").fetchall() == [("old", None)]
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM prediction WHERE shipped_at IS NULL "
+            "ORDER BY created_at LIMIT 2000"
+        ).fetchall()
+    assert "ix_prediction_unshipped" in str(plan)  # the shipper's query reads only that index
+
+
+def test_workers_racing_to_migrate_all_start(tmp_path: Path) -> None:
+    """Several workers migrating the same old database at once: every one gets an engine."""
+    path = _old_database(tmp_path / "race.db")
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            make_engine(f"sqlite:///{path}").dispose()
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert _outbox_schema(path)[0].count("shipped_at") == 1
+    engine = make_engine(f"sqlite:///{path}")
+    add_shipped_at(engine)  # what the loser of the race runs: "duplicate column" is not an error
+    engine.dispose()
+    assert _outbox_schema(path)[0].count("shipped_at") == 1
+
+
+def test_the_api_ships_nothing_itself(
+    make_app: AppFactory, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each stored batch is shipped to core.monitoring's sink (table-shaped), closed on shutdown."""
-    import core.monitoring  # pylint: disable=import-outside-toplevel
+    """With ES_URL set, predictions are stored unshipped: the shipper process sends them."""
+    import core.monitoring.sink  # pylint: disable=import-outside-toplevel
 
-    sink = RecordingSink()
-    monkeypatch.setattr(core.monitoring, "get_event_sink", lambda settings: sink)
-    with TestClient(make_app()) as client:
+    def no_sink(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the API must not build an event sink")
+
+    monkeypatch.setattr(core.monitoring.sink.BulkEventSink, "__init__", no_sink)
+    with_es = settings.model_copy(update={"es_url": "http://127.0.0.1:9"})
+    with TestClient(make_app(settings=with_es)) as client:
         pid = client.post("/predict", json=EXAMPLE_CHURNER).json()["prediction_id"]
-        client.get("/predictions")  # flushes the writer
-    assert sink.closed
-    assert [(kind, doc["id"]) for kind, doc in sink.docs] == [("prediction", pid)]
-    from core.monitoring.events import to_document  # pylint: disable=import-outside-toplevel
-
-    _, document = to_document("prediction", sink.docs[0][1])
-    assert document["prediction"]["id"] == pid  # type: ignore[index]
-    assert document["features"] == EXAMPLE_CHURNER
+    with sqlite3.connect(_db_file(settings)) as conn:
+        rows = conn.execute("SELECT id, shipped_at FROM prediction").fetchall()
+    assert rows == [(pid, None)]
