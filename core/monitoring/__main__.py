@@ -1,10 +1,11 @@
-"""``python -m core.monitoring {setup, export-mlflow, drift, agent, kibana-import}``."""
+"""``python -m core.monitoring {setup, export-mlflow, drift, agent, ship, kibana-import}``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -12,11 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from core.logs import configure_logging
 from core.monitoring import kibana
 from core.monitoring.es import ES_ERRORS, from_settings, wait_ready
 from core.monitoring.host import DOCKER_SOCKET, DockerStats, run_agent
 from core.monitoring.indices import DEFAULT_PREFIX, DEPLOY_DIR, Indices, setup
+from core.monitoring.outbox import PredictionShipper, ShipperConfig
 from core.monitoring.sink import SinkConfig, get_event_sink
 from core.monitoring.store import MonitoringStore
 from core.settings import Settings, get_settings
@@ -109,6 +113,40 @@ def cmd_agent(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_ship(args: argparse.Namespace, settings: Settings) -> int:
+    """Ship the stored predictions to Elasticsearch until SIGTERM/SIGINT (or once, ``--once``)."""
+    if not settings.es_url:
+        # Nothing to do: without Elasticsearch the UI and /monitoring read the prediction table.
+        _print(
+            {"ship": "skipped", "reason": "ES_URL is unset: monitoring reads the prediction table"}
+        )
+        return 0
+    if args.nice:
+        try:
+            os.nice(args.nice)  # serving keeps the CPU; the shipper catches up when it is free
+        except OSError as exc:
+            log.warning("ship: cannot change the priority by %d: %s", args.nice, exc)
+    config = ShipperConfig(batch=args.batch, interval=args.interval)
+    shipper = PredictionShipper.from_settings(settings, Indices(args.prefix), config)
+    code = 0
+    try:
+        if args.once:
+            code = 1 if shipper.drain().retry else 0
+        else:
+            stop = threading.Event()
+            for sig in (signal.SIGTERM, signal.SIGINT):  # finish the current batch, then stop
+                signal.signal(sig, lambda *_: stop.set())
+            shipper.run(stop, args.heartbeat)
+    except SQLAlchemyError as exc:
+        log.error("ship failed: %s", exc)
+        code = 1
+    finally:
+        shipper.close()
+    stats = vars(shipper.stats) | {"lag_seconds": round(shipper.stats.lag_seconds, 3)}
+    _print({"ship": "stopped", **stats})
+    return code
+
+
 def cmd_kibana(args: argparse.Namespace, settings: Settings) -> int:
     """Import the dashboards into Kibana."""
     if not settings.kibana_url:
@@ -126,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
         prog="python -m core.monitoring",
-        description="Monitoring: ES templates, MLflow export, drift, host agent, Kibana.",
+        description="Monitoring: ES templates, MLflow export, drift, host agent, shipper, Kibana.",
     )
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="index name prefix")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--docker-socket", type=Path, default=DOCKER_SOCKET, help="Docker API socket")
     sub.add_argument("--disk", default="/", help="filesystem whose usage is reported")
     sub.set_defaults(func=cmd_agent)
+
+    sub = commands.add_parser("ship", help="ship stored predictions (the outbox) to Elasticsearch")
+    sub.add_argument("--interval", type=float, default=1.0, help="seconds to wait when all shipped")
+    sub.add_argument("--batch", type=int, default=2_000, help="rows per bulk request")
+    sub.add_argument(
+        "--once", action="store_true", help="ship what is pending, then exit (1 if some is left)"
+    )
+    sub.add_argument(
+        "--nice", type=int, default=19, help="os.nice increment: serving keeps the CPU (0 = none)"
+    )
+    sub.add_argument("--heartbeat", type=Path, help="file touched on every turn (liveness probe)")
+    sub.set_defaults(func=cmd_ship)
 
     sub = commands.add_parser("kibana-import", help="import deploy/kibana/*.ndjson into Kibana")
     sub.add_argument("--folder", type=Path, default=DEPLOY_DIR / "kibana", help="ndjson folder")

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from elasticsearch import Elasticsearch
-from sqlalchemy import Column, DateTime, Float, MetaData, String, Table, select
+from sqlalchemy import Column, DateTime, Float, Index, MetaData, String, Table, select, text
 from sqlalchemy.exc import OperationalError
 
 from core.monitoring.es import from_settings
@@ -21,19 +21,29 @@ from core.monitoring.indices import Indices
 from core.monitoring.store import MonitoringStore, as_utc, engine_for
 from core.settings import Settings
 
-#: The columns of the API's ``prediction`` table that monitoring reads (owned by ``api/db.py``).
+#: The API's ``prediction`` table as monitoring reads it and the shipper stamps it (owned and
+#: migrated by ``api/db.py``; ``core`` must not import ``api``, so it is described again here).
 PREDICTION = Table(
     "prediction",
     MetaData(),
     Column("id", String, primary_key=True),
     Column("created_at", DateTime),
+    Column("request_id", String),
     Column("model_version", String),
     Column("probability", Float),
     Column("label", String),
+    Column("threshold", Float),
     Column("latency_ms", Float),
     Column("features", String),
     Column("actual", String),
     Column("feedback_at", DateTime),
+    Column("shipped_at", DateTime, doc="set by core.monitoring.outbox; NULL = not shipped yet"),
+    Index(
+        "ix_prediction_unshipped",
+        "created_at",
+        sqlite_where=text("shipped_at IS NULL"),
+        postgresql_where=text("shipped_at IS NULL"),
+    ),
 )
 
 

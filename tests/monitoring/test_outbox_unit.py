@@ -1,0 +1,144 @@
+"""The shipper without Elasticsearch: it never stamps what it could not send, and stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.schema import CreateIndex
+
+from api.db import Prediction, make_engine
+from core.monitoring.__main__ import main
+from core.monitoring.es import connect
+from core.monitoring.outbox import PredictionShipper, ShipperConfig
+from core.monitoring.read import PREDICTION
+from core.monitoring.store import engine_for
+from core.settings import Settings, get_settings
+from tests.conftest import ROOT
+from tests.monitoring.conftest import free_port
+from tests.monitoring.outbox_helpers import prediction_rows, running, store, unshipped, wait_for
+
+FAST = ShipperConfig(batch=100, interval=0.05, probe_min=0.05, probe_max=0.2, timeout=1.0)
+
+
+def nowhere() -> str:
+    """An Elasticsearch URL nobody answers on."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def test_core_describes_the_api_table_and_its_outbox_index() -> None:
+    """core.monitoring's PREDICTION (core cannot import api) matches api.db.Prediction."""
+    api_table = Prediction.__table__
+    assert {c.name for c in PREDICTION.columns} <= {c.name for c in api_table.columns}
+    assert api_table.c.shipped_at.nullable
+
+    def ddl(table: Any) -> str:
+        (index,) = [i for i in table.indexes if i.name == "ix_prediction_unshipped"]
+        return str(CreateIndex(index).compile(dialect=engine_for("sqlite://").dialect))
+
+    assert ddl(PREDICTION) == ddl(api_table)
+    assert "WHERE shipped_at IS NULL" in ddl(PREDICTION)
+
+
+def test_elasticsearch_down_nothing_is_stamped_and_stop_is_prompt(tmp_path: Path) -> None:
+    """The loop backs off (counting failures), keeps its heartbeat, stamps nothing, stops."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    store(engine, prediction_rows(250))
+    shipper = PredictionShipper(
+        engine, connect(nowhere(), timeout=1.0), tmp_path / "rej", config=FAST
+    )
+    heartbeat = tmp_path / "alive"
+    with running(shipper, heartbeat) as thread:
+        assert wait_for(lambda: shipper.stats.failures >= 1 and heartbeat.exists(), 10)
+        touched = heartbeat.stat().st_mtime_ns
+        assert wait_for(lambda: heartbeat.stat().st_mtime_ns > touched, 10)  # still turning
+        began = time.monotonic()
+    assert not thread.is_alive() and time.monotonic() - began < 5
+    assert unshipped(engine) == 250
+    assert shipper.stats.delivered == shipper.stats.existing == shipper.stats.rejected == 0
+    assert shipper.rejects.pending_records() == 0
+
+
+def test_a_database_not_created_yet_is_waited_for(tmp_path: Path) -> None:
+    """Started before the API made (or migrated) its table: failures are counted, no crash."""
+    engine = engine_for(f"sqlite:///{tmp_path / 'empty.db'}")
+    shipper = PredictionShipper(
+        engine, connect(nowhere(), timeout=1.0), tmp_path / "rej", config=FAST
+    )
+    with running(shipper) as thread:
+        assert wait_for(lambda: shipper.stats.failures >= 2, 10)
+        assert thread.is_alive()
+
+
+def _ship_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch, es_url: str) -> Settings:
+    monkeypatch.setenv("ES_URL", es_url)
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def test_cli_without_es_url_says_so_and_exits_0(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQLite-only monitoring needs no shipping: the UI reads the prediction table."""
+    assert settings.es_url is None
+    assert main(["ship", "--once"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["ship"] == "skipped" and "ES_URL" in out["reason"]
+
+
+def test_cli_once_with_elasticsearch_down_fails_and_stamps_nothing(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ship --once`` exits 1 when Elasticsearch is down; it lowered its priority first."""
+    engine = make_engine(settings.db_url)
+    store(engine, prediction_rows(10))
+    niced: list[int] = []
+    monkeypatch.setattr(os, "nice", lambda inc: niced.append(inc) or inc)
+    _ship_settings(settings, monkeypatch, nowhere())
+    assert main(["ship", "--once", "--batch", "5"]) == 1
+    assert niced == [19]
+    assert unshipped(engine) == 10
+
+
+def test_cli_runs_niced_and_stops_cleanly_on_sigterm(settings: Settings, tmp_path: Path) -> None:
+    """The real command: nice 19, heartbeat, SIGTERM → exit 0 with its counters on stdout."""
+    engine = make_engine(settings.db_url)
+    store(engine, prediction_rows(10))
+    heartbeat = tmp_path / "alive"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "VAR_DIR": str(settings.var_dir),
+        "ES_URL": nowhere(),
+        "DATABASE_URL": settings.db_url,
+    }
+    command = [sys.executable, "-m", "core.monitoring", "ship", "--interval", "0.1"]
+    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        [*command, "--heartbeat", str(heartbeat)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for(heartbeat.exists, 60), proc.stderr.read() if proc.poll() is not None else ""
+        with open(f"/proc/{proc.pid}/stat", encoding="ascii") as stat:
+            assert int(stat.read().rsplit(")", 1)[1].split()[16]) == 19  # field 19: nice
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err[-2000:]
+    stats = json.loads(out.strip().splitlines()[-1])
+    assert stats["ship"] == "stopped" and stats["failures"] >= 1 and stats["delivered"] == 0
+    assert unshipped(engine) == 10
