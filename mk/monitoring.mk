@@ -1,7 +1,9 @@
-# Monitoring (issue 8): Elasticsearch templates, MLflow export, drift, host agent, Kibana, local ES.
+# Monitoring (issue 8): Elasticsearch templates, MLflow export, drift, host agent, prediction shipper,
+# Kibana, local ES.
 ES_PORT ?= 9200
 DRIFT_ARGS ?=
 AGENT_ARGS ?=
+SHIP_ARGS ?=
 
 .PHONY: monitoring-setup
 monitoring-setup: $(STAMP) ## Install the ES index/component templates (SQLite tables when ES_URL is unset)
@@ -18,6 +20,10 @@ drift: $(STAMP) ## PSI/KS drift of recent predictions vs the champion reference 
 .PHONY: agent
 agent: $(STAMP) ## Run the host metrics agent in the foreground (AGENT_ARGS="--interval 5")
 	$(PY) -m core.monitoring agent $(AGENT_ARGS)
+
+.PHONY: ship
+ship: $(STAMP) ## Ship stored predictions to Elasticsearch (ES_URL), niced, until Ctrl-C (SHIP_ARGS="--once")
+	$(PY) -m core.monitoring ship $(SHIP_ARGS)
 
 .PHONY: kibana-import
 kibana-import: $(STAMP) ## Import the Kibana data views and dashboards (KIBANA_URL)

@@ -4,10 +4,14 @@ The API starts first; when ``GET /ready`` says ``not_ready`` (no champion), ``py
 trains and registers one and ``POST /model/reload`` loads it (the API's own key from the same
 environment). Then the UI starts against that API.
 
-Both servers run as child processes in their own process groups; Ctrl-C (SIGINT) or SIGTERM stops
-both (SIGTERM to each group, SIGKILL after a grace period), and on Linux each child also gets
-SIGTERM should this launcher die, so no server is left behind. If one server exits, the other is
-stopped and the launcher exits non-zero.
+With ``ES_URL`` set (environment or ``.env``), the prediction shipper
+(``python -m core.monitoring ship``: stored predictions to Elasticsearch, at a low CPU priority)
+runs alongside; without it, monitoring reads the prediction table and there is nothing to ship.
+
+Every child runs in its own process group; Ctrl-C (SIGINT) or SIGTERM stops them all (SIGTERM to
+each group, SIGKILL after a grace period), and on Linux each child also gets SIGTERM should this
+launcher die, so no server is left behind. If one child exits, the others are stopped and the
+launcher exits non-zero.
 
     python scripts/run.py [--host 127.0.0.1] [--api-port 8000] [--ui-port 8501] [--workers 2]
                           [--no-train | --train-args "--family rf"]
@@ -147,15 +151,30 @@ def train(supervisor: Supervisor, env: dict[str, str], extra: Sequence[str] = ()
     return code == 0
 
 
-def api_key() -> str:
-    """The admin key the API uses: same environment, same ``core.settings`` rules."""
+def settings() -> Any:
+    """``core.settings.get_settings()``: what the servers read (same environment, same rules)."""
     if str(ROOT) not in sys.path:  # `python scripts/run.py` puts only scripts/ on sys.path
         sys.path.insert(0, str(ROOT))
     from core.settings import (  # pylint: disable=import-outside-toplevel  # after the path fix
         get_settings,
     )
 
-    return get_settings().require_api_key()
+    return get_settings()
+
+
+def api_key() -> str:
+    """The admin key the API uses."""
+    key: str = settings().require_api_key()
+    return key
+
+
+def start_shipper(supervisor: Supervisor, env: dict[str, str]) -> bool:
+    """Start the prediction shipper when ``ES_URL`` is set; whether it was started."""
+    if not settings().es_url:
+        log("ES_URL is unset: monitoring reads the prediction table (no shipper)")
+        return False
+    supervisor.start("shipper", [PYTHON, "-m", "core.monitoring", "ship"], env)
+    return True
 
 
 def ensure_model(
@@ -208,7 +227,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Start API and UI, train a first model if needed, supervise both until a signal or exit."""
+    """Start API, UI (and shipper), train a first model if needed; supervise until signal/exit."""
     args = parse_args(argv)
     api_url = f"http://{args.host}:{args.api_port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "API_URL": api_url}
@@ -242,16 +261,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not wait_http(f"{api_url}/health", api, args.startup_timeout):
             log(f"the API did not come up on {api_url}")
             return 1
+        start_shipper(supervisor, env)  # after the API has created/migrated the prediction table
         train_args = None if args.no_train else shlex.split(args.train_args)
         if not ensure_model(supervisor, api_url, env, train_args, args.startup_timeout):
             return 1
         if not wait_http(f"{ui_url}/_stcore/health", ui, args.startup_timeout):
             log(f"the UI did not come up on {ui_url}")
             return 1
-        log(f"API {api_url}/docs · UI {ui_url} — Ctrl-C stops both")
+        log(f"API {api_url}/docs · UI {ui_url} — Ctrl-C stops {', '.join(supervisor.children)}")
         while (ended := supervisor.first_exit()) is None:
             time.sleep(0.5)
-        log(f"{ended[0]} exited with code {ended[1]}: stopping the other one")
+        log(f"{ended[0]} exited with code {ended[1]}: stopping the others")
         return ended[1] or 1
     finally:
         supervisor.stop()

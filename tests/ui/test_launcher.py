@@ -19,6 +19,7 @@ from types import ModuleType
 import psutil
 import pytest
 
+from core.settings import get_settings
 from tests.conftest import ROOT
 
 
@@ -146,3 +147,28 @@ def test_failed_training_is_reported(
 ) -> None:
     monkeypatch.setattr(run, "train", lambda *a: False)
     assert not run.ensure_model(run.Supervisor(), api_stub, {}, [], 5.0)
+
+
+class _Recorder:
+    """Stands in for the Supervisor: records what would be started."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, list[str]]] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        """Record the child."""
+        del env
+        self.started.append((name, list(argv)))
+
+
+def test_the_shipper_runs_only_with_es_url(
+    run: ModuleType, settings: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ES_URL: nothing to ship (the UI reads the table). ES_URL: `core.monitoring ship` runs."""
+    del settings  # tmp stores, ES_URL unset
+    recorder = _Recorder()
+    assert run.start_shipper(recorder, {}) is False and not recorder.started
+    monkeypatch.setenv("ES_URL", "http://127.0.0.1:9200")
+    get_settings.cache_clear()
+    assert run.start_shipper(recorder, {}) is True
+    assert recorder.started == [("shipper", [sys.executable, "-m", "core.monitoring", "ship"])]
