@@ -35,7 +35,7 @@ PORTS = {
     "kibana": {5601},
     "logstash": {5044, 50000},
 }
-SERVICES = {*PORTS, "setup", "agent"}
+SERVICES = {*PORTS, "setup", "agent", "shipper"}
 VERSIONED = re.compile(r"^[a-z0-9_]+_v\d+$")
 BIN = Path(sys.executable).parent
 
@@ -182,6 +182,27 @@ def test_setup_job_and_global_agent(resolved_stack: dict[str, Any]) -> None:
     assert agent["read_only"] is True and agent["cap_drop"] == ["ALL"]
 
 
+def test_shipper_reads_the_api_database_as_the_api_does(resolved_stack: dict[str, Any]) -> None:
+    """The outbox shipper: the API's image, database, volume and node; one unprivileged task."""
+    services = resolved_stack["services"]
+    api, shipper = services["api"], services["shipper"]
+    assert shipper["image"] == api["image"]
+    assert shipper["command"][:4] == ["python", "-m", "core.monitoring", "ship"]
+    for key in ("DATABASE_URL", "VAR_DIR", "ES_URL", "ES_USERNAME", "ES_PASSWORD_FILE"):
+        assert shipper["environment"][key] == api["environment"][key], key
+    assert shipper["environment"]["ES_USERNAME"] == "churnops_writer"
+    assert {"source": "es_writer_password_v1", "target": "es_writer_password"} in shipper["secrets"]
+    api_volume = [v for v in api["volumes"] if v.get("source") == "api_var"]
+    assert api_volume and api_volume == [v for v in shipper["volumes"] if v["type"] == "volume"]
+    assert shipper["deploy"]["placement"] == api["deploy"]["placement"]
+    assert shipper["deploy"]["replicas"] == 1
+    assert "user" not in shipper  # the image's user 10001
+    assert "ports" not in shipper
+    # the probe reads the heartbeat file the command writes
+    heartbeat = shipper["command"][shipper["command"].index("--heartbeat") + 1]
+    assert heartbeat in shipper["healthcheck"]["test"][-1]
+
+
 def test_ports_match_the_architecture(resolved_stack: dict[str, Any]) -> None:
     """Published = target = the fixed ports of ARCHITECTURE.md; nothing else is published."""
     published = {
@@ -269,11 +290,13 @@ def test_image_commands_exist_in_the_code(resolved_stack: dict[str, Any]) -> Non
     assert services["api"]["command"][2] == "--factory"
     assert (ROOT / services["ui"]["command"][2]).is_file()
     monitoring_help = _help([str(BIN / "python"), "-m", "core.monitoring", "--help"])
-    for step in ("setup", "kibana-import", "export-mlflow", "agent"):
+    for step in ("setup", "kibana-import", "export-mlflow", "agent", "ship"):
         assert step in monitoring_help, f"python -m core.monitoring has no {step!r} command"
-    agent_help = _help([str(BIN / "python"), "-m", "core.monitoring", "agent", "--help"])
-    for flag in (c for c in services["agent"]["command"] if c.startswith("--")):
-        assert flag in agent_help, f"core.monitoring agent has no {flag}"
+    for step in ("agent", "ship"):
+        command = next(c for s in services.values() if (c := s.get("command", []))[3:4] == [step])
+        step_help = _help([str(BIN / "python"), "-m", "core.monitoring", step, "--help"])
+        for flag in (c for c in command if c.startswith("--")):
+            assert flag in step_help, f"core.monitoring {step} has no {flag}"
     # scripts the setup job runs are configs mounted under /app, from files of the repo
     setup = services["setup"]
     mounted = {ref["target"] for ref in setup["configs"]}
