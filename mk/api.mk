@@ -17,7 +17,7 @@ serve: $(STAMP) ## Serve the API alone in the foreground (API_PORT=8000, API_WOR
 	  --loop uvloop --http httptools --no-access-log --timeout-graceful-shutdown 30
 
 .PHONY: bench
-bench: $(STAMP) ## Benchmark /predict vs mlflow models serve vs /health (wrk, c=1/8), 10k batch, ES sender on/off; last line JSON
+bench: $(STAMP) ## Benchmark /predict vs mlflow models serve vs /health (wrk, c=1/8), 10k batch, ES shipper on/off + catch-up; last line JSON
 	@mkdir -p var
 	port=$$($(PY) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
 	ES_STATE=$(CURDIR)/var/bench-es bash scripts/es.sh start $$port >&2; \
