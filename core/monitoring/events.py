@@ -1,8 +1,9 @@
 """Turn what services submit into Elasticsearch documents (ECS-style field names).
 
-The API submits prediction rows shaped like its ``prediction`` table (``id``, ``created_at``,
+Prediction rows are shaped like the API's ``prediction`` table (``id``, ``created_at``,
 ``request_id``, ``model_version``, ``probability``, ``label``, ``threshold``, ``latency_ms``,
-``features`` as a dict or JSON text); every other kind is submitted as a finished document.
+``features`` as a dict or JSON text; the shipper reads them from that table); every other kind is
+submitted as a finished document.
 Every document gets a deterministic ``_id`` so a resend after a failure never duplicates it.
 """
 

@@ -1,12 +1,14 @@
 """The non-blocking event sender: bounded queue, background bulk thread, on-disk spool.
 
-``submit`` only puts references on a queue (about a microsecond per event): a prediction is never
+Used by the low-volume producers (host agent, drift and quality jobs); prediction events are
+shipped from the API's table by :mod:`core.monitoring.outbox` instead, in a process of their own.
+``submit`` only puts references on a queue (about a microsecond per event): the producer is never
 slowed or failed by Elasticsearch. One daemon thread batches events into ``_bulk`` calls. When
 Elasticsearch is unreachable (or the queue is full), events go to the spool under ``var/spool/``;
 the thread probes the cluster with a growing back-off and, once it answers, resends the spool. Every
 event carries a deterministic ``_id`` sent with ``create``, so a resend never duplicates a document
 (409 = already delivered). Items Elasticsearch will never accept (mapping errors) are kept in
-``var/spool/rejected/`` for inspection instead of being silently dropped.
+``var/spool/events/rejected/`` for inspection instead of being silently dropped.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class EventSink(Protocol):
 
 
 class NullSink:
-    """The sink used when ``ES_URL`` is unset: the API's own table already holds predictions."""
+    """The sink used when ``ES_URL`` is unset (monitoring then goes to the SQLite store)."""
 
     def submit(self, kind: str, docs: Sequence[Mapping[str, Any]]) -> None:
         """Discard the documents."""
