@@ -53,6 +53,8 @@ Stage = Callable[[Any], Any]
 ONNX_IR_VERSION = 10
 #: Compiled probabilities this close to the threshold are checked with sklearn (see RawScorer).
 TIE = 1e-6
+#: Inputs from this many rows use ONNX Runtime's thread pool (smaller ones the calling thread).
+ONNX_POOL_FROM = 256
 
 
 class NotCompilable(ValueError):
@@ -108,28 +110,23 @@ class HGBScorer:
             raise NotCompilable("HGB with native categorical preprocessing")
         if clf.n_trees_per_iteration_ != 1 or len(clf.classes_) != 2:
             raise NotCompilable("HGB scorer handles binary classification only")
-        trees = [
-            per_iteration[0].nodes for per_iteration in clf._predictors
-        ]  # pylint: disable=W0212
+        predictors = clf._predictors  # pylint: disable=protected-access
+        trees = [per_iteration[0].nodes for per_iteration in predictors]
         if any(np.any(nodes["is_categorical"] & ~nodes["is_leaf"]) for nodes in trees):
             raise NotCompilable("HGB with categorical splits")
         baseline = float(np.ravel(clf._baseline_prediction)[0])  # pylint: disable=W0212
         model = _tree_ensemble(trees, baseline, int(clf.n_features_in_))
-        options = ort.SessionOptions()
+        data = model.SerializeToString()
         # the same budget as sklearn's OpenMP (`make serve` and the image set it); 0 = all cores
-        options.intra_op_num_threads = (
-            int(os.environ.get("OMP_NUM_THREADS") or 0) if threads is None else threads
-        )
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # no busy-waiting between runs: the threads would steal the other requests' CPU
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(
-            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
+        pool = int(os.environ.get("OMP_NUM_THREADS") or 0) if threads is None else threads
+        # Small inputs run on the calling thread alone: ONNX Runtime would otherwise split one
+        # row's 300 trees over its pool, and waking pool threads under load is a latency tail.
+        self._small = _session(data, threads=1)
+        self._large = _session(data, threads=pool)
 
     def _raw(self, x: np.ndarray) -> np.ndarray:
-        out = self._session.run(None, {"X": np.ascontiguousarray(x, dtype=np.float64)})[0]
+        session = self._small if len(x) < ONNX_POOL_FROM else self._large
+        out = session.run(None, {"X": np.ascontiguousarray(x, dtype=np.float64)})[0]
         return np.asarray(out[:, 0], dtype=np.float64)
 
     def proba_one(self, x: np.ndarray) -> float:
@@ -139,6 +136,17 @@ class HGBScorer:
     def proba(self, x: np.ndarray) -> np.ndarray:
         """Churn probabilities of the rows of ``x`` (model input matrix)."""
         return np.asarray(expit(self._raw(np.atleast_2d(x))), dtype=np.float64)
+
+
+def _session(model: bytes, threads: int) -> ort.InferenceSession:
+    """An ONNX Runtime session on ``threads`` threads that never busy-waits between runs."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    # no spinning: idle pool threads would steal the CPU of the requests served meanwhile
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def _tree_ensemble(trees: list[np.ndarray], baseline: float, n_features: int) -> onnx.ModelProto:
