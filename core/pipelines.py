@@ -61,6 +61,10 @@ class Registration(BaseModel):
     model_version: str | None = None
     promoted: bool | None = None
     reason: str | None = None
+    gate_metric: str | None = None
+    challenger_score: float | None = None
+    champion_score: float | None = None
+    champion_version: str | None = None
 
 
 class TrainResult(BaseModel):
@@ -78,6 +82,12 @@ class TrainResult(BaseModel):
     metrics: Metrics
     cv: CVResult | None
     reason: str | None = Field(None, description="Why it was (not) promoted.")
+    gate_metric: str | None = Field(None, description="The metric the gate compared.")
+    challenger_score: float | None = Field(None, description="This model's gate metric.")
+    champion_score: float | None = Field(
+        None, description="The champion's gate metric on the same holdout (None: no champion)."
+    )
+    champion_version: str | None = Field(None, description="The champion it was compared with.")
     bundle_dir: str = Field(description="The local bundle directory.")
     data_sha256: str
     duration_s: float
@@ -192,7 +202,14 @@ def register_candidate(settings: Settings, trained: TrainedModel, data_path: Pat
     version = registry.register(settings, run_id)
     decision = registry.gate(settings, version, trained.holdout())
     return Registration(
-        run_id=run_id, model_version=version, promoted=decision.promoted, reason=decision.reason
+        run_id=run_id,
+        model_version=version,
+        promoted=decision.promoted,
+        reason=decision.reason,
+        gate_metric=decision.metric,
+        challenger_score=decision.challenger_score,
+        champion_score=decision.champion_score,
+        champion_version=decision.champion_version,
     )
 
 
@@ -231,6 +248,10 @@ def train_and_register(
         model_version=registration.model_version,
         promoted=registration.promoted,
         reason=registration.reason,
+        gate_metric=registration.gate_metric,
+        challenger_score=registration.challenger_score,
+        champion_score=registration.champion_score,
+        champion_version=registration.champion_version,
         f1=bundle.metrics.f1,
         roc_auc=bundle.metrics.roc_auc,
         family=config.family,

@@ -191,6 +191,11 @@ def test_retrain_runs_through_the_gate(page: Any, stack: Stack) -> None:
     assert status["status"] == "succeeded"
     verdict = "Promoted to champion" if status["result"]["promoted"] else "Not promoted"
     page.get_by_text(verdict).wait_for()
+    champion = status["result"]["champion_score"]  # the stack has a champion before the retrain
+    assert champion is not None
+    page.get_by_test_id("stMetric").filter(has_text="Champion score").filter(
+        has_text=f"{champion:.4f}"
+    ).wait_for()
     screenshot(page, "retrain")
 
 

@@ -199,6 +199,8 @@ def test_retrain_end_to_end_hot_swap_reaches_every_worker(server: LiveServer, ta
             time.sleep(1)
         assert status["status"] == "succeeded", status
         assert status["result"]["promoted"] is True, status["result"]
+        gate = status["result"]  # the gate's figures travel with the job (the UI shows them)
+        assert gate["gate_metric"] == "f1" and 0.0 < gate["challenger_score"] <= 1.0, gate
         new_version = str(status["result"]["model_version"])
         assert any(p["step"] == "swap" for p in status["progress"])
         time.sleep(2)  # > the workers' watch interval

@@ -17,7 +17,7 @@ RUNNING = {
 DONE = {**RUNNING, "status": "succeeded",
         "progress": RUNNING["progress"] + [{"step": "gate", "fraction": 1.0, "at": "x"}],
         "result": {"promoted": True, "reason": "F1 0.85 beats 0.83", "f1": 0.85, "roc_auc": 0.9,
-                   "model_version": "4", "run_id": "r4"}}  # fmt: skip
+                   "model_version": "4", "run_id": "r4", "champion_score": 0.83}}  # fmt: skip
 
 
 def _metric(at, name: str) -> str:
@@ -45,7 +45,7 @@ def test_progress_then_gate_decision(open_page, fake_api):
     assert_clean(at)
     assert "Promoted to champion. F1 0.85 beats 0.83" in at.success[0].value
     assert _metric(at, "New model F1") == "0.8500"
-    assert _metric(at, "Champion score") == "—"
+    assert _metric(at, "Champion score") == "0.8300"
     assert _metric(at, "New version") == "4"
 
 
