@@ -1,5 +1,6 @@
 # UI (issue 5): the Streamlit app alone, and `make run` = API + UI together (scripts/run.py trains
-# first when the registry has no champion; Ctrl-C stops both servers, no orphan processes).
+# first when the registry has no champion; with ES_URL set, the prediction shipper too; Ctrl-C stops
+# them all, no orphan processes).
 
 UI_PORT ?= 8501
 UI_HOST ?= 127.0.0.1
@@ -12,7 +13,7 @@ ui: $(STAMP) ## Serve the Streamlit UI alone in the foreground (UI_PORT=8501) ag
 	  --server.headless true --browser.gatherUsageStats false --client.toolbarMode minimal
 
 .PHONY: run
-run: $(STAMP) ## Install if needed, train if there is no champion, serve API + UI; Ctrl-C stops both
+run: $(STAMP) ## Install if needed, train if there is no champion, serve API + UI (+ shipper with ES_URL); Ctrl-C stops all
 	exec $(PY) scripts/run.py --host $(UI_HOST) --api-port $(API_PORT) --ui-port $(UI_PORT) \
 	  --train-args "$(TRAIN_ARGS)" \
 	  --workers $(API_WORKERS)

@@ -2,7 +2,7 @@
 
 One launcher per session, on free ports, with every store in a temporary ``VAR_DIR``: it starts
 the API (uvicorn), finds no champion, trains one with ``python -m core train``, hot-loads it, then
-starts Streamlit. Teardown sends SIGINT (Ctrl-C) to the launcher and checks it stopped both servers
+starts Streamlit. Teardown sends SIGINT (Ctrl-C) to the launcher and checks it stopped every server
 and every process under them. Chromium is Debian's ``/usr/bin/chromium`` driven by Playwright.
 """
 
@@ -81,7 +81,7 @@ def _wait_ready(stack: Stack) -> None:
     while time.monotonic() < deadline:
         if stack.launcher.poll() is not None:
             pytest.fail(f"scripts/run.py exited ({stack.launcher.returncode}):\n{stack.log_tail()}")
-        if "[run] API " in stack.log.read_text(errors="replace") and "Ctrl-C stops both" in (
+        if "[run] API " in stack.log.read_text(errors="replace") and "Ctrl-C stops" in (
             stack.log.read_text(errors="replace")
         ):
             ready = http_json(f"{stack.api_url}/ready")
