@@ -273,7 +273,8 @@ class PredictionShipper:
                 continue
             except SQLAlchemyError as exc:  # locked, restarting, or not migrated by the API yet
                 self.stats.failures += 1
-                log.warning("shipper: database unavailable (%s); retrying", str(exc)[:200])
+                reason = getattr(exc, "orig", None) or exc  # the driver's message, not the SQL
+                log.warning("shipper: database unavailable (%s); retrying", str(reason)[:200])
                 stop.wait(backoff)
                 backoff = min(backoff * 2, self.config.probe_max)
                 continue
