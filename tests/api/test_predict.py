@@ -14,6 +14,8 @@ from core.persist import ModelBundle
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURE_NAMES, SPECS
 from tests.api.conftest import AppFactory
 
+PARITY = 1e-6  # issue 4: the compiled path (ONNX Runtime) vs the sklearn pipeline
+
 
 def test_examples_churner_and_loyal(client: TestClient, bundle: ModelBundle) -> None:
     """The documented churner is predicted to churn, the loyal customer not; fields complete."""
@@ -36,7 +38,7 @@ def test_examples_churner_and_loyal(client: TestClient, bundle: ModelBundle) -> 
     assert body["model_version"] == "1"
     frame = pd.DataFrame([EXAMPLE_CHURNER])
     expected = bundle.pipeline.predict_proba(frame)[:, 1][0]
-    assert body["churn_probability"] == pytest.approx(expected, abs=1e-9)
+    assert body["churn_probability"] == pytest.approx(expected, abs=PARITY)
 
 
 def test_bigml_spellings_accepted(client: TestClient) -> None:
@@ -140,7 +142,7 @@ def test_batch_json(client: TestClient, bundle: ModelBundle) -> None:
     assert [r["row"] for r in body["results"]] == list(range(80))
     expected = bundle.pipeline.predict_proba(pd.DataFrame(rows))[:, 1]
     got = np.array([r["churn_probability"] for r in body["results"]])
-    assert np.max(np.abs(got - expected)) < 1e-9
+    assert np.max(np.abs(got - expected)) <= PARITY
     assert len({r["prediction_id"] for r in body["results"]}) == 80
     assert float(answer.headers["x-process-time-ms"]) > 0
 
@@ -186,7 +188,7 @@ def test_batch_csv_upload_bigml_and_csv_out(
     scored = pd.read_csv(io.StringIO(answer.text))
     assert list(scored.columns) == [*FEATURE_NAMES, "prediction_id", "churn_probability", "label"]
     expected = bundle.pipeline.predict_proba(frame)[:, 1]
-    assert np.max(np.abs(scored["churn_probability"].to_numpy() - expected)) < 1e-9
+    assert np.max(np.abs(scored["churn_probability"].to_numpy() - expected)) <= PARITY
     assert scored["account_length"].dtype.kind == "i"
     raw = client.post(
         "/predict/batch",

@@ -36,6 +36,8 @@ from tests.mlflow_factory import holdout, record
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ADMIN = {"X-API-Key": API_KEY}
 
+PARITY = 1e-6  # issue 4: compiled vs sklearn probabilities
+
 
 STORE_SCRIPT = """
 from core import registry
@@ -139,7 +141,10 @@ def test_no_training_serving_skew(server: LiveServer, tally: Tally) -> None:
     tally.add(len(results))
     served_p = np.array([r["churn_probability"] for r in results])
     served = evaluate(y_test, served_p, threshold)
-    assert served.model_dump() == offline.model_dump()
+    # labels are sklearn's exactly (confusion, F1, ...); ONNX Runtime's float32 tree sums move the
+    # probabilities by ~1e-8, so the probability metrics (Brier, AUCs) agree to the parity bound
+    assert served.confusion == offline.confusion
+    assert served.numbers() == pytest.approx(offline.numbers(), abs=PARITY)
     assert served.f1 == pytest.approx(model["metrics"]["f1"], abs=1e-12)
     labels = np.array([r["label"] == "yes" for r in results])
     assert np.array_equal(labels, served_p >= threshold)
