@@ -19,7 +19,7 @@ else:
     CustomerIn = schema.Customer
 
 Label = Literal["yes", "no"]
-EXAMPLE_ID = "0b6f1c9e-3f6e-4c55-9a3e-2d1f2b7c8a41"
+EXAMPLE_ID = "019ac5e2-3f6e-7c55-9a3e-2d1f2b7c8a41"
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 import pandas as pd
@@ -258,12 +259,18 @@ def test_not_ready_503(make_app: AppFactory) -> None:
 
 
 def test_uuid_generation() -> None:
-    """Batch and single ids are valid, unique UUID4 strings."""
+    """Batch and single ids are valid, unique UUIDv7 strings, in time order across calls."""
     import uuid  # pylint: disable=import-outside-toplevel
 
+    before = time.time_ns() // 1_000_000
     ids = tables.new_ids(2000) + [tables.new_id() for _ in range(2000)]
+    time.sleep(0.002)
+    later = tables.new_id()
     assert len(set(ids)) == 4000
-    assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+    stamps = [uuid.UUID(i).int >> 80 for i in ids]  # the 48-bit Unix milliseconds
+    assert before <= min(stamps) and stamps == sorted(stamps)
+    assert later > max(ids)  # a later id sorts after: appends at the primary key's right edge
     assert tables.new_ids(0) == []
 
 
