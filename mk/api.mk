@@ -8,6 +8,9 @@ API_PORT ?= 8000
 API_WORKERS ?= 2
 API_OMP_THREADS ?= 2
 BENCH_ARGS ?=
+# The test Elasticsearch shares the API's cores here: it runs at low priority like the shipper, as
+# monitoring on a serving box should (BENCH_ES_NICE=0 measures it at equal priority).
+BENCH_ES_NICE ?= 19
 
 .PHONY: serve
 serve: $(STAMP) ## Serve the API alone in the foreground (API_PORT=8000, API_WORKERS=2, API_HOST)
@@ -20,6 +23,6 @@ serve: $(STAMP) ## Serve the API alone in the foreground (API_PORT=8000, API_WOR
 bench: $(STAMP) ## Benchmark /predict vs mlflow models serve vs /health (wrk, c=1/8), 10k batch, ES shipper on/off + catch-up; last line JSON
 	@mkdir -p var
 	port=$$($(PY) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
-	ES_STATE=$(CURDIR)/var/bench-es bash scripts/es.sh start $$port >&2; \
+	ES_NICE=$(BENCH_ES_NICE) ES_STATE=$(CURDIR)/var/bench-es bash scripts/es.sh start $$port >&2; \
 	trap 'ES_STATE=$(CURDIR)/var/bench-es bash scripts/es.sh stop >&2' EXIT; \
-	$(PY) scripts/bench.py --es-url http://127.0.0.1:$$port $(BENCH_ARGS)
+	$(PY) scripts/bench.py --es-url http://127.0.0.1:$$port --es-nice $(BENCH_ES_NICE) $(BENCH_ARGS)

@@ -13,6 +13,7 @@ ES_VERSION=${ES_VERSION:-8.19.21}
 ES_DIR=${ES_DIR:-/opt/churnops/es}   # must be readable by ES_USER: not under /root
 ES_USER=${ES_USER:-churnops-es}
 ES_HEAP=${ES_HEAP:--Xms256m -Xmx512m}
+ES_NICE=${ES_NICE:-0}                # e.g. 19: the JVM yields the CPU to what it shares the box with
 M2_REPO=${M2_REPO:-$HOME/.m2/repository}
 GROUP_PATH=org/elasticsearch/distribution/integ-test-zip/elasticsearch
 ZIP=$M2_REPO/$GROUP_PATH/$ES_VERSION/elasticsearch-$ES_VERSION.zip
@@ -78,7 +79,12 @@ run() {
     chown -R "$ES_USER:" "$dir"
     as_user=(setpriv --reuid="$ES_USER" --regid="$ES_USER" --init-groups --)
   fi
-  exec "${as_user[@]}" env -i PATH=/usr/bin:/bin HOME="$dir" ES_JAVA_HOME="$jdk" \
+  # With sched autogroup (Debian's default) CPU is shared per session first and a nice value only
+  # counts inside its session: `start` runs this in a session of its own, so nice that too.
+  if [ "$ES_NICE" != 0 ] && [ "$(cut -d' ' -f6 /proc/$$/stat)" = "$$" ]; then
+    echo "$ES_NICE" >/proc/self/autogroup 2>/dev/null || true
+  fi
+  exec nice -n "$ES_NICE" "${as_user[@]}" env -i PATH=/usr/bin:/bin HOME="$dir" ES_JAVA_HOME="$jdk" \
     ES_PATH_CONF="$dir/config" ES_TMPDIR="$dir/tmp" ES_JAVA_OPTS="$ES_HEAP" \
     "$home/bin/elasticsearch" \
     -E cluster.name=churnops-test -E node.name=churnops-test \

@@ -113,6 +113,26 @@ def cmd_agent(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def lower_priority(increment: int, autogroup: Path = Path("/proc/self/autogroup")) -> None:
+    """Let serving keep the CPU: ``os.nice(increment)``, and the same for this session's autogroup.
+
+    With ``kernel.sched_autogroup_enabled`` (Debian's default) the CPU is shared fairly between
+    sessions first, and a nice value only counts inside its own session: a shipper started in a
+    session of its own (``make run``, the benchmark) would still take a full share. So when this
+    process leads its session, the session's autogroup gets the same nice value.
+    """
+    try:
+        os.nice(increment)  # serving keeps the CPU; the shipper catches up when it is free
+    except OSError as exc:
+        log.warning("ship: cannot change the priority by %d: %s", increment, exc)
+        return
+    if os.getsid(0) == os.getpid():
+        try:
+            autogroup.write_text(str(min(19, increment)), encoding="ascii")
+        except OSError:  # no autogroup support (or not allowed): the plain nice value stays
+            pass
+
+
 def cmd_ship(args: argparse.Namespace, settings: Settings) -> int:
     """Ship the stored predictions to Elasticsearch until SIGTERM/SIGINT (or once, ``--once``)."""
     if not settings.es_url:
@@ -122,10 +142,7 @@ def cmd_ship(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
     if args.nice:
-        try:
-            os.nice(args.nice)  # serving keeps the CPU; the shipper catches up when it is free
-        except OSError as exc:
-            log.warning("ship: cannot change the priority by %d: %s", args.nice, exc)
+        lower_priority(args.nice)
     config = ShipperConfig(batch=args.batch, interval=args.interval)
     shipper = PredictionShipper.from_settings(settings, Indices(args.prefix), config)
     code = 0

@@ -142,3 +142,29 @@ def test_cli_runs_niced_and_stops_cleanly_on_sigterm(settings: Settings, tmp_pat
     stats = json.loads(out.strip().splitlines()[-1])
     assert stats["ship"] == "stopped" and stats["failures"] >= 1 and stats["delivered"] == 0
     assert unshipped(engine) == 10
+
+
+@pytest.mark.parametrize("own_session", [True, False], ids=["session-leader", "shared-session"])
+def test_lower_priority_nices_the_autogroup_only_of_its_own_session(
+    tmp_path: Path, own_session: bool
+) -> None:
+    """Under sched autogroup a nice value only counts inside its session: a shipper leading its
+    own session nices the session's autogroup too; one sharing a session leaves it alone."""
+    autogroup = tmp_path / "autogroup"
+    autogroup.write_text("0", encoding="ascii")
+    code = (
+        "import os, sys; from pathlib import Path;"
+        "from core.monitoring.__main__ import lower_priority;"
+        "before = os.nice(0); lower_priority(7, Path(sys.argv[1])); print(os.nice(0) - before)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(autogroup)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        start_new_session=own_session,
+    )
+    assert done.stdout.strip() == "7"
+    assert autogroup.read_text(encoding="ascii") == ("7" if own_session else "0")
