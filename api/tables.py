@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pydantic_core
@@ -20,7 +21,7 @@ from fastapi import HTTPException, Request, status
 from starlette.datastructures import UploadFile
 
 from api.errors import PayloadTooLarge
-from core.schema import ValidationReport, validate_frame
+from core.schema import FEATURE_NAMES, FEATURES, ValidationReport, validate_frame
 
 MAX_ROWS = 10_000
 
@@ -50,8 +51,36 @@ def issue_items(report: ValidationReport, limit: int = 1000) -> list[dict[str, A
     ]
 
 
+# The common case of a JSON batch, decoded in one pass straight into typed rows (msgspec, C): every
+# row an object of exactly the 19 canonical fields, categories as strings, numbers as numbers.
+# Anything else (BigML spellings such as a bare area code, unknown or missing fields, null, NaN,
+# not an array...) takes the general path below, which reports every bad row and column.
+_CANONICAL_ROW = msgspec.defstruct(
+    "CanonicalRow",
+    [(spec.name, str if spec.kind == "category" else float) for spec in FEATURES],
+    forbid_unknown_fields=True,
+)
+_CANONICAL_ROWS = msgspec.json.Decoder(list[_CANONICAL_ROW])  # type: ignore[valid-type]
+
+
+def _canonical_rows(raw: bytes) -> pd.DataFrame | None:
+    """The batch as a frame when every row is canonical (~2x faster), else ``None``."""
+    try:
+        rows = _CANONICAL_ROWS.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    if not rows or len(rows) > MAX_ROWS:
+        return None  # the general path gives the error
+    return pd.DataFrame.from_records(
+        list(map(msgspec.structs.astuple, rows)), columns=list(FEATURE_NAMES)
+    )
+
+
 def parse_json_rows(raw: bytes) -> pd.DataFrame:
     """A JSON array of customer objects as a frame; 422 for anything else, 413 past MAX_ROWS."""
+    canonical = _canonical_rows(raw)
+    if canonical is not None:
+        return canonical
     try:  # pydantic-core's parser: ~3x faster than json.loads; NaN/Infinity refused
         data = pydantic_core.from_json(raw, allow_inf_nan=False)
     except ValueError as exc:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
 from api import errors, tables
@@ -308,3 +310,49 @@ def test_fast_lane_answers_like_the_route(client: TestClient, body: object) -> N
         for key in ("prediction_id", "latency_ms"):
             one.pop(key), two.pop(key)
     assert one == two
+
+
+@pytest.mark.parametrize("as_floats", [False, True], ids=["json-integers", "integers-as-1.0"])
+def test_canonical_batch_fast_decoder_gives_the_general_paths_frame(
+    holdout: tuple[pd.DataFrame, np.ndarray], as_floats: bool
+) -> None:
+    """The one-pass decoder of canonical rows and the general parser agree after validation."""
+    frame = holdout[0][list(FEATURE_NAMES)]
+    if as_floats:
+        frame = frame.astype({n: "float64" for n, spec in SPECS.items() if spec.kind == "integer"})
+    raw = frame.to_json(orient="records").encode()
+    fast = tables._canonical_rows(raw)  # pylint: disable=protected-access
+    assert fast is not None and len(fast) == len(frame)
+    got = tables.validate_rows(fast)
+    want = tables.validate_rows(pd.DataFrame.from_records(json.loads(raw)))
+    assert got.ok and want.ok
+    integers = {n: "int64" for n, spec in SPECS.items() if spec.kind == "integer"}
+    assert (
+        got.frame[list(FEATURE_NAMES)]
+        .astype(integers)
+        .equals(want.frame[list(FEATURE_NAMES)].astype(integers))
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "general_path_refuses"),
+    [
+        (b'[{"state": "KS"}]', False),  # missing fields: validation reports them later
+        (b'[{**"x"}]', True),
+        (b"[]", True),
+        (b'{"a": 1}', True),
+        (b"[NaN]", True),
+    ],
+    ids=["missing-fields", "bad-json", "empty", "not-an-array", "nan"],
+)
+def test_non_canonical_batches_take_the_general_path(
+    body: bytes, general_path_refuses: bool
+) -> None:
+    """Anything the fast decoder does not fully understand goes to the path that reports it."""
+    assert tables._canonical_rows(body) is None  # pylint: disable=protected-access
+    if general_path_refuses:
+        with pytest.raises(HTTPException) as caught:
+            tables.parse_json_rows(body)
+        assert caught.value.status_code == 422
+    else:
+        assert len(tables.parse_json_rows(body)) == 1
