@@ -66,7 +66,9 @@ class Prediction(SQLModel, table=True):
         ),
     )
 
-    id: str = Field(primary_key=True, max_length=36, description="Prediction id (UUIDv7: time-ordered).")
+    id: str = Field(
+        primary_key=True, max_length=36, description="Prediction id (UUIDv7: time-ordered)."
+    )
     created_at: datetime = Field(index=True, description="When it was answered (UTC).")
     request_id: str = Field(max_length=64, description="Request id (X-Request-ID or generated).")
     model_version: str = Field(max_length=32)
