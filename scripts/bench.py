@@ -213,8 +213,8 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     with server(api_cmd, api_env, f"{api}/ready", tmp / "api.log"):
         for _ in range(50):  # warm both workers
             post(f"{api}/predict", customer.encode())
-        # the batch first, on an otherwise idle server (after the wrk runs, its worker would still
-        # be writing their rows to the database and the figure would be theirs too)
+        # the batch first, on an otherwise idle server: its figure is the batch's alone, not
+        # shared with whatever the wrk runs leave behind (their rows' writes, GC)
         results["batch"] = batch_figures(api, args.batch_rows, args.repeats)
         for conns in (1, 8):
             results[f"api_predict_c{conns}"] = run_wrk(
