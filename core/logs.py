@@ -85,8 +85,8 @@ class JsonLinesSocketHandler(logging.handlers.SocketHandler):
         return (record.getMessage() + "\n").encode("utf-8")
 
 
-def _logstash_target() -> tuple[str, int] | None:
-    target = os.environ.get("LOGSTASH_HOST", "").strip()
+def _logstash_target(settings: Settings) -> tuple[str, int] | None:
+    target = (settings.logstash_host or "").strip()
     if not target:
         return None
     host, _, port = target.rpartition(":")
@@ -116,7 +116,7 @@ def configure_logging(
     else:
         console.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root.addHandler(console)
-    target = _logstash_target()
+    target = _logstash_target(settings)
     if settings.log_json and target is not None:
         records: queue.Queue[logging.LogRecord] = queue.Queue(10_000)
         enqueue = JsonQueueHandler(records)

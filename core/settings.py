@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     es_password: SecretStr | None = None
     es_password_file: Path | None = None
     kibana_url: str | None = None
+    logstash_host: str | None = Field(
+        None, description="host:port of Logstash's tcp json_lines input (port 50000 if omitted)."
+    )
 
     api_url: str = Field("http://127.0.0.1:8000", description="Where the UI finds the API.")
     api_key: SecretStr | None = Field(None, description="Key for admin endpoints (X-API-Key).")

@@ -136,16 +136,16 @@ def test_json_logging_has_ecs_fields(
 
     reader = threading.Thread(target=accept, daemon=True)
     reader.start()
-    json_settings = settings.model_copy(update={"log_json": True})
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LOGSTASH_HOST", f"127.0.0.1:{port}")
-        logs.configure_logging(json_settings, service="churnops-test")
-        try:
-            raise ValueError("boom")
-        except ValueError:
-            logging.getLogger("t").exception("it failed", extra={"url": {"path": "/x"}})
-        reader.join(5)
-        logs.configure_logging(settings)
+    json_settings = settings.model_copy(
+        update={"log_json": True, "logstash_host": f"127.0.0.1:{port}"}
+    )
+    logs.configure_logging(json_settings, service="churnops-test")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("t").exception("it failed", extra={"url": {"path": "/x"}})
+    reader.join(5)
+    logs.configure_logging(settings)
     listener.close()
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert line["log"]["level"] == "error" and line["message"] == "it failed"
