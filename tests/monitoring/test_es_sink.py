@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,30 +13,11 @@ from elasticsearch import Elasticsearch
 from core.monitoring.es import connect
 from core.monitoring.indices import Indices, setup
 from core.monitoring.sink import BulkEventSink, SinkConfig
-from core.schema import EXAMPLE_CHURNER
 from tests.monitoring.conftest import LocalElasticsearch
 from tests.monitoring.helpers import count
+from tests.monitoring.outbox_helpers import prediction_rows
 
 pytestmark = [pytest.mark.es, pytest.mark.integration]
-
-
-def prediction_rows(n: int, start: datetime | None = None) -> list[dict[str, Any]]:
-    """``n`` rows shaped like the API's ``prediction`` table."""
-    start = start or datetime.now(UTC) - timedelta(hours=1)
-    return [
-        {
-            "id": str(uuid.uuid4()),
-            "created_at": start + timedelta(milliseconds=i),
-            "request_id": f"r{i}",
-            "model_version": "3",
-            "probability": 0.9 if i % 4 == 0 else 0.1,
-            "label": "yes" if i % 4 == 0 else "no",
-            "threshold": 0.5,
-            "latency_ms": 1.0 + i % 10,
-            "features": EXAMPLE_CHURNER,
-        }
-        for i in range(n)
-    ]
 
 
 def test_10k_events_shipped_within_5_seconds(
