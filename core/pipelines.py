@@ -244,14 +244,7 @@ def train_and_register(
     progress("done", 1.0)
     bundle = trained.bundle
     return TrainResult(
-        run_id=registration.run_id,
-        model_version=registration.model_version,
-        promoted=registration.promoted,
-        reason=registration.reason,
-        gate_metric=registration.gate_metric,
-        challenger_score=registration.challenger_score,
-        champion_score=registration.champion_score,
-        champion_version=registration.champion_version,
+        **registration.model_dump(),  # run, version and the gate's decision, field for field
         f1=bundle.metrics.f1,
         roc_auc=bundle.metrics.roc_auc,
         family=config.family,
