@@ -75,6 +75,13 @@ class Settings(BaseSettings):
 
     log_json: bool = Field(False, description="Log JSON lines with ECS field names.")
 
+    gate_metric: Literal["f1", "roc_auc", "pr_auc"] = Field(
+        "f1", description="Metric the promotion gate compares between challenger and champion."
+    )
+    gate_margin: float = Field(
+        0.002, ge=0.0, le=0.2, description="Lead over the champion a challenger needs."
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
