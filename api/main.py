@@ -6,7 +6,7 @@ follows the model generation), the retrain runner and the event hub. On shutdown
 watcher and drains the prediction queue into the database.
 
 The API ships no monitoring events itself: its ``prediction`` table is the outbox that
-``python -m core.monitoring ship`` sends to Elasticsearch from a process of its own.
+``churnops monitoring ship`` sends to Elasticsearch from a process of its own.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m core``: validate data, train, evaluate and predict from the command line.
+"""The ML commands of ``churnops``: validate data, train, evaluate, predict, registry commands.
 
 Progress and human-readable summaries go to stderr; machine-readable results go to stdout (``train``
 ends with ONE JSON line: ``run_id``, ``model_version``, ``f1``, ``roc_auc``, ``promoted``).
@@ -122,10 +122,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m core`` (one sub-command per action)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m core", description="churnops: churn model pipeline."
-    )
+    """The argument parser of the ML commands of ``churnops`` (one sub-command per action)."""
+    parser = argparse.ArgumentParser(prog="churnops", description="churnops: churn model pipeline.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data_help = "CSV file (modeldata or BigML spelling); default: DATA_PATH (data/raw/churn.csv)"
     model_help = "bundle directory; default: the last one trained under VAR_DIR/models"

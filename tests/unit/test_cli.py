@@ -1,11 +1,10 @@
-"""``python -m core``: every sub-command on real files, and ``make train``'s JSON contract."""
+"""``churnops`` ML commands: every sub-command on real files, and ``make train``'s JSON contract."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -121,15 +120,33 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
     assert "--" in capsys.readouterr().out
 
 
-def test_python_dash_m_core_runs_the_cli(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr(sys, "argv", ["python -m core", "--help"])
-    with pytest.raises(SystemExit) as exit_info:
-        runpy.run_module("core", run_name="__main__", alter_sys=True)
-    assert exit_info.value.code == 0
-    out = capsys.readouterr().out
-    assert all(c in out for c in ("validate", "train", "evaluate", "predict"))
+CHURNOPS = Path(sys.executable).with_name("churnops")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["serve", "--help"], ["run", "--help"], ["train", "--help"],
+     ["monitoring", "--help"], ["pipeline", "--help"], ["watch", "--help"], ["notify", "--help"],
+     ["champion", "--help"]],
+)  # fmt: skip
+def test_the_installed_churnops_command_answers_every_group(argv: list[str]) -> None:
+    """The one entry point ([project.scripts]) reaches every command, each with its help."""
+    done = subprocess.run(
+        [str(CHURNOPS), *argv], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout or "churnops" in done.stdout
+    if argv == ["--help"]:
+        for command in ("serve", "run", "train", "predict", "monitoring", "pipeline", "watch"):
+            assert command in done.stdout
+
+
+def test_an_unknown_command_is_one_line_and_exit_2() -> None:
+    done = subprocess.run(
+        [str(CHURNOPS), "trian"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2 and "unknown command 'trian'" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
