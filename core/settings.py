@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
 
     log_json: bool = Field(False, description="Log JSON lines with ECS field names.")
+    log_level: str = Field("INFO", description="Log level of every churnops process.")
+    retrain_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="JSON of the TrainConfig that POST /retrain uses (default: TrainConfig()).",
+    )
 
     gate_metric: Literal["f1", "roc_auc", "pr_auc"] = Field(
         "f1", description="Metric the promotion gate compares between challenger and champion."

@@ -26,5 +26,5 @@ evaluate: $(STAMP) ## Metrics of the last trained model (or MODEL=dir) on the ho
 	@$(CLI) evaluate --data $(DATA_CSV) --check $(if $(MODEL),--model $(MODEL))
 
 .PHONY: predict
-predict: $(STAMP) ## Score INPUT=csv with the last trained model (or MODEL=dir) into OUTPUT=var/predictions.csv
+predict: $(STAMP) ## Score INPUT=csv with the champion the API serves (or MODEL=dir) into OUTPUT=var/predictions.csv
 	@$(CLI) predict --input $(INPUT) --output $(OUTPUT) $(if $(MODEL),--model $(MODEL))

@@ -237,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         del frame
+        if supervisor.stopping:  # a second Ctrl-C (or the same one twice): keep stopping
+            return
         log(f"got {signal.Signals(signum).name}: stopping {', '.join(supervisor.children)}")
         supervisor.stop()
         log("stopped: nothing left running")

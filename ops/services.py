@@ -79,6 +79,8 @@ def api(
         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-server-header",
         "--timeout-graceful-shutdown", GRACEFUL_SECONDS,
     )  # fmt: skip
+    if settings.log_json:  # uvicorn's own lines as ECS JSON too, from its first line
+        argv = (*argv, "--log-config", str(Path(__file__).with_name("uvicorn-log-json.json")))
     env = {"OMP_NUM_THREADS": str(settings.api_threads), "GOMP_SPINCOUNT": GOMP_SPINCOUNT}
     return Service("API", argv, env, host, port, "API_PORT", "/health")
 

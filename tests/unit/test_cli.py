@@ -88,17 +88,31 @@ def test_evaluate_scores_the_latest_bundle(
 def test_predict_writes_scored_csv(
     trained_var: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    del trained_var
+    bundle_dir = latest_bundle_dir(trained_var.var_dir / "models")
     rows = to_bigml(raw_rows(25, seed=9).drop(columns="churn"))
     source = write_csv(rows, tmp_path / "in.csv")
     target = tmp_path / "out" / "scored.csv"
-    assert main(["predict", "--input", str(source), "--output", str(target)]) == 0
+    model = ["--model", str(bundle_dir)]
+    assert main(["predict", "--input", str(source), "--output", str(target), *model]) == 0
     scored = pd.read_csv(target)
     assert list(scored.columns) == [*rows.columns, "churn_probability", "churn_label"]
     assert len(scored) == 25 and scored["churn_probability"].between(0, 1).all()
-    assert "wrote 25 predictions" in capsys.readouterr().err
-    assert main(["predict", "--input", str(source)]) == 0
+    err = capsys.readouterr().err
+    assert "wrote 25 predictions" in err and f"bundle in {bundle_dir}" in err
+    assert main(["predict", "--input", str(source), *model]) == 0
     assert capsys.readouterr().out.count("\n") == 26
+
+
+def test_predict_without_a_champion_says_so(
+    trained_var: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The last trained bundle is not what the API serves: without a champion there is nothing
+    to score with, and one line says so (no traceback)."""
+    del trained_var
+    source = write_csv(raw_rows(5, seed=3).drop(columns="churn"), tmp_path / "in.csv")
+    assert main(["predict", "--input", str(source)]) == 1
+    err = capsys.readouterr().err
+    assert "no champion" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_errors_exit_1_with_a_message(
