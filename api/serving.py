@@ -159,10 +159,11 @@ class ModelManager:
         self._settings = settings
         self._engine = engine
         self._loader: Loader = loader or load_champion
-        self._champion: ChampionVersion | None = champion or (
-            champion_version if loader is None else None
+        # what the registry is asked, how often, and when it was last asked
+        self._follow: tuple[ChampionVersion | None, float] = (
+            champion or (champion_version if loader is None else None),
+            follow_every,
         )
-        self._follow_every = follow_every
         self._followed_at = 0.0
         self._on_swap = on_swap
         self._lock = threading.Lock()
@@ -217,11 +218,12 @@ class ModelManager:
 
     def _registry_moved(self) -> bool:
         """Whether the registry's champion is another version than the one served."""
-        if self._champion is None or time.monotonic() - self._followed_at < self._follow_every:
+        ask, every = self._follow
+        if ask is None or time.monotonic() - self._followed_at < every:
             return False
         self._followed_at = time.monotonic()
         try:
-            version = self._champion(self._settings)
+            version = ask(self._settings)
         except Exception as exc:  # pylint: disable=broad-exception-caught  # keep serving
             self._report(f"cannot ask the registry for the champion: {type(exc).__name__}: {exc}")
             return False

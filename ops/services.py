@@ -73,7 +73,7 @@ def api(
     host = host or settings.api_host
     port = settings.api_port if port is None else port
     workers = settings.api_workers if workers is None else workers
-    argv = (
+    argv: tuple[str, ...] = (
         sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
         "--host", host, "--port", str(port), "--workers", str(workers),
         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-server-header",
