@@ -19,8 +19,8 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 from fastapi import FastAPI
-from fastapi_offline import FastAPIOffline
 from fastapi.concurrency import run_in_threadpool
+from fastapi_offline import FastAPIOffline
 from sqlmodel import Session, col, select
 
 from api import errors
