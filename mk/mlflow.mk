@@ -30,6 +30,7 @@ champion: $(STAMP) ## Show the champion and every version of churn-model (JSON)
 .PHONY: mlflow-ui
 mlflow-ui: $(STAMP) ## MLflow UI + tracking server on MLFLOW_PORT (5000) over the embedded var/ store
 	@mkdir -p var/mlartifacts
+	@$(CLI) prepare >/dev/null  # the store is created/migrated under churnops' lock, not by the server
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(RUN)/mlflow server --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) --workers 1 \
 	  --backend-store-uri sqlite:///$(MLFLOW_DB) \
 	  --serve-artifacts --artifacts-destination $(MLFLOW_ARTIFACTS)
