@@ -151,8 +151,9 @@ def cross_validate_f1(
     """Stratified k-fold churn-class F1, each fold run exactly like a real training.
 
     In every fold a validation part is carved from the fold's training rows (same share and seed
-    as ``config.split``), the pipeline is fitted on the rest, the threshold is chosen on that
-    validation part, and F1 is measured on the held-out fold.
+    as ``config.split``), the pipeline is fitted on the rest (early stopping on that validation
+    part), the threshold is chosen on that validation part, and F1 is measured on the held-out
+    fold.
 
     Args:
         config: the training configuration.
@@ -185,10 +186,9 @@ def _cross_validate(
             stratify=y[rest],
             random_state=config.split.seed,
         )
-        pipeline = fit_pipeline(config, x.iloc[fit_rows], y[fit_rows])
-        threshold = choose_threshold(
-            y[valid_rows], pipeline.predict_proba(x.iloc[valid_rows])[:, 1]
-        )
+        x_valid, y_valid = x.iloc[valid_rows], y[valid_rows]
+        pipeline = fit_pipeline(config, x.iloc[fit_rows], y[fit_rows], valid=(x_valid, y_valid))
+        threshold = choose_threshold(y_valid, pipeline.predict_proba(x_valid)[:, 1])
         labels = pipeline.predict_proba(x.iloc[held])[:, 1] >= threshold
         scores.append(float(f1_score(y[held], labels, zero_division=0)))
         if on_fold is not None:
