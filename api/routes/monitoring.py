@@ -46,7 +46,7 @@ async def summary(
 
 @router.get("/drift")
 async def drift(settings: SettingsDep) -> dict[str, Any]:
-    """The newest drift run: PSI per feature (KS for numeric), drifted flags."""
+    """The newest drift run: its verdict, and per feature the test, adjusted p-value and PSI."""
     return _found(await _read(latest_drift, settings), "no drift run yet: run `make drift`")
 
 

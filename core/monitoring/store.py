@@ -27,9 +27,11 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
+    inspect,
     select,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 METADATA = MetaData()
 
@@ -60,11 +62,20 @@ DRIFT = Table(
     Column("ks_statistic", Float),
     Column("ks_pvalue", Float),
     Column("drifted", Boolean, nullable=False),
-    Column("threshold", Float, nullable=False),
+    Column("threshold", Float, nullable=False, doc="alpha of the adjusted p-values"),
     Column("reference_rows", Integer, nullable=False),
     Column("current_rows", Integer, nullable=False),
     Column("model_version", String(32)),
     Column("source", String(32)),
+    # Added with the drift tests (core.monitoring.drift); rows of older runs hold NULL here.
+    Column("rows", Integer, doc="non-missing window values of the feature"),
+    Column("test", String(32), doc="ks, z, fisher, chi2 or chi2_monte_carlo"),
+    Column("statistic", Float),
+    Column("p_value", Float),
+    Column("p_value_adjusted", Float, doc="Holm-adjusted over the features tested together"),
+    Column("distance", Float, doc="normed Wasserstein or Jensen-Shannon distance"),
+    Column("verdict", String(32), doc="drift, no_drift or not_enough_rows (the run's)"),
+    Column("min_rows", Integer),
 )
 
 QUALITY = Table(
@@ -107,12 +118,35 @@ def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def add_missing_columns(engine: Engine, table: Table) -> list[str]:
+    """``ALTER TABLE ... ADD COLUMN`` for the columns of ``table`` a database made earlier lacks.
+
+    Only nullable columns are added (existing rows get NULL); another process adding the same
+    column a moment earlier is not an error. Returns the names added.
+    """
+    present = {column["name"] for column in inspect(engine).get_columns(table.name)}
+    added = []
+    for column in table.columns:
+        if column.name in present or not column.nullable:
+            continue
+        kind = column.type.compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+        except (OperationalError, ProgrammingError) as exc:  # added by a concurrent process
+            if "duplicate" not in str(exc).lower() and "exists" not in str(exc).lower():
+                raise
+        added.append(column.name)
+    return added
+
+
 class MonitoringStore:
-    """Read and write the monitoring tables of one database."""
+    """Read and write the monitoring tables of one database (created and migrated on first use)."""
 
     def __init__(self, db_url: str) -> None:
         self.engine = engine_for(db_url)
         METADATA.create_all(self.engine)
+        add_missing_columns(self.engine, DRIFT)
 
     def add_host(self, docs: Iterable[Mapping[str, Any]]) -> int:
         """Store host/core/container documents of the agent; return how many."""
