@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy.engine import make_url
 
 from core.monitoring import jobs, simulation
 from core.monitoring.drift import compute_drift, drift_documents, psi
 from core.monitoring.read import latest_drift, summary_from_db
-from core.monitoring.store import engine_for
 from core.settings import Settings
 from tests.monitoring.helpers import (
     prediction_rows,
@@ -182,16 +184,17 @@ def test_too_few_rows_store_a_report_but_never_alert_or_retrain(
 
 def test_runs_stored_before_the_tests_still_read(settings: Settings) -> None:
     """A monitoring_drift table of the PSI era gains the new columns; its old rows still read."""
-    engine = engine_for(settings.db_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(
+    path = Path(make_url(settings.db_url).database or "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path)) as conn, conn:  # made by an older churnops, unmigrated
+        conn.execute(
             "CREATE TABLE monitoring_drift (id INTEGER PRIMARY KEY, run_id VARCHAR(64) NOT NULL,"
             " computed_at DATETIME NOT NULL, feature VARCHAR(64) NOT NULL, kind VARCHAR(16) NOT"
             " NULL, psi FLOAT NOT NULL, ks_statistic FLOAT, ks_pvalue FLOAT, drifted BOOLEAN NOT"
             " NULL, threshold FLOAT NOT NULL, reference_rows INTEGER NOT NULL, current_rows"
             " INTEGER NOT NULL, model_version VARCHAR(32), source VARCHAR(32))"
         )
-        conn.exec_driver_sql(
+        conn.execute(
             "INSERT INTO monitoring_drift (run_id, computed_at, feature, kind, psi, drifted,"
             " threshold, reference_rows, current_rows) VALUES ('old', '2025-01-01 00:00:00',"
             " 'state', 'categorical', 0.3, 1, 0.2, 4000, 85)"
