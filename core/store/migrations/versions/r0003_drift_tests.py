@@ -8,6 +8,8 @@ from __future__ import annotations
 
 # pylint: disable=invalid-name
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -17,7 +19,7 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-COLUMNS: tuple[tuple[str, sa.types.TypeEngine[object]], ...] = (
+COLUMNS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
     ("rows", sa.Integer()),
     ("test", sa.String(32)),
     ("statistic", sa.Float()),
