@@ -319,7 +319,7 @@ def estimate_performance(
         predicted_churners=int(churn.sum()),
         expected_churners=float(p.sum()),
         confidence=confidence,
-        **{name: _interval(expected[name], realized[name], confidence) for name in expected},
+        **{name: _interval(value, realized[name], confidence) for name, value in expected.items()},
     )
 
 
