@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from core import watch
+from ops import watch
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -200,7 +200,7 @@ def test_new_top_level_folders_are_watched(
 
 
 def test_main_stops_cleanly_on_ctrl_c(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
-    """``python -m core.watch`` in-process: a change runs once, then Ctrl-C ends it with code 0."""
+    """``churnops watch`` in-process: a change runs once, then Ctrl-C ends it with code 0."""
 
     def drive() -> None:
         time.sleep(0.5)
@@ -234,9 +234,9 @@ def test_main_stops_cleanly_on_ctrl_c(project: Project, capsys: pytest.CaptureFi
 
 
 def test_cli_process_runs_and_stops_on_sigint(project: Project) -> None:
-    """The real ``python -m core.watch`` process: status line per run, clean stop on SIGINT."""
+    """The real ``churnops watch`` process: status line per run, clean stop on SIGINT."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "-m", "core.watch", "--root", str(project.root)]
+    argv = [sys.executable, "-m", "ops.cli", "watch", "--root", str(project.root)]
     argv += ["--command", project.command, "--debounce", str(DEBOUNCE_S)]
     with subprocess.Popen(
         argv,

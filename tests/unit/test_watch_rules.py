@@ -8,7 +8,7 @@ from pathlib import PurePosixPath as P
 
 import pytest
 
-from core import watch
+from ops import watch
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def test_paths_map_to_pipelines(path: str, expected: tuple[str, ...]) -> None:
         ".pytest_cache/v/cache/lastfailed",
         ".mypy_cache/3.11/core.json",
         "core/.watch.py.swp",
-        "core/watch.py~",
+        "ops/watch.py~",
         "core/4913",
         "coverage.xml",
         ".coverage",

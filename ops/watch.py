@@ -278,8 +278,8 @@ class Watcher:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m core.watch``: watch the project and run the matching pipeline on each change."""
-    parser = argparse.ArgumentParser(prog="python -m core.watch", description=main.__doc__)
+    """``churnops watch``: watch the project and run the matching pipeline on each change."""
+    parser = argparse.ArgumentParser(prog="churnops watch", description=main.__doc__)
     parser.add_argument("--root", type=Path, default=Path("."), help="project folder to watch")
     parser.add_argument(
         "--command",
@@ -321,7 +321,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     failures = sum(1 for outcome in watcher.outcomes if outcome.returncode != 0)
     print(f"watch stopped: {len(watcher.outcomes)} run(s), {failures} failed", flush=True)
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
