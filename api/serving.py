@@ -146,6 +146,9 @@ class ModelManager:
         follow_every: seconds between questions to the registry.
     """
 
+    #: Seconds between attempts while no model could be loaded.
+    retry_after = 5.0
+
     def __init__(
         self,
         settings: Settings,
@@ -170,7 +173,6 @@ class ModelManager:
         self.current: ServedModel | None = None
         self.generation = -1
         self.error: str | None = None
-        self.retry_after = 5.0  # seconds between attempts while no model could be loaded
         self._last_attempt = 0.0
         self._reported: str | None = None
 
