@@ -1,4 +1,4 @@
-"""``make watch`` (core.watch) on a temporary copy of a project, with a fast fake pipeline command.
+"""``make watch`` (ops.watch) on a temporary copy of a project, with a fast fake pipeline command.
 
 The watcher is real (watchdog's inotify observer, debouncing, subprocesses); only the pipeline
 command is a fake: a tiny script that records which pipeline ran, and fails when told to.
@@ -10,6 +10,7 @@ import _thread
 import io
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,13 +52,14 @@ class Project:
             ".venv/lib/site.py": "",
             "var/keep": "",
             "mlruns/0/meta.yaml": "",
-            ".git/HEAD": "ref: refs/heads/main\n",
             "node_modules/x/index.js": "",
             "core/__pycache__/a.cpython-311.pyc": "",
         }.items():
             path = self.root / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
+        subprocess.run(["git", "init", "-q", str(self.root)], check=True)
+        shutil.copy2(ROOT / ".gitignore", self.root / ".gitignore")
         script = tmp_path / "fake_pipeline.py"
         script.write_text(FAKE_PIPELINE, encoding="utf-8")
         self.command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))} {{name}}"
