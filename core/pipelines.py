@@ -134,7 +134,7 @@ def _fit_and_evaluate(
     (x_train, y_train), (x_valid, y_valid) = to_xy(split.train), to_xy(split.valid)
     x_test, y_test = to_xy(split.test)
     progress("fit", 0.1)
-    pipeline = fit_pipeline(config, x_train, y_train)
+    pipeline = fit_pipeline(config, x_train, y_train, valid=(x_valid, y_valid))
     progress("threshold", 0.35)
     threshold = choose_threshold(y_valid, pipeline.predict_proba(x_valid)[:, 1])
     progress("evaluate", 0.4)
