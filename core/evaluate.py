@@ -78,10 +78,6 @@ class QualityThresholds(BaseModel):
             found.append(f"brier {metrics.brier:.4f} > {self.max_brier}")
         return found
 
-    def passes(self, metrics: Metrics) -> bool:
-        """Whether ``metrics`` reaches every floor."""
-        return not self.failures(metrics)
-
 
 QUALITY_THRESHOLDS = QualityThresholds()
 
