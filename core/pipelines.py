@@ -186,7 +186,7 @@ def register_candidate(settings: Settings, trained: TrainedModel, data_path: Pat
     Returns:
         The :class:`Registration`.
     """
-    # Imported here: mlflow is heavy and only registration needs it (issue 3).
+    # Imported here: mlflow is heavy and only registration needs it.
     from core import registry  # pylint: disable=import-outside-toplevel
 
     record = registry.TrainingRecord(

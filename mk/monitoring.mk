@@ -1,4 +1,4 @@
-# Monitoring (issue 8): Elasticsearch templates, MLflow export, drift, host agent, prediction shipper,
+# Monitoring: Elasticsearch templates, MLflow export, drift, host agent, prediction shipper,
 # Kibana, local ES.
 ES_PORT ?= 9200
 DRIFT_ARGS ?=
