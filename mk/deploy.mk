@@ -20,6 +20,9 @@ MODEL_VERSION ?= $(shell $(PY) -m core.automation model-version 2>/dev/null | ta
   | grep -E '^[0-9]+$$' || echo none)
 # The tag `make deploy` deploys: the one `docker-build` just made.
 DEPLOY_TAG ?= $(GIT_SHA)
+# Extra `docker build` options, e.g. the base images where no image registry is reachable:
+# DOCKER_BUILD_ARGS="--build-arg PYTHON_IMAGE=... --build-arg UV_IMAGE=... --network=host"
+DOCKER_BUILD_ARGS ?=
 
 # Export KEY=VALUE lines of $(STACK_ENV) that the environment does not already set.
 define load_stack_env
@@ -54,7 +57,8 @@ docker-build: ## Build the API and UI images, tagged <git sha>, latest and model
 	    echo "== building $$image ($(GIT_SHA), champion: $$model)"; \
 	    DOCKER_BUILDKIT=1 $(DOCKER) build -f Dockerfile.$$kind "$${tags[@]}" \
 	      --build-arg SOURCE_URL="$(SOURCE_URL)" --build-arg VCS_REF="$(GIT_SHA)" \
-	      --build-arg BUILD_DATE="$(BUILD_DATE)" --build-arg MODEL_VERSION="$$model" . ; \
+	      --build-arg BUILD_DATE="$(BUILD_DATE)" --build-arg MODEL_VERSION="$$model" \
+	      $(DOCKER_BUILD_ARGS) . ; \
 	  done
 
 .PHONY: docker-push
