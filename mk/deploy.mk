@@ -1,4 +1,6 @@
-# Containers and Docker Swarm (issue 7): images, Docker Hub, stack deploy, smoke test.
+# Containers and Docker Swarm: images, Docker Hub (or any registry), stack deploy, smoke test.
+# DOCKERHUB_USER is the images' namespace: a Docker Hub user, or host[:port]/namespace of another
+# registry (docker's rule: a first component with a dot or a colon, or localhost, is a registry).
 # Settings come from deploy/stack.env (copy deploy/stack.env.example): the environment and the
 # make command line win over the file. Secrets are files in SECRETS_DIR (`make secrets`).
 # `docker-build`, `docker-push`, `deploy`, `undeploy`, `stack-status`, `smoke` need a Docker engine;
@@ -62,15 +64,21 @@ docker-build: ## Build the API and UI images, tagged <git sha>, latest and model
 	  done
 
 .PHONY: docker-push
-docker-push: ## Log in to Docker Hub (DOCKERHUB_USER, token in env DOCKERHUB_TOKEN) and push all tags
+docker-push: ## Log in to the registry of DOCKERHUB_USER (token in env DOCKERHUB_TOKEN) and push all tags
 	@$(load_stack_env); \
 	  : "$${DOCKERHUB_TOKEN:?set DOCKERHUB_TOKEN (a Docker Hub access token) in the environment}"; \
-	  printf '%s' "$$DOCKERHUB_TOKEN" | $(DOCKER) login --username "$$DOCKERHUB_USER" --password-stdin; \
+	  namespace=$$DOCKERHUB_USER; registry=; user=$$namespace; first=$${namespace%%/*}; \
+	  if [ "$$first" != "$$namespace" ] && [[ $$first == *[.:]* || $$first == localhost ]]; then \
+	    registry=$$first; user=$${namespace#*/}; \
+	  fi; \
+	  echo "== docker login $${registry:-Docker Hub} as $$user"; \
+	  printf '%s' "$$DOCKERHUB_TOKEN" \
+	    | $(DOCKER) login $$registry --username "$$user" --password-stdin >/dev/null; \
 	  model="$(MODEL_VERSION)"; \
 	  for kind in api ui; do \
-	    image="$$DOCKERHUB_USER/churnops-$$kind"; \
+	    image="$$namespace/churnops-$$kind"; \
 	    for tag in $(GIT_SHA) latest $$([ "$$model" = none ] || echo "model-v$$model"); do \
-	      $(DOCKER) push "$$image:$$tag"; \
+	      $(DOCKER) push --quiet "$$image:$$tag"; \
 	    done; \
 	  done
 
@@ -140,3 +148,9 @@ stack-train: ## Train a champion inside the stack: POST /retrain (API key from S
 	    case "$$status" in succeeded) echo "$$answer"; break ;; failed) echo "$$answer" >&2; exit 1 ;; esac; \
 	    sleep 5; \
 	  done
+
+.PHONY: stack-test
+stack-test: $(STAMP) ## Live Swarm test: engine, local registry, build, deploy, smoke, faults (root; ~15 min)
+	@mkdir -p var
+	trap 'bash scripts/stack.sh down' EXIT; \
+	  $(RUN)/pytest -m stack tests/stack -p no:cacheprovider $(PYTEST_ARGS)

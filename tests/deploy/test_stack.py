@@ -35,7 +35,7 @@ PORTS = {
     "kibana": {5601},
     "logstash": {5044, 50000},
 }
-SERVICES = {*PORTS, "setup", "agent", "shipper"}
+SERVICES = {*PORTS, "setup", "agent", "shipper", "exporter"}
 VERSIONED = re.compile(r"^[a-z0-9_]+_v\d+$")
 BIN = Path(sys.executable).parent
 
@@ -292,7 +292,7 @@ def test_image_commands_exist_in_the_code(resolved_stack: dict[str, Any]) -> Non
     monitoring_help = _help([str(BIN / "python"), "-m", "core.monitoring", "--help"])
     for step in ("setup", "kibana-import", "export-mlflow", "agent", "ship"):
         assert step in monitoring_help, f"python -m core.monitoring has no {step!r} command"
-    for step in ("agent", "ship"):
+    for step in ("agent", "ship", "export-mlflow"):
         command = next(c for s in services.values() if (c := s.get("command", []))[3:4] == [step])
         step_help = _help([str(BIN / "python"), "-m", "core.monitoring", step, "--help"])
         for flag in (c for c in command if c.startswith("--")):
@@ -333,3 +333,12 @@ def _help(command: list[str]) -> str:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
+
+
+def test_swarm_object_names_fit_with_the_stack_name(resolved_stack: dict[str, Any]) -> None:
+    """Swarm names a config/secret/volume `<stack>_<key>` and refuses names over 64 characters:
+    every key fits with the documented stack name `churnops` (and the live test's `churntest`)."""
+    keys = [*resolved_stack["configs"], *resolved_stack["secrets"], *resolved_stack["volumes"]]
+    for stack in ("churnops", "churntest"):
+        too_long = [k for k in keys if len(f"{stack}_{k}") > 64]
+        assert not too_long, (stack, too_long)

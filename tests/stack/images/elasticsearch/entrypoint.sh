@@ -1,0 +1,17 @@
+#!/bin/bash
+# The part of the official image's entrypoint that stack.yml uses: the bootstrap password of
+# `elastic` from ELASTIC_PASSWORD_FILE (or ELASTIC_PASSWORD), and every environment variable whose
+# name has a dot (e.g. discovery.type) passed as an -E setting.
+set -euo pipefail
+if [ -n "${ELASTIC_PASSWORD_FILE:-}" ]; then ELASTIC_PASSWORD=$(<"$ELASTIC_PASSWORD_FILE"); fi
+if [ -n "${ELASTIC_PASSWORD:-}" ]; then
+  [ -f config/elasticsearch.keystore ] || elasticsearch-keystore create >/dev/null
+  printf '%s' "$ELASTIC_PASSWORD" | elasticsearch-keystore add -x -f bootstrap.password
+fi
+settings=()
+while IFS= read -r -d '' pair; do
+  name=${pair%%=*}
+  [[ $name =~ ^[a-z0-9_]+\.[a-z0-9_.]+$ ]] && settings+=("-E$pair")
+done < <(env -0)
+unset ELASTIC_PASSWORD
+exec elasticsearch "${settings[@]}" "$@"
