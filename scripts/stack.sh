@@ -93,6 +93,9 @@ up() {
   save_state
   mkdir -p "$DATA_ROOT"
   say "starting dockerd (data root $DATA_ROOT)"
+  # as docker.service does (LimitNOFILE=infinity): containers may ask for more than a login shell
+  # has (Elasticsearch's nofile 65535 in stack.yml)
+  ulimit -n "$(cat /proc/sys/fs/nr_open)" 2>/dev/null || true
   # setsid: its own session, so a Ctrl-C of the test does not reach it before `down` does
   setsid dockerd --data-root "$DATA_ROOT" --exec-root "$EXEC_ROOT" --host "unix://$SOCKET" \
     --pidfile "$STATE/dockerd.pidfile" --log-level warn --storage-driver overlay2 \

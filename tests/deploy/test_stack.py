@@ -342,3 +342,23 @@ def test_swarm_object_names_fit_with_the_stack_name(resolved_stack: dict[str, An
     for stack in ("churnops", "churntest"):
         too_long = [k for k in keys if len(f"{stack}_{k}") > 64]
         assert not too_long, (stack, too_long)
+
+
+def test_root_services_without_capabilities_write_where_root_owns(
+    resolved_stack: dict[str, Any],
+) -> None:
+    """Root with every capability dropped cannot write into a folder another user owns: a volume
+    mounted over one of the image's folders owned by its user (a new volume copies that owner)
+    fails at the first write (the agent's spool did, on the first live deploy)."""
+    text = DOCKERFILES["api"].read_text("utf-8")
+    owned = set(re.findall(r"chown \S+ ((?:/\S+ ?)+)", text)[0].split())
+    assert "/var/lib/churnops" in owned
+    for name, service in resolved_stack["services"].items():
+        if str(service.get("user", "")).split(":")[0] != "0" or "ALL" not in service.get(
+            "cap_drop", []
+        ):
+            continue
+        for volume in service.get("volumes", []):
+            if volume["type"] == "volume":
+                assert volume["target"] not in owned, (name, volume["target"])
+                assert service["environment"]["VAR_DIR"] == volume["target"], name

@@ -34,6 +34,7 @@ from types import FrameType
 from typing import Any
 
 import docker
+import docker.errors
 import httpx
 import pytest
 from elasticsearch import Elasticsearch
@@ -124,7 +125,10 @@ class Engine:
         nodes = len(self.api.nodes.list())
         out = {}
         for name, service in self.services().items():
-            tasks = self.api.api.tasks(filters={"service": service["ID"]})
+            try:
+                tasks = self.api.api.tasks(filters={"service": service["ID"]})
+            except docker.errors.NotFound:  # removed since the listing
+                continue
             out[name] = service_view(service, tasks, nodes)
         return out
 
