@@ -139,6 +139,17 @@ class Engine:
         )
 
 
+def engine_nofile() -> int:
+    """The hard open-files limit of the running dockerd (its containers cannot ask more)."""
+    pid = subprocess.run(  # nosec B603 B607 - fixed argv
+        ["pgrep", "-o", "-x", "dockerd"], capture_output=True, text=True, check=True
+    ).stdout.split()[0]
+    for line in Path(f"/proc/{pid}/limits").read_text(encoding="ascii").splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[4])
+    raise AssertionError("no open-files limit for dockerd")
+
+
 def _lock() -> Any:
     """Hold the machine-wide lock of the live stack (another run waits up to LOCK_WAIT)."""
     handle = LOCK.open("w")  # pylint: disable=consider-using-with  # held for the session
@@ -440,6 +451,7 @@ def deployed(
         SECRETS_DIR=str(secrets),
         STACK_LOCAL_IMAGES=images.local,
         MLFLOW_ALLOWED_HOSTS=f"mlflow,mlflow:5000,127.0.0.1:{ports['MLFLOW']}",
+        STACK_NOFILE=str(min(65535, engine_nofile())),
         **{f"STACK_{name}_PORT": str(port) for name, port in ports.items()},
     )
     env = {**env, "DOCKER_CONFIG": engine.env["DOCKER_CONFIG"]}
