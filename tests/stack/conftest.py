@@ -20,6 +20,7 @@ import base64
 import fcntl
 import json
 import os
+import runpy
 import shutil
 import signal
 import socket
@@ -363,6 +364,10 @@ def images(engine: Engine, registry: Registry, tmp_path_factory: pytest.TempPath
         context = _linked_context(
             sources.get(folder.name, {}), folder, tmp_path_factory.mktemp("ctx") / folder.name
         )
+        if folder.name == "elasticsearch":  # the writer's role: es_security.py's, one definition
+            es_security = runpy.run_path(str(ROOT / "deploy" / "swarm" / "es_security.py"))
+            roles = {es_security["WRITER"]: es_security["WRITER_ROLE"]}
+            (context / "roles.yml").write_text(json.dumps(roles), encoding="utf-8")
         tag = f"{images.local}/{folder.name}:" + (
             "8.19.21" if folder.name == "elasticsearch" else "test"
         )

@@ -8,6 +8,17 @@ if [ -n "${ELASTIC_PASSWORD:-}" ]; then
   [ -f config/elasticsearch.keystore ] || elasticsearch-keystore create >/dev/null
   printf '%s' "$ELASTIC_PASSWORD" | elasticsearch-keystore add -x -f bootstrap.password
 fi
+# The integ-test zip has no analysis-common module, which the native realm's .security index needs
+# (its email analyzer): users cannot be created through the API here. The stand-in defines the
+# services' least-privilege user in the file realm instead, with the role of
+# deploy/swarm/es_security.py (config/roles.yml, written by the test from WRITER_ROLE).
+if [ -r /run/secrets/es_writer_password ]; then
+  users=config/users
+  if ! grep -q '^churnops_writer:' "$users" 2>/dev/null; then
+    elasticsearch-users useradd churnops_writer -r churnops_writer \
+      -p "$(</run/secrets/es_writer_password)" >/dev/null
+  fi
+fi
 settings=()
 while IFS= read -r -d '' pair; do
   name=${pair%%=*}
