@@ -25,6 +25,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from core.monitoring.es import ES_ERRORS
 from core.schema import EXAMPLE_CHURNER
 from tests.conftest import ROOT
 from tests.stack.conftest import (
@@ -54,7 +55,7 @@ def wait_until(what: str, condition: Callable[[], Any], timeout: float, poll: fl
     while time.monotonic() < deadline:
         try:
             last = condition()
-        except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
+        except (*ES_ERRORS, httpx.HTTPError, OSError, ValueError, KeyError) as exc:
             last = exc
         else:
             if last:
@@ -434,7 +435,9 @@ def test_an_update_to_a_broken_image_rolls_back_by_itself(
     engine = deployed.engine
     before = service_image(engine, "api")
     broken = deployed.images.api("broken")
-    (tmp_path / "Dockerfile").write_text(f"FROM {before}\nRUN rm -rf /app/api\n")
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {before}\nUSER root\nRUN rm -rf /app/api\nUSER 10001:10001\n"
+    )
     engine.build("build", "-t", broken, str(tmp_path), timeout=600)
     engine.run("push", broken)
     with load(deployed.api_url, threads=2) as during:
