@@ -29,7 +29,6 @@ from api.schemas import (
     PredictionResponse,
     ValidateResponse,
 )
-from api.db import BatchRows
 from api.serving import ServedModel
 from api.state import AppState
 from api.tables import (
@@ -43,6 +42,7 @@ from api.tables import (
     validate_rows,
 )
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURE_NAMES, FEATURES, Customer
+from core.store import BatchRows
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 INTEGERS = {spec.name: "int64" for spec in FEATURES if spec.kind == "integer"}

@@ -9,12 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Request, status
 from fastapi.concurrency import run_in_threadpool
 
-from api.db import RetrainJob, as_utc
 from api.deps import AdminDep, StateDep
 from api.jobs import JobConflict
 from api.schemas import ADMIN_RESPONSES, ERROR_RESPONSES, NOT_FOUND, RetrainAccepted, RetrainStatus
 from api.tables import issue_items, parse_csv, read_upload, unprocessable
 from core.schema import validate_frame
+from core.store import RetrainJob, as_utc
 
 router = APIRouter(prefix="/retrain", tags=["retrain"])
 UPLOAD_BODY: dict[str, Any] = {
