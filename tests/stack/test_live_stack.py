@@ -396,7 +396,7 @@ def test_stopping_an_api_task_under_load_loses_no_answered_prediction(deployed: 
 
 @pytest.mark.xfail(  # not strict: a kill right after a commit may find nothing to lose
     strict=False,
-    reason="known: the API answers before its batched writer commits the row (api.db."
+    reason="known: the API answers before its batched writer commits the row (core.store.writer."
     "PredictionWriter, 20 ms write-behind), so a SIGKILL (OOM kill, crash) loses the answered "
     "predictions of the last interval; answering after the group commit would close it",
 )
