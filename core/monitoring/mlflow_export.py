@@ -92,7 +92,9 @@ class RunListing:
         """What changes when a run has something new to export (``None`` while it runs)."""
         if run.info.status == "RUNNING":
             return None
-        versions = tuple((v.version, tuple(v.aliases)) for v in self.versions.get(run.info.run_id, []))
+        versions = tuple(
+            (v.version, tuple(v.aliases)) for v in self.versions.get(run.info.run_id, [])
+        )
         metrics = tuple(sorted(run.data.metrics.items()))
         return (run.info.status, run.info.end_time, metrics, versions)
 
