@@ -1,13 +1,13 @@
 """The live Swarm stack of ``make stack-test``, from nothing, the way an operator builds it.
 
-Session fixtures, in order: ``engine`` (scripts/stack.sh installs and starts dockerd when none
-answers, and puts the machine back at the end, also when a test fails), ``registry`` (the Docker
-distribution registry built from its Go module, htpasswd auth, on 127.0.0.1), ``images`` (the base
-images made locally, both project images built by ``make docker-build`` with the project's
-Dockerfiles, the local stand-ins of tests/stack/images/, all pushed by ``make docker-push``) and
-``deployed`` (``make swarm-init``, ``make secrets``, ``docker stack deploy`` of stack.yml + the
-test override, every service converged). Figures (seconds, bytes, counts) go to
-``var/stack-test/figures.json``.
+Module fixtures, in order (the engine stops when the module's tests are done, not at the end of the
+session): ``engine`` (scripts/stack.sh installs and starts dockerd when none answers, and puts the
+machine back at the end, also when a test fails), ``registry`` (the Docker distribution registry
+built from its Go module, htpasswd auth, on 127.0.0.1), ``images`` (the base images made locally,
+both project images built by ``make docker-build`` with the project's Dockerfiles, the local
+stand-ins of tests/stack/images/, all pushed by ``make docker-push``) and ``deployed`` (``make
+swarm-init``, ``make secrets``, ``docker stack deploy`` of stack.yml + the test override, every
+service converged). Figures (seconds, bytes, counts) go to ``var/stack-test/figures.json``.
 
 One run at a time on a machine: the engine, the swarm and the stack name are machine-wide, so the
 fixture holds a lock (another run waits for it). The stack publishes only on free ports of
@@ -42,7 +42,7 @@ from elasticsearch import Elasticsearch
 
 from tests.conftest import IN_CI, ROOT, need
 from tests.deploy.conftest import stack_environment
-from tests.stack.swarm import ServiceView, memory_by_service, service_view, test_stack_file
+from tests.stack.swarm import ServiceView, memory_by_service, service_view, deployable_stack_file
 
 STACK = "churntest"
 SCRIPT = ROOT / "scripts" / "stack.sh"
@@ -181,7 +181,7 @@ def _stack_sh(command: str, env: dict[str, str], timeout: float = 900) -> str:
     return done.stdout.strip()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """A running engine (started here when none answers); the machine restored at the end."""
     can = os.geteuid() == 0 and shutil.which("apt-get") is not None
@@ -246,7 +246,7 @@ class Registry:
     token: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def registry(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """The Docker distribution registry (its Go module) with htpasswd auth on a free port."""
     with warnings.catch_warnings():  # deprecated, still in 3.11: glibc's bcrypt for htpasswd
@@ -358,7 +358,7 @@ def _linked_context(sources: dict[str, Path], folder: Path, out: Path) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def images(
     engine: Engine, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Images:
@@ -436,6 +436,7 @@ class Deployed:  # pylint: disable=too-many-instance-attributes
     mlflow_url: str
     es_url: str
     memory: dict[str, int] = field(default_factory=dict)
+    journey: dict[str, Any] = field(default_factory=dict)  # what a test leaves the next ones
 
     def secret(self, name: str) -> str:
         """A secret's value (the files `make secrets` made)."""
@@ -478,7 +479,7 @@ class MemorySampler(threading.Thread):
             self.stop.wait(self.interval)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def deployed(
     engine: Engine, images: Images, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployed]:
@@ -502,7 +503,9 @@ def deployed(
         **{f"STACK_{name}_PORT": str(port) for name, port in ports.items()},
     )
     env = {**env, "DOCKER_CONFIG": engine.env["DOCKER_CONFIG"]}
-    stack_file = test_stack_file("docker", env, tmp_path_factory.mktemp("stack") / "stack.yml")
+    stack_file = deployable_stack_file(
+        "docker", env, tmp_path_factory.mktemp("stack") / "stack.yml"
+    )
     started = time.monotonic()
     engine.run("stack", "deploy", "--with-registry-auth", "-c", str(stack_file), STACK)
     engine.figures["deploy_command_seconds"] = round(time.monotonic() - started, 1)

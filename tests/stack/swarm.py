@@ -30,7 +30,7 @@ UNITS = {
 }
 
 
-def test_stack_file(docker: str, env: Mapping[str, str], out: Path) -> Path:
+def deployable_stack_file(docker: str, env: Mapping[str, str], out: Path) -> Path:
     """stack.yml + the test override, resolved by ``docker stack config``, written to ``out``.
 
     Ingress ports are dropped: they need the routing mesh (IPVS), which this kernel lacks, and a
@@ -68,9 +68,6 @@ def _escape_dollars(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _escape_dollars(v) for k, v in value.items()}
     return value
-
-
-test_stack_file.__test__ = False  # type: ignore[attr-defined]  # a helper, not a pytest test
 
 
 # --- convergence ----------------------------------------------------------------------------------

@@ -228,7 +228,7 @@ def test_retrain_on_the_stack_makes_the_api_ready(deployed: Deployed) -> None:
             120,
         )
         deployed.engine.figures["retrain_seconds"] = round(time.monotonic() - started, 1)
-    deployed.env["RETRAIN_RUN_ID"] = status["result"]["run_id"]
+    deployed.journey["retrain_run_id"] = status["result"]["run_id"]
     assert ready["model_version"] == str(status["result"]["model_version"])
 
 
@@ -242,8 +242,7 @@ def test_documented_examples_are_answered(deployed: Deployed) -> None:
             assert 0.0 <= body["churn_probability"] <= 1.0
             if path.stem in {"churner", "loyal"}:
                 assert body["label"] == ("yes" if path.stem == "churner" else "no"), path.name
-            deployed.env.setdefault("SMOKE_IDS", "")
-            deployed.env["SMOKE_IDS"] += body["prediction_id"] + ","
+            deployed.journey.setdefault("prediction_ids", []).append(body["prediction_id"])
 
 
 def test_a_5000_row_csv_is_scored(deployed: Deployed) -> None:
@@ -258,7 +257,7 @@ def test_a_5000_row_csv_is_scored(deployed: Deployed) -> None:
     assert answer.status_code == 200, answer.text[:500]
     results = answer.json()["results"]
     assert len(results) == 5000 and {r["label"] for r in results} == {"yes", "no"}
-    deployed.env["BATCH_IDS"] = ",".join(r["prediction_id"] for r in results)
+    deployed.journey.setdefault("prediction_ids", []).extend(r["prediction_id"] for r in results)
 
 
 def test_the_ui_form_in_chromium_gives_the_api_s_answer(deployed: Deployed) -> None:
@@ -299,8 +298,8 @@ def test_the_ui_form_in_chromium_gives_the_api_s_answer(deployed: Deployed) -> N
 
 
 def test_predictions_reach_elasticsearch_through_the_shipper(deployed: Deployed) -> None:
-    ids = [i for i in deployed.env["SMOKE_IDS"].split(",") if i]
-    ids += deployed.env["BATCH_IDS"].split(",")
+    ids = deployed.journey["prediction_ids"]
+    assert len(ids) == len(EXAMPLES) + 5000
     wait_until(
         "every smoke prediction in churnops-predictions",
         lambda: indexed_ids(deployed, "churnops-predictions", ids) == len(ids),
@@ -321,7 +320,7 @@ def test_host_agent_documents_reach_elasticsearch(deployed: Deployed) -> None:
 
 def test_the_retrain_s_metrics_reach_elasticsearch_without_an_export(deployed: Deployed) -> None:
     """The exporter service follows MLflow: nobody runs export-mlflow."""
-    run_id = deployed.env["RETRAIN_RUN_ID"]
+    run_id = deployed.journey["retrain_run_id"]
     query = {"bool": {"filter": [{"term": {"run.id": run_id}}, {"term": {"metric.name": "f1"}}]}}
     wait_until(
         "the retrain's f1 in churnops-model-metrics",
