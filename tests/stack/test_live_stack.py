@@ -260,39 +260,28 @@ def test_a_5000_row_csv_is_scored(deployed: Deployed) -> None:
     deployed.journey.setdefault("prediction_ids", []).extend(r["prediction_id"] for r in results)
 
 
-def test_the_ui_form_in_chromium_gives_the_api_s_answer(deployed: Deployed) -> None:
-    from playwright.sync_api import (  # pylint: disable=import-outside-toplevel
-        expect,
-        sync_playwright,
-    )
+def test_the_ui_form_in_chromium_gives_the_api_s_answer(deployed: Deployed, browser: Any) -> None:
+    from playwright.sync_api import expect  # pylint: disable=import-outside-toplevel
 
-    from tests.e2e.conftest import (
-        CHROMIUM,
-        CHROMIUM_ARGS,
-    )  # pylint: disable=import-outside-toplevel
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.set_default_timeout(60_000)
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(deployed.ui_url)
-            page.get_by_role(
-                "heading", name="Predict churn for one customer", exact=True
-            ).wait_for()
-            page.get_by_role("button", name="Likely churner").click()
-            account = page.get_by_role("spinbutton", name="Account length (days)", exact=True)
-            expect(account).to_have_value(str(EXAMPLE_CHURNER["account_length"]))
-            page.get_by_role("button", name="Predict churn").click()
-            box = page.get_by_test_id("stMetric").filter(has_text="Churn probability").first
-            box.wait_for()
-            shown = str(box.get_by_test_id("stMetricValue").inner_text()).strip()
-            assert page.get_by_test_id("stException").count() == 0
-            assert not errors, errors
-        finally:
-            browser.close()
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(deployed.ui_url)
+        page.get_by_role("heading", name="Predict churn for one customer", exact=True).wait_for()
+        page.get_by_role("button", name="Likely churner").click()
+        account = page.get_by_role("spinbutton", name="Account length (days)", exact=True)
+        expect(account).to_have_value(str(EXAMPLE_CHURNER["account_length"]))
+        page.get_by_role("button", name="Predict churn").click()
+        box = page.get_by_test_id("stMetric").filter(has_text="Churn probability").first
+        box.wait_for()
+        shown = str(box.get_by_test_id("stMetricValue").inner_text()).strip()
+        assert page.get_by_test_id("stException").count() == 0
+        assert not errors, errors
+    finally:
+        context.close()
     direct = httpx.post(f"{deployed.api_url}/predict", json=EXAMPLE_CHURNER, timeout=30).json()
     assert shown == f"{direct['churn_probability'] * 100:.1f} %"
 
