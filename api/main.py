@@ -6,7 +6,7 @@ follows the model generation), the retrain runner and the event hub. On shutdown
 watcher and drains the prediction queue into the database.
 
 The API ships no monitoring events itself: its ``prediction`` table is the outbox that
-``python -m core.monitoring ship`` sends to Elasticsearch from a process of its own.
+``churnops monitoring ship`` sends to Elasticsearch from a process of its own.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from datetime import datetime
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi_offline import FastAPIOffline
 from sqlmodel import Session, col, select
 
 from api import errors
@@ -29,6 +30,7 @@ from api.jobs import RetrainRunner, Trainer
 from api.routes import feedback, health, model, monitoring, predict, predictions, retrain, ws
 from api.serving import Loader, ModelManager, ServedModel
 from api.state import AppState
+from core.logs import configure_logging
 from core.settings import Settings, get_settings
 from core.store import PredictionWriter, RetrainJob, as_utc, open_engine, utcnow
 
@@ -121,6 +123,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(conf, service="churnops-api")
         engine = await run_in_threadpool(open_engine, conf.db_url)
         hub = EventHub()
         hub.bind(asyncio.get_running_loop())
@@ -155,7 +158,8 @@ def create_app(
             await run_in_threadpool(runner.join, 0.1)
             engine.dispose()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from assets shipped in fastapi-offline (no CDN: /docs works offline).
+    app = FastAPIOffline(
         title="churnops API",
         version="0.1.0",
         description=DESCRIPTION,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core import schema
+from core.pipelines import TrainResult
 
 if TYPE_CHECKING:
     CustomerIn = schema._CustomerBase  # pylint: disable=protected-access  # static view of Customer
@@ -106,6 +107,39 @@ class ModelInfo(BaseModel):
     generation: int = Field(0, description="Model generation counter (bumped on every swap).")
 
 
+class GateRecord(BaseModel):
+    """What the registry recorded on a version: the promotion gate's decision (when the gate
+    judged it) and the manual promotions/rollbacks that touched it (``key -> value`` as tagged:
+    ``forced``, ``reason``, ``previous_champion``, ``demoted``, ``restored``, ``at``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["promoted", "rejected"] | None = Field(
+        None, description="The gate's decision; None when the gate never judged this version."
+    )
+    reason: str | None = Field(None, examples=["f1 0.9237 beats champion v2 0.9101 by >= 0.002"])
+    metric: str | None = Field(None, description="Compared metric.", examples=["f1"])
+    margin: str | None = Field(None, description="Required lead.", examples=["0.002"])
+    challenger_score: str | None = Field(None, examples=["0.923700"])
+    champion_score: str | None = Field(None, examples=["0.910100"])
+    champion_version: str | None = Field(None, examples=["2"])
+    at: str | None = Field(None, description="When the gate decided (ISO 8601).")
+    promotion: dict[str, str] = Field(default_factory=dict, description="Manual promotion.")
+    rollback: dict[str, str] = Field(default_factory=dict, description="Rollback events.")
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> GateRecord:
+        """From the registry's flat record (``decision``, ``promotion.forced``...)."""
+        fields: dict[str, Any] = {"promotion": {}, "rollback": {}}
+        for key, value in tags.items():
+            group, _, name = key.partition(".")
+            if name and group in ("promotion", "rollback"):
+                fields[group][name] = value
+            else:
+                fields[key] = value
+        return cls.model_validate(fields)
+
+
 class ModelVersionInfo(BaseModel):
     """One registered version."""
 
@@ -114,7 +148,9 @@ class ModelVersionInfo(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict, description="Holdout metrics.")
     created_at: str | None = Field(None, description="Registration time (ISO 8601).")
     run_id: str | None = Field(None, description="MLflow run id.")
-    gate: dict[str, Any] = Field(default_factory=dict, description="Promotion gate decision.")
+    gate: GateRecord = Field(
+        default_factory=GateRecord, description="Gate decision and manual promotions/rollbacks."
+    )
 
 
 class CurvePointOut(BaseModel):
@@ -187,9 +223,17 @@ class Driver(BaseModel):
     )
 
 
-class ExplainResponse(PredictionResponse):
-    """A prediction with its main drivers."""
+class ExplainResponse(BaseModel):
+    """Why the model scores a customer as it does. Not a prediction: nothing is stored (the
+    prediction itself is ``POST /predict``'s)."""
 
+    churn_probability: float = Field(
+        ge=0, le=1, description="Probability that the customer churns.", examples=[0.91]
+    )
+    label: Label = Field(description="`yes` when probability ≥ threshold.", examples=["yes"])
+    churn: bool = Field(description="Same as label, as a boolean.", examples=[True])
+    threshold: float = Field(description="Decision threshold used.", examples=[0.42])
+    model_version: str = Field(description="Model version that answered.", examples=["3"])
     drivers: list[Driver] = Field(description="Features by absolute contribution, largest first.")
 
 
@@ -269,6 +313,51 @@ class LiveMetrics(BaseModel):
     f1: float | None = Field(None, examples=[0.87])
 
 
+# --- monitoring ----------------------------------------------------------------------------------
+class DriftFeature(BaseModel):
+    """One feature of a drift report (core.monitoring.drift); new fields are null on older runs."""
+
+    feature: str = Field(examples=["total_day_minutes"])
+    kind: str | None = Field(None, description="numeric or categorical", examples=["numeric"])
+    rows: int | None = Field(None, description="Non-missing window values.", examples=[500])
+    test: str | None = Field(
+        None,
+        description="ks, z, fisher, chi2 or chi2_monte_carlo (null: not enough rows)",
+        examples=["ks"],
+    )
+    statistic: float | None = Field(None, examples=[0.41])
+    p_value: float | None = Field(None, examples=[1e-12])
+    p_value_adjusted: float | None = Field(
+        None, description="Holm-adjusted over the features tested together.", examples=[1.9e-11]
+    )
+    distance: float | None = Field(
+        None, description="Normed Wasserstein or Jensen-Shannon distance.", examples=[0.83]
+    )
+    psi: float = Field(description="Population stability index (descriptive).", examples=[0.31])
+    ks_statistic: float | None = Field(None, description="The KS test's statistic (KS only).")
+    ks_pvalue: float | None = Field(None, description="The KS test's p-value (KS only).")
+    drifted: bool = Field(description="Adjusted p-value <= threshold (the report's alpha).")
+
+
+class DriftReport(BaseModel):
+    """The newest drift run: its verdict and every feature's test."""
+
+    run_id: str
+    computed_at: str = Field(description="When it was computed (ISO 8601).")
+    reference_rows: int = Field(description="Training rows of the reference.", examples=[3200])
+    current_rows: int = Field(description="Rows of the window compared.", examples=[500])
+    threshold: float = Field(
+        description="Alpha: the report's family-wise false-alarm rate (0.2, a PSI level, on "
+        "runs stored before the tests).",
+        examples=[0.05],
+    )
+    min_rows: int | None = Field(None, description="Fewest rows with a verdict.", examples=[50])
+    verdict: str = Field(description="drift, no_drift or not_enough_rows", examples=["drift"])
+    model_version: str | None = None
+    drifted: bool
+    features: list[DriftFeature]
+
+
 # --- retrain -------------------------------------------------------------------------------------
 class RetrainAccepted(BaseModel):
     """A retrain was queued."""
@@ -290,10 +379,8 @@ class RetrainStatus(BaseModel):
     job_id: str = Field(examples=[EXAMPLE_ID])
     status: Literal["queued", "running", "succeeded", "failed"] = Field(examples=["running"])
     progress: list[ProgressPoint] = Field(default_factory=list)
-    result: dict[str, Any] | None = Field(
-        None,
-        description="Training result with the gate decision (promoted, reason, scores).",
-        examples=[{"promoted": True, "reason": "beats champion", "model_version": "4"}],
+    result: TrainResult | None = Field(
+        None, description="The training result with the gate's decision, scores and reason."
     )
     error: str | None = Field(None, description="Why it failed.")
     created_at: datetime

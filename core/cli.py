@@ -1,4 +1,4 @@
-"""``python -m core``: validate data, train, evaluate and predict from the command line.
+"""The ML commands of ``churnops``: validate data, train, evaluate, predict, registry commands.
 
 Progress and human-readable summaries go to stderr; machine-readable results go to stdout (``train``
 ends with ONE JSON line: ``run_id``, ``model_version``, ``f1``, ``roc_auc``, ``promoted``).
@@ -18,7 +18,7 @@ import pandas as pd
 
 from core.data import file_sha256, load_dataset, split_dataset, to_xy
 from core.evaluate import QUALITY_THRESHOLDS, evaluate
-from core.persist import latest_bundle_dir, load_bundle
+from core.persist import ModelBundle, latest_bundle_dir, load_bundle
 from core.predict import Predictor
 from core.schema import SchemaError, validate_frame
 from core.settings import get_settings
@@ -105,9 +105,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 1 if failures and args.check else 0
 
 
+def _scoring_bundle(model_dir: Path | None) -> ModelBundle:
+    """The bundle to score with: ``--model DIR`` if given, else the champion the API serves
+    (from the registry, or its local copy when the registry is down); stderr says which."""
+    if model_dir is not None:
+        _err(f"scoring with the bundle in {model_dir} (given with --model)")
+        return load_bundle(model_dir)
+    from core.registry import load_champion  # pylint: disable=import-outside-toplevel  # mlflow
+
+    settings = get_settings()
+    loaded = load_champion(settings)
+    where = f"the local copy ({loaded.reason})" if loaded.degraded else "the registry"
+    _err(f"scoring with {settings.model_name} v{loaded.version}, the champion, from {where}")
+    return loaded.bundle
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Score a CSV of customers; writes the input columns plus probability and label."""
-    predictor = Predictor(load_bundle(_model_dir(args.model)))
+    """Score a CSV of customers with the champion (or ``--model DIR``); writes the input
+    columns plus churn_probability and churn_label."""
+    predictor = Predictor(_scoring_bundle(args.model))
     frame = pd.read_csv(args.input, skipinitialspace=True)
     scored = predictor.predict_frame(frame)
     out = frame.assign(churn_probability=scored["probability"], churn_label=scored["label"])
@@ -122,10 +138,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m core`` (one sub-command per action)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m core", description="churnops: churn model pipeline."
-    )
+    """The argument parser of the ML commands of ``churnops`` (one sub-command per action)."""
+    parser = argparse.ArgumentParser(prog="churnops", description="churnops: churn model pipeline.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data_help = "CSV file (modeldata or BigML spelling); default: DATA_PATH (data/raw/churn.csv)"
     model_help = "bundle directory; default: the last one trained under VAR_DIR/models"
@@ -173,10 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output", type=Path, default=Path("-"), help="output CSV; '-' = stdout (default)"
     )
-    p.add_argument("--model", type=Path, help=model_help)
+    p.add_argument(
+        "--model", type=Path, help="bundle directory; default: the champion the API serves"
+    )
     p.set_defaults(func=cmd_predict)
 
-    for name, text in REGISTRY_COMMANDS.items():  # issue 3: delegated to core.registry_cli
+    for name, text in REGISTRY_COMMANDS.items():  # delegated to core.registry_cli
         sub.add_parser(name, help=text, description=text)  # listed here, run by main()
     return parser
 
@@ -208,5 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(f"invalid data: {exc}")
         return 1
     except FileNotFoundError as exc:
+        _err(f"error: {exc}")
+        return 1
+    except RuntimeError as exc:  # no champion to score with, a broken store: one line
         _err(f"error: {exc}")
         return 1

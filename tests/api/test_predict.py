@@ -17,7 +17,7 @@ from core.persist import ModelBundle
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURE_NAMES, SPECS
 from tests.api.conftest import AppFactory
 
-PARITY = 1e-6  # issue 4: the compiled path (ONNX Runtime) vs the sklearn pipeline
+PARITY = 1e-6  # the compiled path (ONNX Runtime) vs the sklearn pipeline
 
 
 def test_examples_churner_and_loyal(client: TestClient, bundle: ModelBundle) -> None:
@@ -239,6 +239,10 @@ def test_explain_drivers(client: TestClient) -> None:
     assert sizes == sorted(sizes, reverse=True)
     assert {d["feature"] for d in drivers} <= set(FEATURE_NAMES)
     assert client.post("/predict/explain", json=EXAMPLE_LOYAL).json()["drivers"] == []
+    assert "prediction_id" not in body
+    assert client.get("/predictions").json()["total"] == 0  # explaining stores nothing
+    predicted = client.post("/predict", json=EXAMPLE_CHURNER).json()
+    assert predicted["churn_probability"] == body["churn_probability"]
 
 
 def test_not_ready_503(make_app: AppFactory) -> None:

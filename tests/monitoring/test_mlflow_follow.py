@@ -140,7 +140,7 @@ def test_cli_follow_survives_elasticsearch_down_and_stops_on_sigterm(
         "ES_URL": nowhere(),
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
     }
-    command = [sys.executable, "-m", "core.monitoring", "export-mlflow", "--follow", "0.1"]
+    command = [sys.executable, "-m", "ops.cli", "monitoring", "export-mlflow", "--follow", "0.1"]
     proc = subprocess.Popen(  # pylint: disable=consider-using-with
         [*command, "--heartbeat", str(heartbeat)],
         env=env,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.store import open_engine
-from core.monitoring.__main__ import main
+from core.monitoring.cli import main
 from core.monitoring.es import connect
 from core.monitoring.outbox import PredictionShipper, ShipperConfig
 from core.settings import Settings, get_settings
@@ -75,6 +75,7 @@ def test_cli_once_with_elasticsearch_down_fails_and_stamps_nothing(
     assert unshipped(engine) == 10
 
 
+@pytest.mark.slow
 def test_cli_runs_niced_and_stops_cleanly_on_sigterm(settings: Settings, tmp_path: Path) -> None:
     """The real command: nice 19, heartbeat, SIGTERM → exit 0 with its counters on stdout."""
     engine = open_engine(settings.db_url)
@@ -87,7 +88,7 @@ def test_cli_runs_niced_and_stops_cleanly_on_sigterm(settings: Settings, tmp_pat
         "ES_URL": nowhere(),
         "DATABASE_URL": settings.db_url,
     }
-    command = [sys.executable, "-m", "core.monitoring", "ship", "--interval", "0.1"]
+    command = [sys.executable, "-m", "ops.cli", "monitoring", "ship", "--interval", "0.1"]
     proc = subprocess.Popen(  # pylint: disable=consider-using-with
         [*command, "--heartbeat", str(heartbeat)],
         env=env,
@@ -112,6 +113,7 @@ def test_cli_runs_niced_and_stops_cleanly_on_sigterm(settings: Settings, tmp_pat
     assert unshipped(engine) == 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("own_session", [True, False], ids=["session-leader", "shared-session"])
 def test_lower_priority_nices_the_autogroup_only_of_its_own_session(
     tmp_path: Path, own_session: bool
@@ -122,7 +124,7 @@ def test_lower_priority_nices_the_autogroup_only_of_its_own_session(
     autogroup.write_text("0", encoding="ascii")
     code = (
         "import os, sys; from pathlib import Path;"
-        "from core.monitoring.__main__ import lower_priority;"
+        "from core.monitoring.cli import lower_priority;"
         "before = os.nice(0); lower_priority(7, Path(sys.argv[1])); print(os.nice(0) - before)"
     )
     done = subprocess.run(

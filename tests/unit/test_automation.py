@@ -1,4 +1,4 @@
-"""core.automation: the runner stops at the first failure, keeps and times each step's log."""
+"""ops.runner: the runner stops at the first failure, keeps and times each step's log."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core import automation
+from ops import runner as automation
 from core.settings import Settings
 
 FAKE_MAKE = """\

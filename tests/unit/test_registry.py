@@ -272,7 +272,7 @@ def test_tune_nests_trials_and_gates_the_best(store: Settings) -> None:
 def test_cli_champion_promote_rollback(
     store: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """python -m core.registry_cli: one JSON object per command; errors exit 1."""
+    """churnops promote/rollback/champion: one JSON object per command; errors exit 1."""
     monkeypatch.setenv("VAR_DIR", str(store.var_dir))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     get_settings.cache_clear()
@@ -287,7 +287,7 @@ def test_cli_champion_promote_rollback(
         assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["promoted"]
         assert registry_cli.main(["promote", "999"]) == 1
         assert "no version 999" in capsys.readouterr().err
-        assert core_cli.main(["champion"]) == 0  # python -m core champion delegates
+        assert core_cli.main(["champion"]) == 0  # churnops champion delegates
         assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["champion"]
     finally:
         get_settings.cache_clear()

@@ -46,6 +46,12 @@ def _drivers(explain: dict[str, Any]) -> None:
     import pandas as pd  # pylint: disable=import-outside-toplevel  # loaded only with a result
 
     st.subheader("What drives this prediction")
+    st.caption(
+        "Each bar is how much this customer's churn probability moves when that one field is set "
+        "to a typical loyal customer's value instead (positive: the field pushes towards "
+        "churn). The model reads a period's minutes and charge together as one usage figure, so "
+        "their effect is shared between them."
+    )
     if "error" in explain:
         st.info(f"Drivers are not available: {explain['error']}")
         return
@@ -62,13 +68,20 @@ def _drivers(explain: dict[str, Any]) -> None:
     frame["direction"] = [
         "towards churn" if c > 0 else "towards staying" for c in frame["contribution"]
     ]
-    frame = frame.reindex(frame["contribution"].abs().sort_values(ascending=False).index).head(10)
+    frame["magnitude"] = frame["contribution"].abs()
+    frame = frame.sort_values("magnitude", ascending=False, kind="stable").head(10)
     chart = (
         alt.Chart(frame)
         .mark_bar()
         .encode(
             x=alt.X("contribution:Q", title="contribution to the churn score"),
-            y=alt.Y("feature_label:N", sort=None, title=None, axis=alt.Axis(labelLimit=260)),
+            # the table's order: largest effect first, whatever its sign
+            y=alt.Y(
+                "feature_label:N",
+                sort=alt.EncodingSortField(field="magnitude", order="descending"),
+                title=None,
+                axis=alt.Axis(labelLimit=260),
+            ),
             color=alt.Color(
                 "direction:N",
                 scale=alt.Scale(
@@ -123,17 +136,18 @@ def main() -> None:
     presets[1].button(
         "Likely churner", key="preset_churner", on_click=apply_preset, args=("churner",)
     )
+    errors: dict[str, str] = st.session_state.get("predict_errors") or {}
     with st.form("predict_form", border=True):
-        customer_form()
+        customer_form(errors)
         st.form_submit_button(
             "Predict churn", type="primary", key="predict_submit", on_click=_submit
         )
 
     for message in st.session_state.get("predict_warnings", []):
         st.warning(message)
-    errors = st.session_state.get("predict_errors", [])
     if errors:
-        st.error("Please fix these fields before scoring:\n\n- " + "\n- ".join(errors))
+        fields = ", ".join(label(SPECS[n]) if n in SPECS else n for n in errors)
+        st.error(f"Nothing was scored: fix the {len(errors)} field(s) marked above ({fields}).")
         return
     customer = st.session_state.get(STATE_REQUEST)
     if customer is None:
