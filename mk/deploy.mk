@@ -1,4 +1,6 @@
-# Containers and Docker Swarm: images, Docker Hub, stack deploy, smoke test.
+# Containers and Docker Swarm: images, Docker Hub (or any registry), stack deploy, smoke test.
+# DOCKERHUB_USER is the images' namespace: a Docker Hub user, or host[:port]/namespace of another
+# registry (docker's rule: a first component with a dot or a colon, or localhost, is a registry).
 # Settings come from deploy/stack.env (copy deploy/stack.env.example): the environment and the
 # make command line win over the file. Secrets are files in SECRETS_DIR (`make secrets`).
 # `docker-build`, `docker-push`, `deploy`, `undeploy`, `stack-status`, `smoke` need a Docker engine;
@@ -20,6 +22,9 @@ MODEL_VERSION ?= $(shell $(CLI) pipeline model-version 2>/dev/null | tail -n 1 \
   | grep -E '^[0-9]+$$' || echo none)
 # The tag `make deploy` deploys: the one `docker-build` just made.
 DEPLOY_TAG ?= $(GIT_SHA)
+# Extra `docker build` options, e.g. the base images where no image registry is reachable:
+# DOCKER_BUILD_ARGS="--build-arg PYTHON_IMAGE=... --build-arg UV_IMAGE=... --network=host"
+DOCKER_BUILD_ARGS ?=
 
 # Export KEY=VALUE lines of $(STACK_ENV) that the environment does not already set.
 define load_stack_env
@@ -54,19 +59,26 @@ docker-build: ## Build the API and UI images, tagged <git sha>, latest and model
 	    echo "== building $$image ($(GIT_SHA), champion: $$model)"; \
 	    DOCKER_BUILDKIT=1 $(DOCKER) build -f Dockerfile.$$kind "$${tags[@]}" \
 	      --build-arg SOURCE_URL="$(SOURCE_URL)" --build-arg VCS_REF="$(GIT_SHA)" \
-	      --build-arg BUILD_DATE="$(BUILD_DATE)" --build-arg MODEL_VERSION="$$model" . ; \
+	      --build-arg BUILD_DATE="$(BUILD_DATE)" --build-arg MODEL_VERSION="$$model" \
+	      $(DOCKER_BUILD_ARGS) . ; \
 	  done
 
 .PHONY: docker-push
-docker-push: ## Log in to Docker Hub (DOCKERHUB_USER, token in env DOCKERHUB_TOKEN) and push all tags
+docker-push: ## Log in to the registry of DOCKERHUB_USER (token in env DOCKERHUB_TOKEN) and push all tags
 	@$(load_stack_env); \
 	  : "$${DOCKERHUB_TOKEN:?set DOCKERHUB_TOKEN (a Docker Hub access token) in the environment}"; \
-	  printf '%s' "$$DOCKERHUB_TOKEN" | $(DOCKER) login --username "$$DOCKERHUB_USER" --password-stdin; \
+	  namespace=$$DOCKERHUB_USER; registry=; user=$$namespace; first=$${namespace%%/*}; \
+	  if [ "$$first" != "$$namespace" ] && [[ $$first == *[.:]* || $$first == localhost ]]; then \
+	    registry=$$first; user=$${namespace#*/}; \
+	  fi; \
+	  echo "== docker login $${registry:-Docker Hub} as $$user"; \
+	  printf '%s' "$$DOCKERHUB_TOKEN" \
+	    | $(DOCKER) login $$registry --username "$$user" --password-stdin >/dev/null; \
 	  model="$(MODEL_VERSION)"; \
 	  for kind in api ui; do \
-	    image="$$DOCKERHUB_USER/churnops-$$kind"; \
+	    image="$$namespace/churnops-$$kind"; \
 	    for tag in $(GIT_SHA) latest $$([ "$$model" = none ] || echo "model-v$$model"); do \
-	      $(DOCKER) push "$$image:$$tag"; \
+	      $(DOCKER) push --quiet "$$image:$$tag"; \
 	    done; \
 	  done
 
@@ -136,3 +148,9 @@ stack-train: ## Train a champion inside the stack: POST /retrain (API key from S
 	    case "$$status" in succeeded) echo "$$answer"; break ;; failed) echo "$$answer" >&2; exit 1 ;; esac; \
 	    sleep 5; \
 	  done
+
+.PHONY: stack-test
+stack-test: $(STAMP) ## Live Swarm test: engine, local registry, build, deploy, smoke, faults (root; ~15 min)
+	@mkdir -p var
+	trap 'bash scripts/stack.sh down' EXIT; \
+	  $(RUN)/pytest -m stack tests/stack -p no:cacheprovider $(PYTEST_ARGS)

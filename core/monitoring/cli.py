@@ -46,14 +46,25 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    """Sync MLflow runs into Elasticsearch."""
+    """Sync MLflow runs into Elasticsearch: once, or every ``--follow`` seconds until SIGTERM."""
     from core.monitoring.mlflow_export import (  # pylint: disable=import-outside-toplevel
-        export_mlflow,
+        MlflowFollower,
     )
 
-    result = export_mlflow(settings, Indices(args.prefix))
-    _print({"export": "ok", **vars(result)})
-    return 0 if not result.rejected else 1
+    follower = MlflowFollower(settings, Indices(args.prefix))
+    try:
+        if args.follow is None:
+            result = follower.sync()
+            _print({"export": "ok", **vars(result)})
+            return 0 if not result.rejected else 1
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # finish the current pass, then stop
+            signal.signal(sig, lambda *_: stop.set())
+        follower.follow(stop, args.follow, args.heartbeat)
+    finally:
+        follower.close()
+    _print({"export": "stopped"})
+    return 0
 
 
 def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
@@ -199,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(func=cmd_setup)
 
     sub = commands.add_parser("export-mlflow", help="sync MLflow runs/metrics into Elasticsearch")
+    sub.add_argument(
+        "--follow",
+        type=float,
+        metavar="SECONDS",
+        help="keep running: export the new and changed runs every SECONDS (until SIGTERM)",
+    )
+    sub.add_argument("--heartbeat", type=Path, help="file touched on every turn (liveness probe)")
     sub.set_defaults(func=cmd_export)
 
     sub = commands.add_parser(

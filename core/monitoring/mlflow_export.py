@@ -5,13 +5,22 @@ mlflow: :mod:`core.registry` stays the only one that does).
 Each metric point becomes one document whose ``_id`` is a hash of (run, metric, step, timestamp),
 sent with ``index``: a re-run overwrites the same documents (refreshing the model aliases, which
 move when a version is promoted) and adds nothing.
+
+``export-mlflow --follow SECONDS`` (the stack's ``exporter`` service) keeps the index in step with
+MLflow: every pass lists the runs and their model versions (a few requests) and exports only the
+runs that changed since the pass that last exported them (status, end time, latest metric values,
+versions and aliases), plus every run still running. A pass that fails (MLflow or Elasticsearch
+unavailable) changes nothing it remembers, so the next pass sends those runs again.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+import logging
+import threading
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from elasticsearch import Elasticsearch
@@ -20,6 +29,8 @@ from core.monitoring.es import JSON, bulk, from_settings
 from core.monitoring.events import model_fields, utc_iso
 from core.monitoring.indices import Indices
 from core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,18 +80,39 @@ class RunHistory:
     versions: list[VersionRef] = field(default_factory=list)
 
 
-def run_histories(settings: Settings, max_runs: int = 10_000) -> list[RunHistory]:
-    """Every run of the experiment with the full history of each metric and its model versions.
+@dataclass(frozen=True)
+class RunListing:
+    """What one cheap pass over MLflow finds: the experiment, its runs, their model versions."""
+
+    experiment: Any
+    runs: list[Any]
+    versions: dict[str, list[VersionRef]]
+
+    def fingerprint(self, run: Any) -> Hashable:
+        """What changes when a run has something new to export (``None`` while it runs)."""
+        if run.info.status == "RUNNING":
+            return None
+        versions = tuple(
+            (v.version, tuple(v.aliases)) for v in self.versions.get(run.info.run_id, [])
+        )
+        metrics = tuple(sorted(run.data.metrics.items()))
+        return (run.info.status, run.info.end_time, metrics, versions)
+
+
+def list_runs(client: Any, settings: Settings, max_runs: int = 10_000) -> RunListing | None:
+    """The experiment's runs (oldest first) and the registered versions made from them.
+
+    Args:
+        client: the MLflow client of :func:`core.registry.configure`.
+        settings: the experiment and model names.
+        max_runs: most runs listed.
 
     Returns:
-        Runs, oldest first (empty when the experiment does not exist yet).
+        ``None`` when the experiment does not exist yet.
     """
-    from core import registry  # pylint: disable=import-outside-toplevel  # mlflow is heavy
-
-    client: Any = registry.configure(settings)
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
     if experiment is None:
-        return []
+        return None
     by_run: dict[str, list[VersionRef]] = {}
     for version in client.search_model_versions(f"name='{settings.model_name}'"):
         if version.run_id:
@@ -102,7 +134,22 @@ def run_histories(settings: Settings, max_runs: int = 10_000) -> list[RunHistory
         token = page.token
         if not token:
             break
-    return [_history(client, experiment, run, by_run) for run in runs]
+    return RunListing(experiment, runs, by_run)
+
+
+def run_histories(settings: Settings, max_runs: int = 10_000) -> list[RunHistory]:
+    """Every run of the experiment with the full history of each metric and its model versions.
+
+    Returns:
+        Runs, oldest first (empty when the experiment does not exist yet).
+    """
+    from core import registry  # pylint: disable=import-outside-toplevel  # mlflow is heavy
+
+    client: Any = registry.configure(settings)
+    listing = list_runs(client, settings, max_runs)
+    if listing is None:
+        return []
+    return [_history(client, listing.experiment, run, listing.versions) for run in listing.runs]
 
 
 def _history(
@@ -207,14 +254,86 @@ def export_histories(
     return ExportResult(len(runs), result.sent, result.created, result.existing, failed)
 
 
-def export_mlflow(settings: Settings, indices: Indices | None = None) -> ExportResult:
-    """Sync all runs of the experiment into ``<prefix>-model-metrics``.
+class MlflowFollower:
+    """Exports the runs that changed since they were last exported (see the module docstring).
+
+    Args:
+        settings: MLflow (``MLFLOW_TRACKING_URI``) and Elasticsearch (``ES_URL``) settings.
+        indices: index names (``<prefix>-model-metrics`` receives the documents).
 
     Raises:
         ValueError: when ``ES_URL`` is unset.
     """
-    client = from_settings(settings, timeout=30.0)
+
+    def __init__(self, settings: Settings, indices: Indices | None = None) -> None:
+        self.settings = settings
+        self.indices = indices or Indices()
+        self.es = from_settings(settings, timeout=30.0)
+        self._mlflow: Any = None
+        self._exported: dict[str, Hashable] = {}
+
+    def sync(self) -> ExportResult:
+        """One pass: export the new and changed runs; remember them once Elasticsearch has them.
+
+        Raises:
+            TrackingUnavailable: MLflow does not answer; ApiError, TransportError: Elasticsearch.
+        """
+        if self._mlflow is None:
+            from core import registry  # pylint: disable=import-outside-toplevel  # mlflow is heavy
+
+            self._mlflow = registry.configure(self.settings)
+        listing = list_runs(self._mlflow, self.settings)
+        if listing is None:
+            return ExportResult(0, 0, 0, 0, 0)
+        changed = [
+            (run, fingerprint)
+            for run in listing.runs
+            if (fingerprint := listing.fingerprint(run)) is None
+            or self._exported.get(run.info.run_id) != fingerprint
+        ]
+        histories = [
+            _history(self._mlflow, listing.experiment, run, listing.versions) for run, _ in changed
+        ]
+        result = export_histories(self.es, histories, self.settings.model_name, self.indices)
+        if not result.rejected:
+            self._exported.update((run.info.run_id, fingerprint) for run, fingerprint in changed)
+        return result
+
+    def follow(self, stop: threading.Event, interval: float, heartbeat: Path | None = None) -> None:
+        """Call :meth:`sync` every ``interval`` seconds until ``stop`` is set.
+
+        Args:
+            stop: set it (e.g. from a SIGTERM handler) to return after the current pass.
+            interval: seconds between passes.
+            heartbeat: a file touched on every turn (read by the container probe).
+        """
+        while not stop.is_set():
+            if heartbeat is not None:
+                heartbeat.touch()
+            try:
+                result = self.sync()
+            # MLflow or Elasticsearch down or restarting, a race with a training run: the loop
+            # must outlive any of them, and the next pass sends what this one could not.
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                log.warning("export-mlflow: pass failed (%s); retrying", str(exc)[:300])
+            else:
+                if result.runs:
+                    log.info("export-mlflow: %s", result)
+            stop.wait(interval)
+
+    def close(self) -> None:
+        """Close the Elasticsearch client."""
+        self.es.close()
+
+
+def export_mlflow(settings: Settings, indices: Indices | None = None) -> ExportResult:
+    """Sync all runs of the experiment into ``<prefix>-model-metrics`` (one pass of a follower).
+
+    Raises:
+        ValueError: when ``ES_URL`` is unset.
+    """
+    follower = MlflowFollower(settings, indices)
     try:
-        return export_histories(client, run_histories(settings), settings.model_name, indices)
+        return follower.sync()
     finally:
-        client.close()
+        follower.close()

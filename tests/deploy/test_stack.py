@@ -37,7 +37,7 @@ PORTS = {
     "kibana": {5601},
     "logstash": {5044, 50000},
 }
-SERVICES = {*PORTS, "setup", "agent", "shipper"}
+SERVICES = {*PORTS, "setup", "agent", "shipper", "exporter"}
 VERSIONED = re.compile(r"^[a-z0-9_]+_v\d+$")
 BIN = Path(sys.executable).parent
 
@@ -295,7 +295,7 @@ def test_image_commands_exist_in_the_code(resolved_stack: dict[str, Any]) -> Non
     monitoring_help = _help([str(BIN / "churnops"), "monitoring", "--help"])
     for step in ("setup", "kibana-import", "export-mlflow", "agent", "ship"):
         assert step in monitoring_help, f"churnops monitoring has no {step!r} command"
-    for step in ("agent", "ship"):
+    for step in ("agent", "ship", "export-mlflow"):
         command = next(c for s in services.values() if (c := s.get("command", []))[2:3] == [step])
         step_help = _help([str(BIN / "churnops"), "monitoring", step, "--help"])
         for flag in (c for c in command if c.startswith("--")):
@@ -339,3 +339,32 @@ def _help(command: list[str]) -> str:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
+
+
+def test_swarm_object_names_fit_with_the_stack_name(resolved_stack: dict[str, Any]) -> None:
+    """Swarm names a config/secret/volume `<stack>_<key>` and refuses names over 64 characters:
+    every key fits with the documented stack name `churnops` (and the live test's `churntest`)."""
+    keys = [*resolved_stack["configs"], *resolved_stack["secrets"], *resolved_stack["volumes"]]
+    for stack in ("churnops", "churntest"):
+        too_long = [k for k in keys if len(f"{stack}_{k}") > 64]
+        assert not too_long, (stack, too_long)
+
+
+def test_root_services_without_capabilities_write_where_root_owns(
+    resolved_stack: dict[str, Any],
+) -> None:
+    """Root with every capability dropped cannot write into a folder another user owns: a volume
+    mounted over one of the image's folders owned by its user (a new volume copies that owner)
+    fails at the first write (the agent's spool did, on the first live deploy)."""
+    text = DOCKERFILES["api"].read_text("utf-8")
+    owned = set(re.findall(r"chown \S+ ((?:/\S+ ?)+)", text)[0].split())
+    assert "/var/lib/churnops" in owned
+    for name, service in resolved_stack["services"].items():
+        if str(service.get("user", "")).split(":")[0] != "0" or "ALL" not in service.get(
+            "cap_drop", []
+        ):
+            continue
+        for volume in service.get("volumes", []):
+            if volume["type"] == "volume":
+                assert volume["target"] not in owned, (name, volume["target"])
+                assert service["environment"]["VAR_DIR"] == volume["target"], name
