@@ -25,16 +25,8 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import ROOT, need
+from tests.conftest import ROOT
 
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 API_KEY = "e2e-admin-key"
 STARTUP_TIMEOUT = float(os.environ.get("E2E_STARTUP_TIMEOUT", "360"))
 
@@ -144,20 +136,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         if launcher.poll() is None:
             _stop(running)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Headless Debian Chromium through Playwright (its own browser download does not work here)."""
-    need(CHROMIUM.exists(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright  # pylint: disable=import-outside-toplevel
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture()

@@ -44,7 +44,6 @@ from tests.conftest import IN_CI, ROOT, need
 from tests.deploy.conftest import stack_environment
 
 # the session's one Chromium (Playwright's sync API runs one instance per thread)
-from tests.e2e.conftest import browser  # noqa: F401
 from tests.stack.swarm import ServiceView, memory_by_service, service_view, deployable_stack_file
 
 STACK = "churntest"

@@ -161,10 +161,20 @@ def count_docs(deployed: Deployed, index: str, query: dict[str, Any] | None = No
         es.close()
 
 
-def update_state(engine: Engine, service: str) -> str:
-    """The service's UpdateStatus.State ('' before any update)."""
-    attrs = engine.services()[service]
-    return str(attrs.get("UpdateStatus", {}).get("State", ""))
+def wait_update(engine: Engine, service: str, wanted: str, timeout: float) -> None:
+    """Wait until the service's UpdateStatus.State is ``wanted``; on timeout, fail with the last
+    UpdateStatus (state and Swarm's message) and the state and error of each of its tasks."""
+    status: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = dict(engine.services()[service].get("UpdateStatus", {}))
+        if status.get("State") == wanted:
+            return
+        time.sleep(2)
+    tasks = [(t.state, t.error) for t in engine.views()[service].tasks]
+    raise AssertionError(
+        f"{service} update not {wanted!r} after {timeout:.0f} s: {status}; tasks: {tasks}"
+    )
 
 
 def service_image(engine: Engine, service: str) -> str:
@@ -408,7 +418,7 @@ def test_a_rolling_update_to_a_new_image_answers_every_request(
             "service", "update", "--detach", "--with-registry-auth",
             "--image", deployed.images.api(tag), service,
         )  # fmt: skip
-        wait_until("the rolling update", lambda: update_state(engine, "api") == "completed", 900)
+        wait_update(engine, "api", "completed", 900)
         took = time.monotonic() - started
     engine.figures["rolling_update"] = {**during.summary(), "seconds": round(took, 1)}
     assert service_image(engine, "api") == deployed.images.api(tag)
@@ -434,11 +444,7 @@ def test_an_update_to_a_broken_image_rolls_back_by_itself(
             "service", "update", "--detach", "--with-registry-auth", "--image", broken,
             f"{STACK}_api",
         )  # fmt: skip
-        wait_until(
-            "the automatic rollback",
-            lambda: update_state(engine, "api") == "rollback_completed",
-            900,
-        )
+        wait_update(engine, "api", "rollback_completed", 900)
         took = time.monotonic() - started
     engine.figures["broken_image_rollback"] = {**during.summary(), "seconds": round(took, 1)}
     assert service_image(engine, "api") == before
