@@ -150,7 +150,7 @@ stack-train: ## Train a champion inside the stack: POST /retrain (API key from S
 	  done
 
 .PHONY: stack-test
-stack-test: $(STAMP) ## Live Swarm test: engine, local registry, build, deploy, smoke, faults (root; ~15 min)
+stack-test: $(DEV_STAMP) ## Live Swarm test: engine, local registry, build, deploy, smoke, faults (root; ~15 min)
 	@mkdir -p var
 	trap 'bash scripts/stack.sh down' EXIT; \
 	  $(RUN)/pytest -m stack tests/stack -p no:cacheprovider $(PYTEST_ARGS)
