@@ -65,7 +65,8 @@ def test_customer_accepts_bigml_spellings(field: str, value: object) -> None:
         ({"total_day_minutes": float("inf")}, "total_day_minutes"),
         ({"account_length": -1}, "account_length"),
         ({"state": "XX"}, "state"),
-        ({"surprise": 1}, "surprise"),
+        ({"state": ["KS"]}, "state"),
+        ({"international_plan": "maybe"}, "international_plan"),
     ],
 )
 def test_customer_rejects_bad_values_naming_the_field(patch: dict[str, object], field: str) -> None:
