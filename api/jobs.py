@@ -57,15 +57,19 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def retrain_config() -> TrainConfig:
+    """The configuration of ``POST /retrain``: env ``RETRAIN_CONFIG`` as JSON, else the default."""
+    config_json = os.environ.get("RETRAIN_CONFIG")
+    return TrainConfig.model_validate_json(config_json) if config_json else TrainConfig()
+
+
 def default_trainer(settings: Settings, on_progress: Progress) -> dict[str, Any]:
-    """Train (config from env ``RETRAIN_CONFIG`` as JSON, else the default), register, gate.
+    """Train with :func:`retrain_config`, register, gate.
 
     Returns:
         The :class:`core.pipelines.TrainResult` as a JSON-able dict.
     """
-    config_json = os.environ.get("RETRAIN_CONFIG")
-    config = TrainConfig.model_validate_json(config_json) if config_json else TrainConfig()
-    result = train_and_register(settings, config, on_progress=on_progress)
+    result = train_and_register(settings, retrain_config(), on_progress=on_progress)
     return _as_dict(result)
 
 
