@@ -65,6 +65,8 @@ from core.schema import (
 
 Format = Literal["text", "workbook", "json"]
 SEPARATORS = (",", ";", "\t", "|")
+# File name extensions of what the reader reads (for upload widgets; the content decides).
+FILE_TYPES = ("csv", "tsv", "txt", "xlsx", "xls", "ods", "json")
 # What spreadsheet programs write in English and French when they do not write UTF-8.
 GUESSED_ENCODINGS = ("cp1252", "latin_1", "iso8859_15", "mac_roman", "utf_16_le", "utf_16_be")
 _ENCODING_NAMES = {
@@ -592,6 +594,28 @@ def _typed_text(data: pd.DataFrame, known: dict[str, str], decimal: str) -> pd.D
             cells = cells.str.replace(",", ".", regex=False)
         out[column] = cells.astype(object).where(cells != "", np.nan)
     return pd.DataFrame(out, index=data.index)
+
+
+def write_like(frame: pd.DataFrame, dialect: Dialect) -> bytes:
+    """A table (e.g. the upload with its scores) as CSV bytes in the dialect it was read in.
+
+    A text table keeps its separator and decimal mark, so a French Excel export comes back as
+    one Excel opens; anything not read as plain UTF-8 (cp1252, UTF-16, a BOM, a workbook) gets a
+    UTF-8 BOM, so the spreadsheet program reads the accents right.
+    """
+    text = dialect.format == "text"
+    separator = dialect.separator if text and dialect.separator else ","
+    decimal = dialect.decimal if text and dialect.decimal else "."
+    plain = dialect.format == "json" or dialect.encoding == "UTF-8"
+    csv_text = frame.to_csv(index=False, sep=separator, decimal=decimal)
+    return csv_text.encode("utf-8" if plain else "utf-8-sig")
+
+
+def with_results(source: pd.DataFrame, results: Mapping[str, Any]) -> pd.DataFrame:
+    """``source`` with result columns appended; a source column named like a result (a scored
+    file scored again) is renamed ``<name> (input)`` instead of being overwritten."""
+    renamed = source.rename(columns=lambda c: f"{c} (input)" if c in results else c)
+    return renamed.assign(**{str(k): v for k, v in results.items()})
 
 
 def passthrough_records(table: Table) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ from api.tables import (
     unprocessable,
 )
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURE_NAMES, FEATURES, Customer
-from core.tables import Table, passthrough_records, passthrough_warnings
+from core.tables import Table, passthrough_records, passthrough_warnings, with_results
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 INTEGERS = {spec.name: "int64" for spec in FEATURES if spec.kind == "integer"}
@@ -257,19 +257,13 @@ def _wants_csv(request: Request) -> bool:
     return "text/csv" in accept and "application/json" not in accept.split(",")[0]
 
 
-RESULT_COLUMNS = ("prediction_id", "churn_probability", "label")
-
-
 def scored_csv(valid: pd.DataFrame, table: Table, scored: pd.DataFrame) -> str:
-    """The features as validated, the passthrough columns unchanged, then the results.
-
-    A passthrough column named like a result (re-scoring a scored file) gets `` (input)``.
-    """
-    passthrough = table.passthrough.rename(
-        columns=lambda c: f"{c} (input)" if c in RESULT_COLUMNS else c
-    )
-    parts = [valid.reset_index(drop=True), passthrough, scored.loc[:, list(RESULT_COLUMNS)]]
-    return pd.concat(parts, axis=1).to_csv(index=False)
+    """The features as validated, the passthrough columns unchanged, then the results (see
+    :func:`core.tables.with_results` for a passthrough column named like a result)."""
+    inputs = pd.concat([valid.reset_index(drop=True), table.passthrough], axis=1)
+    results = {name: scored[name].to_numpy() for name in ("prediction_id", "churn_probability")}
+    results["label"] = scored["label"].to_numpy()
+    return with_results(inputs, results).to_csv(index=False)
 
 
 @router.post(

@@ -169,8 +169,16 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
         return {"at": "2025-01-03T00:00:00Z", "host": "box", "cpu_percent": 37.5,
                 "memory_percent": 61.0, "disk_percent": 44.25}  # fmt: skip
 
-    def start_retrain(self, api_key: str, csv: bytes | None = None, filename: str = "x") -> str:
-        self._call("start_retrain", api_key, csv is not None, filename)
+    def start_retrain(
+        self,
+        api_key: str,
+        csv: bytes | None = None,
+        filename: str = "x",
+        drop_invalid_rows: bool = False,
+    ) -> str:
+        self._call(
+            "start_retrain", api_key, csv is not None, filename, *([True] * drop_invalid_rows)
+        )
         return "job-123"
 
     def retrain_status(self, job_id: str) -> dict[str, Any]:
