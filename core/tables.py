@@ -67,8 +67,9 @@ Format = Literal["text", "workbook", "json"]
 SEPARATORS = (",", ";", "\t", "|")
 # File name extensions of what the reader reads (for upload widgets; the content decides).
 FILE_TYPES = ("csv", "tsv", "txt", "xlsx", "xls", "ods", "json")
-# What spreadsheet programs write in English and French when they do not write UTF-8.
-GUESSED_ENCODINGS = ("cp1252", "latin_1", "iso8859_15", "mac_roman", "utf_16_le", "utf_16_be")
+# What spreadsheet programs write in English and French when they do not write UTF-8, most
+# common first: a tie (e.g. "Île" decodes without mess in cp1252 and in Mac Roman) goes first.
+GUESSED_ENCODINGS = ("cp1252", "utf_16_le", "utf_16_be", "iso8859_15", "latin_1", "mac_roman")
 _ENCODING_NAMES = {
     "utf_8": "UTF-8",
     "utf_8_sig": "UTF-8 with BOM",
@@ -78,6 +79,7 @@ _ENCODING_NAMES = {
     "utf_32": "UTF-32",
     "cp1252": "cp1252",
     "latin_1": "Latin-1",
+    "iso8859_1": "Latin-1",
     "iso8859_15": "Latin-9",
     "mac_roman": "Mac Roman",
 }
@@ -278,12 +280,21 @@ def decode_text(content: bytes, charset: str | None = None) -> tuple[str, str, l
         return content.decode("utf-8"), "UTF-8", []
     except UnicodeDecodeError:
         pass
-    best = charset_normalizer.from_bytes(content, cp_isolation=list(GUESSED_ENCODINGS)).best()
+    # The least "chaos" (mess) wins; its language coherence is noise on a few short cells, so a
+    # tie goes to the most common encoding (GUESSED_ENCODINGS' order).
+    matches = list(charset_normalizer.from_bytes(content, cp_isolation=list(GUESSED_ENCODINGS)))
+    best = min(matches, key=lambda m: (round(m.chaos, 2), _rank(m.encoding)), default=None)
     if best is None or "\x00" in str(best):
         raise TableError("not a text table (CSV/TSV), a workbook or JSON", SAVE_AS_UTF8)
     name = _display(best.encoding)
     warning = f"text encoding guessed as {name}; if accents look wrong, {SAVE_AS_UTF8}"
     return str(best), name, [warning]
+
+
+def _rank(encoding: str) -> int:
+    name = codecs.lookup(encoding).name.replace("-", "_")
+    names = [codecs.lookup(e).name.replace("-", "_") for e in GUESSED_ENCODINGS]
+    return names.index(name) if name in names else len(names)
 
 
 def _decode(content: bytes, codec: str, why: str) -> str:
@@ -379,10 +390,10 @@ def _decimal_mark(source: pd.DataFrame) -> str:
     """``,`` when the numeric columns use decimal commas only, ``.`` otherwise."""
     commas: list[str] = []
     points: list[str] = []
-    for column in source.columns:
+    for position, column in enumerate(source.columns):
         if canonical_column(column) not in _NUMERIC:
             continue
-        cells = source[column].astype(str).str.strip()
+        cells = source.iloc[:, position].astype(str).str.strip()
         commas += cells[cells.str.fullmatch(_DECIMAL_COMMA)].head(1).tolist()
         points += cells[cells.str.fullmatch(_DECIMAL_POINT)].head(1).tolist()
     if commas and points:
@@ -444,7 +455,7 @@ def _with_header(grid: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     for i in keep_columns:
         name = header[i] or f"Unnamed: {i}"
         base, n = name, 0
-        while name in names:
+        while name in names and canonical_column(base) is None:  # a known field twice: refused
             n += 1
             name = f"{base}.{n}"
         names.append(name)
@@ -524,11 +535,15 @@ def _columns_of_values(item: Mapping[str, Any]) -> bool:
 def _object_shape(data: Mapping[str, Any]) -> str:
     if {"columns", "data"} <= set(data):
         return "a 'split' table (columns + data)"
+    wrappers = [
+        key
+        for key, value in data.items()
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value)
+    ]
+    if len(wrappers) == 1:
+        return f"an object wrapping the rows in {wrappers[0]!r} (send that array itself)"
     if _columns_of_values(data):
         return "an object of columns (a DataFrame's to_dict())"
-    lists = [key for key, value in data.items() if isinstance(value, list)]
-    if len(lists) == 1:
-        return f"an object wrapping the rows in {lists[0]!r} (send that array itself)"
     if {canonical_column(key) for key in data} - {None}:
         return "a single customer (send it to /predict, or wrap it in [ ])"
     return "an object"
