@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -69,14 +70,27 @@ def refused(exc: TableError) -> Exception:
     )
 
 
-def parse_json(model: type[M], raw: bytes, content_type: str | None) -> M:
+def parse_json(
+    model: type[M],
+    raw: bytes,
+    content_type: str | None,
+    validate: Callable[[bytes | str], Any] | None = None,
+) -> M:
     """A JSON body as ``model`` (a BOM and a declared charset honoured).
+
+    Args:
+        model: the pydantic model of the body.
+        raw: the body.
+        content_type: its Content-Type header.
+        validate: a validator equivalent to ``model.model_validate_json`` (e.g. a faster one).
 
     Raises:
         RequestValidationError: naming the field and the reason (the body, when it is not JSON).
     """
     try:
-        return model.model_validate_json(json_body(raw, content_type))
+        text = json_body(raw, content_type)
+        parsed: M = validate(text) if validate is not None else model.model_validate_json(text)
+        return parsed
     except TableError as exc:
         raise RequestValidationError(
             [{"loc": ("body",), "msg": str(exc), "type": "value_error"}]

@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     ValidationInfo,
     create_model,
     field_validator,
@@ -169,7 +170,6 @@ KNOWN_FIELDS: frozenset[str] = frozenset((*FEATURE_NAMES, TARGET))
 _TRUTHY = frozenset({"yes", "y", "true", "true.", "t", "1", "1.0", "vrai", "oui"})
 _FALSY = frozenset({"no", "n", "false", "false.", "f", "0", "0.0", "faux", "non"})
 _AREA_CODE = re.compile(r"(?:area[ _-]?code[ _-]?)?(\d{3})(?:\.0+)?", re.IGNORECASE)
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 def canonical_column(column: object) -> str | None:
@@ -265,21 +265,10 @@ def normalise_state(value: Any) -> Any:
     return value.strip().upper() if isinstance(value, str) else value
 
 
-def normalise_number(value: Any) -> Any:
-    """A numeric text without its surrounding spaces as a float (``" 184.5"`` → 184.5).
-
-    Decimal commas are a property of a whole file, handled by :mod:`core.tables` when it reads
-    one; anything that is not a plain number is returned unchanged for the validator to report.
-    """
-    if isinstance(value, str):
-        text = value.strip()
-        if _NUMBER.fullmatch(text):
-            return float(text)
-    return value
-
-
+# Numbers need no normaliser: numeric text (" 184.5", "1e2", "128.0" for an integer) is parsed by
+# pandas for tables and by pydantic for records alike; decimal commas are a property of a whole
+# file, handled by core.tables when it reads one.
 VALUE_NORMALISERS: dict[str, Callable[[Any], Any]] = {
-    **{spec.name: normalise_number for spec in FEATURES if spec.is_numeric},
     "state": normalise_state,
     "area_code": normalise_area_code,
     "international_plan": normalise_yes_no,
@@ -335,7 +324,7 @@ def normalise_frame(frame: pd.DataFrame) -> pd.DataFrame:
     columns = map_columns(frame.columns)
     out = frame.rename(columns=columns.renames)
     for name in columns.renames.values():
-        if SPECS.get(name, None) is None or not SPECS[name].is_numeric:
+        if name in VALUE_NORMALISERS:
             out[name] = _map_unique(out[name], VALUE_NORMALISERS[name])
     return out
 
@@ -377,7 +366,20 @@ def _field(spec: FeatureSpec) -> tuple[Any, Any]:
     )
 
 
-class _CustomerBase(BaseModel):
+class CustomerRecord(BaseModel):
+    """What a validated customer offers: its features and its passthrough fields."""
+
+    def features(self) -> dict[str, Any]:
+        """The 19 canonical fields (what is scored and stored), without passthrough fields."""
+        return {name: getattr(self, name) for name in FEATURE_NAMES}
+
+    @property
+    def passthrough(self) -> dict[str, Any]:
+        """The fields that are not features (an id, the label...), unchanged, in input order."""
+        return dict(self.model_extra or {})
+
+
+class _CustomerBase(CustomerRecord):
     """Common configuration: names and values in any known spelling, NaN/Infinity rejected,
     unknown fields kept apart (:attr:`passthrough`)."""
 
@@ -395,20 +397,11 @@ class _CustomerBase(BaseModel):
             return canonical_keys(data)  # DuplicateColumnsError is a ValueError: a 422
         return data
 
-    @field_validator("*", mode="before")
+    @field_validator(*VALUE_NORMALISERS, mode="before", check_fields=False)
     @classmethod
     def _values(cls, value: Any, info: ValidationInfo) -> Any:
         normalise = VALUE_NORMALISERS.get(info.field_name or "")
         return normalise(value) if normalise is not None and _is_scalar(value) else value
-
-    def features(self) -> dict[str, Any]:
-        """The 19 canonical fields (what is scored and stored), without passthrough fields."""
-        return {name: getattr(self, name) for name in FEATURE_NAMES}
-
-    @property
-    def passthrough(self) -> dict[str, Any]:
-        """The fields that are not features (an id, the label...), unchanged, in input order."""
-        return dict(self.model_extra or {})
 
 
 Customer: type[_CustomerBase] = create_model(  # type: ignore[call-overload]
@@ -419,6 +412,36 @@ Customer: type[_CustomerBase] = create_model(  # type: ignore[call-overload]
     "`VRAI`); any other field (an id, the label) is not scored and comes back in `passthrough`.",
     **{spec.name: _field(spec) for spec in FEATURES},
 )
+
+
+# The 19 fields with pydantic-core's validation only: it accepts exactly the records whose every
+# name and value is already canonical, which the normalisers above map to themselves.
+class _CanonicalBase(CustomerRecord):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+_CanonicalCustomer: type[CustomerRecord] = create_model(  # type: ignore[call-overload]
+    "CanonicalCustomer",
+    __base__=_CanonicalBase,
+    **{spec.name: _field(spec) for spec in FEATURES},
+)
+
+
+def customer_from_json(raw: bytes | str) -> CustomerRecord:
+    """One customer from JSON text, with the features and passthrough fields
+    ``Customer.model_validate_json`` gives.
+
+    A canonical record is validated by pydantic-core alone (no Python normaliser runs: they map
+    canonical values to themselves); any other spelling, unknown field or bad value goes
+    through :class:`Customer`, whose answer (or error) it is.
+
+    Raises:
+        pydantic.ValidationError: naming the field and the reason.
+    """
+    try:
+        return _CanonicalCustomer.model_validate_json(raw)
+    except ValidationError:
+        return Customer.model_validate_json(raw)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -39,7 +39,15 @@ from api.tables import (
     read_request_table,
     unprocessable,
 )
-from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURE_NAMES, FEATURES, Customer
+from core.schema import (
+    EXAMPLE_CHURNER,
+    EXAMPLE_LOYAL,
+    FEATURE_NAMES,
+    FEATURES,
+    Customer,
+    CustomerRecord,
+    customer_from_json,
+)
 from core.tables import Table, passthrough_records, passthrough_warnings, with_results
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -113,7 +121,7 @@ def _score(model: ServedModel, record: dict[str, Any]) -> tuple[float, str, floa
 def answer(
     model: ServedModel,
     writer: Any,
-    customer: Any,
+    customer: CustomerRecord,
     request_id: str,
 ) -> dict[str, Any]:
     """Score one validated :class:`core.schema.Customer`, queue it for the database, return the
@@ -150,13 +158,14 @@ def answer(
     }
 
 
-def parse_customer(raw: bytes, content_type: str | None) -> Any:
+def parse_customer(raw: bytes, content_type: str | None) -> CustomerRecord:
     """One :class:`core.schema.Customer` from a JSON body (BOM and declared charset honoured).
 
     Raises:
         RequestValidationError: naming the field and the reason.
     """
-    return parse_json(Customer, raw, content_type)
+    parsed: CustomerRecord = parse_json(Customer, raw, content_type, customer_from_json)
+    return parsed
 
 
 PREDICT_BODY: dict[str, Any] = {
