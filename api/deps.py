@@ -14,11 +14,11 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader
 from sqlmodel import Session
 
-from api.db import PredictionWriter
 from api.errors import content_refusal
 from api.serving import ServedModel
 from api.state import AppState
 from core.settings import Settings
+from core.store import PredictionWriter
 
 api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="Admin key (env API_KEY or API_KEY_FILE)."

@@ -22,10 +22,10 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from api.db import RetrainJob, as_utc, bump_generation, utcnow
 from api.serving import ModelManager
 from core.pipelines import train_and_register
 from core.settings import Settings
+from core.store import RetrainJob, as_utc, bump_generation, utcnow
 from core.train import TrainConfig
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,6 @@ from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session, col, select
 
 from api import errors
-from api.db import PredictionWriter, RetrainJob, as_utc, make_engine, utcnow
 from api.events import EventHub
 from api.fastlane import PredictFastLane
 from api.jobs import RetrainRunner, Trainer
@@ -31,6 +30,7 @@ from api.routes import feedback, health, model, monitoring, predict, predictions
 from api.serving import Loader, ModelManager, ServedModel
 from api.state import AppState
 from core.settings import Settings, get_settings
+from core.store import PredictionWriter, RetrainJob, as_utc, open_engine, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = await run_in_threadpool(make_engine, conf.db_url)
+        engine = await run_in_threadpool(open_engine, conf.db_url)
         hub = EventHub()
         hub.bind(asyncio.get_running_loop())
         writer = PredictionWriter(engine)

@@ -2,7 +2,7 @@
 
 A request takes ONE reference to the current :class:`ServedModel` and uses it to the end, so it is
 answered by a fully loaded model even while a swap happens. A promotion/rollback/reload bumps the
-*model generation* in the database (:func:`api.db.bump_generation`); every worker polls it and
+*model generation* in the database (:func:`core.store.bump_generation`); every worker polls it and
 reloads the champion when it moves, building the new snapshot completely before the swap.
 """
 
@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from api.db import read_generation
 from core.fastpath import NotCompilable, RawScorer
 from core.features import encode_frame, encode_records
 from core.predict import Predictor
 from core.registry import LoadedModel, load_champion
 from core.settings import Settings
+from core.store import read_generation
 
 log = logging.getLogger(__name__)
 

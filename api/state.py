@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from api.db import PredictionWriter
 from api.events import EventHub
 from api.jobs import RetrainRunner
 from api.serving import ModelManager
 from core.settings import Settings
+from core.store import PredictionWriter
 
 
 @dataclass

@@ -38,6 +38,8 @@ from typing import Any, Literal
 import mlflow
 import numpy as np
 import pandas as pd
+from alembic.util.exc import CommandError
+from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.entities import Metric, Param
@@ -46,6 +48,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.exc import SQLAlchemyError
 
 from core import plots
 from core.evaluate import QUALITY_THRESHOLDS, Metrics, evaluate
@@ -153,17 +156,80 @@ class TrainingRecord:
 # -------------------------------------------------------------------------------------------------
 # configuration
 # -------------------------------------------------------------------------------------------------
+class TrackingStoreBroken(RegistryError):
+    """The MLflow store cannot be opened or migrated; the message says what to do."""
+
+
+#: Tracking URIs whose store this process has opened (migrated, experiment made) under the lock.
+_PREPARED: set[str] = set()
+#: Seconds a process waits for another one to finish creating/migrating the store.
+STORE_LOCK_TIMEOUT = 600.0
+
+
+def _is_database(uri: str) -> bool:
+    """Whether MLflow opens ``uri`` as a SQL database (and migrates it on first open)."""
+    return uri.split(":", 1)[0].split("+", 1)[0] in {"sqlite", "postgresql", "mysql", "mssql"}
+
+
+def _store_lock(settings: Settings, uri: str) -> FileLock:
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+    else:
+        path = settings.var_dir / "mlflow-store"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(f"{path}.lock", timeout=STORE_LOCK_TIMEOUT)
+
+
+def _open_store(settings: Settings, uri: str) -> MlflowClient:
+    """A client whose store this process has opened once under a lock: MLflow creates and
+    migrates a new SQL store when it first opens it (even in ``MlflowClient()``), and two
+    processes doing that at once corrupt it for good."""
+    where = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else uri
+    try:
+        with _store_lock(settings, uri):
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            client.search_experiments(max_results=1)  # the tracking store: tables, migrations
+            client.search_registered_models(max_results=1)  # the registry store
+            _ensure_experiment(settings, client, uri)
+            return client
+    except TimeoutError as exc:
+        raise TrackingStoreBroken(
+            f"another process has held the MLflow store lock for more than "
+            f"{STORE_LOCK_TIMEOUT:.0f} s ({where}); stop it and retry"
+        ) from exc
+    except (MlflowException, SQLAlchemyError, CommandError) as exc:
+        text = str(exc).strip()
+        first_line = text.splitlines()[0][:300] if text else repr(exc)
+        raise TrackingStoreBroken(
+            f"the MLflow store {where} cannot be opened ({type(exc).__name__}: {first_line}). "
+            "If it is a local file that a failed first start left half-migrated, move it aside "
+            f"(mv {where} {where}.broken) or run `make clean` to start over; "
+            "for a database server, see `mlflow db upgrade`."
+        ) from exc
+
+
+def _ensure_experiment(settings: Settings, client: MlflowClient, uri: str) -> None:
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    if experiment is None:
+        location = settings.artifact_root.as_uri() if uri.startswith("sqlite:") else None
+        client.create_experiment(settings.mlflow_experiment, artifact_location=location)
+
+
 def configure(settings: Settings) -> MlflowClient:
-    """Point MLflow at ``settings`` and make sure the experiment exists.
+    """Point MLflow at ``settings`` and make sure the store and the experiment exist.
 
     With the embedded default (a ``sqlite:`` URI) the experiment's artifact location is
-    ``settings.artifact_root`` — the same directory ``make mlflow-ui`` serves.
+    ``settings.artifact_root`` — the same directory ``make mlflow-ui`` serves. A SQL store is
+    opened (created, migrated) once per process under a file lock, so processes starting together
+    never migrate it at the same time.
 
     Returns:
         A client bound to the configured tracking and registry URI.
 
     Raises:
         TrackingUnavailable: when an HTTP tracking server does not answer its health check.
+        TrackingStoreBroken: when the store cannot be opened or migrated (the message says why
+            and what to do).
     """
     uri = settings.tracking_uri
     if uri.startswith("sqlite:"):
@@ -171,11 +237,15 @@ def configure(settings: Settings) -> MlflowClient:
     _probe(uri, PROBE_TIMEOUT)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
-    if experiment is None:
-        location = settings.artifact_root.as_uri() if uri.startswith("sqlite:") else None
-        client.create_experiment(settings.mlflow_experiment, artifact_location=location)
+    key = f"{uri}#{settings.mlflow_experiment}"
+    if key in _PREPARED:
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    elif _is_database(uri):
+        client = _open_store(settings, uri)
+    else:
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        _ensure_experiment(settings, client, uri)
+    _PREPARED.add(key)
     mlflow.set_experiment(settings.mlflow_experiment)
     return client
 

@@ -6,14 +6,23 @@ Every service reads its configuration through :func:`get_settings`, which is cac
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "dev", "secret", "dev-api-key"})
+#: Names the optional dotenv file (default ``.env`` in the working directory); empty: none. The
+#: test suite empties it so a developer's ``.env`` never points a test at their own stores.
+DOTENV_VARIABLE = "CHURNOPS_DOTENV"
 
 
 def _read_secret_file(path: Path | None) -> str | None:
@@ -65,6 +74,25 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
 
     log_json: bool = Field(False, description="Log JSON lines with ECS field names.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then the dotenv file named by ``CHURNOPS_DOTENV``."""
+        del dotenv_settings
+        dotenv = os.environ.get(DOTENV_VARIABLE, ".env") or None
+        return (
+            init_settings,
+            env_settings,
+            DotEnvSettingsSource(settings_cls, env_file=dotenv, env_file_encoding="utf-8"),
+            file_secret_settings,
+        )
 
     @model_validator(mode="after")
     def _secrets_from_files(self) -> "Settings":

@@ -7,19 +7,67 @@ Fixtures local to one area live in ``tests/<area>/conftest.py``; factories in
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from core.settings import Settings, get_settings
+from core.settings import DOTENV_VARIABLE, Settings, get_settings
 
 if TYPE_CHECKING:
     from core.pipelines import TrainedModel
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = bool(os.environ.get("CI"))
+
+
+#: What points a process at a store or a service of the user's: the suite never inherits them.
+#: Tests that need a store make one under their tmp dir; tests that need Elasticsearch or SMTP
+#: start their own.
+USER_STORE_VARIABLES = (
+    "VAR_DIR",
+    "DATABASE_URL",
+    "DATA_PATH",
+    "ES_URL",
+    "ES_USERNAME",
+    "ES_PASSWORD",
+    "ES_PASSWORD_FILE",
+    "KIBANA_URL",
+    "LOGSTASH_HOST",
+    "API_URL",
+    "API_KEY",
+    "API_KEY_FILE",
+    "SMTP_HOST",
+    "SMTP_USERNAME",
+    "SMTP_PASSWORD",
+    "SMTP_PASSWORD_FILE",
+    "SMTP_TO",
+)
+_SESSION_VAR: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any test or fixture runs: forget the user's stores and services (environment and
+    ``.env``), and point ``VAR_DIR`` at a folder of this session, so whatever a test (or a process
+    it starts) opens by default is a throwaway store."""
+    del config
+    for name in [*USER_STORE_VARIABLES, *(k for k in os.environ if k.startswith("MLFLOW_"))]:
+        os.environ.pop(name, None)
+    os.environ[DOTENV_VARIABLE] = ""
+    session_var = Path(tempfile.mkdtemp(prefix="churnops-tests-")) / "var"
+    os.environ["VAR_DIR"] = str(session_var)
+    _SESSION_VAR.append(session_var)
+    get_settings.cache_clear()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's default store folder."""
+    del config
+    for folder in _SESSION_VAR:
+        shutil.rmtree(folder.parent, ignore_errors=True)
 
 
 def need(condition: bool, why: str) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import case, func
 from sqlalchemy import select as sa_select
 from sqlmodel import col
 
-from api.db import Prediction, set_feedback
+from core.store import Prediction, set_feedback
 from api.deps import SessionDep, StateDep
 from api.routes.predictions import to_record
 from api.schemas import ERROR_RESPONSES, NOT_FOUND, FeedbackRequest, LiveMetrics, PredictionRecord

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
-from api.db import bump_generation
 from api.deps import AdminDep, ModelDep, StateDep
 from api.schemas import (
     ADMIN_RESPONSES,
@@ -25,6 +24,7 @@ from api.schemas import (
 from api.state import AppState
 from api.tables import parse_json
 from core import registry
+from core.store import bump_generation
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/model", tags=["model"])

@@ -28,7 +28,6 @@ from api.schemas import (
     ValidateResponse,
     upload_schema,
 )
-from api.db import BatchRows
 from api.serving import ServedModel
 from api.state import AppState
 from api.tables import (
@@ -48,6 +47,7 @@ from core.schema import (
     CustomerRecord,
     customer_from_json,
 )
+from core.store import BatchRows
 from core.tables import Table, passthrough_records, passthrough_warnings, with_results
 
 router = APIRouter(prefix="/predict", tags=["predict"])

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from api.db import Prediction, as_utc
+from core.store import Prediction, as_utc
 from api.deps import SessionDep, WriterDep
 from api.schemas import ERROR_RESPONSES, NOT_FOUND, PredictionPage, PredictionRecord
 

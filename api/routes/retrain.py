@@ -11,7 +11,6 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 
-from api.db import RetrainJob, as_utc
 from api.deps import AdminDep, StateDep
 from api.jobs import JobConflict, retrain_config
 from api.state import AppState
@@ -26,6 +25,7 @@ from api.schemas import (
 from api.tables import issue_items, read_request_table, unprocessable
 from core.data import NotTrainable, check_trainable, labelled_rows
 from core.schema import SchemaError
+from core.store import RetrainJob, as_utc
 from core.tables import Table
 
 router = APIRouter(prefix="/retrain", tags=["retrain"])

@@ -36,10 +36,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from core.monitoring.es import ES_ERRORS, BulkResult, bulk, from_settings, ping
 from core.monitoring.events import to_document
 from core.monitoring.indices import Indices
-from core.monitoring.read import PREDICTION
 from core.monitoring.spool import Record, Spool
-from core.monitoring.store import as_utc, engine_for
 from core.settings import Settings
+from core.store import PREDICTION, as_utc, open_engine
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +107,6 @@ class Pass:
     retry: int = 0
 
 
-def _naive_utc_now() -> datetime:
-    """Now in UTC without tzinfo: how the API stores its datetimes."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 class PredictionShipper:
     """Ships unshipped ``prediction`` rows to Elasticsearch; see the module docstring.
 
@@ -151,7 +145,7 @@ class PredictionShipper:
         config = config or ShipperConfig()
         client = from_settings(settings, timeout=config.timeout)
         rejects = settings.var_dir / "spool" / "rejected"
-        return cls(engine_for(settings.db_url), client, rejects, indices, config)
+        return cls(open_engine(settings.db_url), client, rejects, indices, config)
 
     # --- one pass ----------------------------------------------------------------------------
     def _pending(self) -> list[dict[str, Any]]:
@@ -171,7 +165,7 @@ class PredictionShipper:
             conn.execute(
                 update(PREDICTION)
                 .where(PREDICTION.c.id.in_(ids))
-                .values(shipped_at=_naive_utc_now())
+                .values(shipped_at=datetime.now(UTC))
             )
 
     def ship_once(self) -> Pass:

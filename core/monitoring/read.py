@@ -13,38 +13,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from elasticsearch import Elasticsearch
-from sqlalchemy import Column, DateTime, Float, Index, MetaData, String, Table, select, text
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from core.monitoring.es import from_settings
 from core.monitoring.indices import Indices
-from core.monitoring.store import MonitoringStore, as_utc, engine_for
+from core.monitoring.store import MonitoringStore
 from core.settings import Settings
-
-#: The API's ``prediction`` table as monitoring reads it and the shipper stamps it (owned and
-#: migrated by ``api/db.py``; ``core`` must not import ``api``, so it is described again here).
-PREDICTION = Table(
-    "prediction",
-    MetaData(),
-    Column("id", String, primary_key=True),
-    Column("created_at", DateTime),
-    Column("request_id", String),
-    Column("model_version", String),
-    Column("probability", Float),
-    Column("label", String),
-    Column("threshold", Float),
-    Column("latency_ms", Float),
-    Column("features", String),
-    Column("actual", String),
-    Column("feedback_at", DateTime),
-    Column("shipped_at", DateTime, doc="set by core.monitoring.outbox; NULL = not shipped yet"),
-    Index(
-        "ix_prediction_unshipped",
-        "created_at",
-        sqlite_where=text("shipped_at IS NULL"),
-        postgresql_where=text("shipped_at IS NULL"),
-    ),
-)
+from core.store import PREDICTION, as_utc, open_engine
 
 
 def _pct(values: np.ndarray, q: float) -> float | None:
@@ -81,13 +57,13 @@ def recent_predictions(
         columns.append(PREDICTION.c.features)
     query = (
         select(*columns)
-        .where(PREDICTION.c.created_at >= since.replace(tzinfo=None))
+        .where(PREDICTION.c.created_at >= since)
         .order_by(PREDICTION.c.created_at.desc())
     )
     if limit:
         query = query.limit(limit)
     try:
-        with engine_for(settings.db_url).connect() as conn:
+        with open_engine(settings.db_url).connect() as conn:
             rows = conn.execute(query).mappings().all()
     except OperationalError:
         return pd.DataFrame(columns=[c.name for c in columns])

@@ -1,8 +1,7 @@
 """The embedded monitoring store: host metrics, drift and live quality in ``settings.db_url``.
 
-Used when ``ES_URL`` is unset, so ``make run`` alone has monitoring. Tables are created on first
-use (never at import). The API's ``prediction`` table lives in the same database and is read, never
-written, from here.
+Used when ``ES_URL`` is unset, so ``make run`` alone has monitoring. The tables are defined and
+migrated with the rest of the predictions database (:mod:`core.store`).
 """
 
 from __future__ import annotations
@@ -10,109 +9,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import (
-    Boolean,
-    Column,
-    DateTime,
-    Engine,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    event,
-    insert,
-    select,
-)
-from sqlalchemy.engine import make_url
+from sqlalchemy import insert, select
 
-METADATA = MetaData()
-
-HOST = Table(
-    "monitoring_host",
-    METADATA,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), index=True, nullable=False),
-    Column("host", String(255), nullable=False),
-    Column("metricset", String(32), nullable=False, index=True),
-    Column("name", String(255), nullable=True, doc="container name / core id"),
-    Column("cpu_percent", Float),
-    Column("memory_percent", Float),
-    Column("disk_percent", Float),
-    Column("swap_percent", Float),
-    Column("document", Text, nullable=False, doc="the full document as JSON"),
-)
-
-DRIFT = Table(
-    "monitoring_drift",
-    METADATA,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(64), index=True, nullable=False),
-    Column("computed_at", DateTime(timezone=True), index=True, nullable=False),
-    Column("feature", String(64), nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("psi", Float, nullable=False),
-    Column("ks_statistic", Float),
-    Column("ks_pvalue", Float),
-    Column("drifted", Boolean, nullable=False),
-    Column("threshold", Float, nullable=False),
-    Column("reference_rows", Integer, nullable=False),
-    Column("current_rows", Integer, nullable=False),
-    Column("model_version", String(32)),
-    Column("source", String(32)),
-)
-
-QUALITY = Table(
-    "monitoring_quality",
-    METADATA,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), index=True, nullable=False),
-    Column("count", Integer, nullable=False),
-    Column("accuracy", Float),
-    Column("precision", Float),
-    Column("recall", Float),
-    Column("f1", Float),
-    Column("model_version", String(32)),
-)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
-
-
-@lru_cache(maxsize=8)
-def engine_for(db_url: str) -> Engine:
-    """One engine per URL (SQLite: WAL, busy timeout, parent folder created)."""
-    url = make_url(db_url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        from pathlib import Path  # pylint: disable=import-outside-toplevel
-
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(db_url)
-    if url.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
-
-
-def as_utc(value: datetime) -> datetime:
-    """Attach UTC to the naive datetimes SQLite returns."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+from core.store import DRIFT, HOST, QUALITY, as_utc, open_engine
 
 
 class MonitoringStore:
     """Read and write the monitoring tables of one database."""
 
     def __init__(self, db_url: str) -> None:
-        self.engine = engine_for(db_url)
-        METADATA.create_all(self.engine)
+        self.engine = open_engine(db_url)
 
     def add_host(self, docs: Iterable[Mapping[str, Any]]) -> int:
         """Store host/core/container documents of the agent; return how many."""

@@ -156,7 +156,7 @@ def test_generation_bump_from_elsewhere_is_followed(
     client: TestClient, champion: Champion, small_bundle: ModelBundle
 ) -> None:
     """Another worker's promotion (a DB generation bump) reaches this worker by itself."""
-    from api.db import bump_generation  # pylint: disable=import-outside-toplevel
+    from core.store import bump_generation  # pylint: disable=import-outside-toplevel
 
     state = client.app.state.churnops  # type: ignore[attr-defined]
     champion.loaded = LoadedModel(small_bundle, "7", {})

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+import time
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,12 +13,17 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
-from api.db import PredictionWriter, add_shipped_at, make_engine, utcnow
+from core.store import PredictionWriter, open_engine, utcnow
+from core.store.engine import current_revision, head_revision
+from core.store.tables import METADATA
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL
 from core.settings import Settings
 from tests.api.conftest import AppFactory
+from tests.conftest import ROOT
 
 
 def _db_file(settings: Settings) -> Path:
@@ -97,7 +105,7 @@ def test_feedback_and_live_metrics(client: TestClient) -> None:
 
 def test_writer_batches_concurrent_submitters(tmp_path: Path) -> None:
     """Many threads submitting at once: every row lands; flush waits for them; close drains."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    engine = open_engine(f"sqlite:///{tmp_path / 'w.db'}")
     writer = PredictionWriter(engine, interval=0.01)
     writer.start()
 
@@ -126,7 +134,8 @@ def test_writer_batches_concurrent_submitters(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert writer.flush(timeout=20)
-    writer.submit_many([row(10_000 + i) for i in range(100)])
+    for i in range(100):
+        writer.submit(row(10_000 + i))
     writer.close()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM prediction")).scalar_one() == 2100
@@ -136,7 +145,7 @@ def test_writer_batches_concurrent_submitters(tmp_path: Path) -> None:
 
 def test_writer_retries_until_the_database_answers(tmp_path: Path) -> None:
     """A failing insert is retried: no row lost."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    engine = open_engine(f"sqlite:///{tmp_path / 'r.db'}")
     calls = {"n": 0}
     writer = PredictionWriter(engine, interval=0.01)
     original = writer._insert  # pylint: disable=protected-access
@@ -233,7 +242,8 @@ def test_a_database_from_before_the_outbox_is_migrated(tmp_path: Path) -> None:
     """shipped_at and its partial index are added; old rows stay (unshipped); twice is fine."""
     path = _old_database(tmp_path / "old.db")
     for _ in range(2):
-        make_engine(f"sqlite:///{path}").dispose()
+        open_engine.cache_clear()
+        open_engine(f"sqlite:///{path}").dispose()
     columns, index = _outbox_schema(path)
     assert columns.count("shipped_at") == 1
     assert index == [
@@ -248,28 +258,51 @@ def test_a_database_from_before_the_outbox_is_migrated(tmp_path: Path) -> None:
     assert "ix_prediction_unshipped" in str(plan)  # the shipper's query reads only that index
 
 
-def test_workers_racing_to_migrate_all_start(tmp_path: Path) -> None:
-    """Several workers migrating the same old database at once: every one gets an engine."""
-    path = _old_database(tmp_path / "race.db")
-    errors: list[BaseException] = []
+def test_the_migrations_build_exactly_the_tables_the_code_defines(tmp_path: Path) -> None:
+    """Alembic's comparison of the migrated database with core.store's metadata finds nothing."""
+    engine = open_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), METADATA)
+    assert diff == []
+    assert current_revision(engine) == head_revision()
 
-    def start() -> None:
-        try:
-            make_engine(f"sqlite:///{path}").dispose()
-        except Exception as exc:  # pylint: disable=broad-exception-caught  # reported below
-            errors.append(exc)
 
-    threads = [threading.Thread(target=start) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+OPEN_STORE = """
+import sys, time
+from core.store import open_engine
+while time.time() < float(sys.argv[2]):
+    pass
+open_engine(sys.argv[1]).dispose()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("start", ["empty", "old"])
+def test_processes_racing_to_open_a_store_all_start_and_migrate_once(
+    tmp_path: Path, start: str
+) -> None:
+    """Four processes released at the same instant on a new (or pre-outbox) database: each gets
+    an engine, the schema is migrated exactly once, to the newest revision."""
+    path = tmp_path / "race.db"
+    if start == "old":
+        _old_database(path)
+    go = time.time() + 3.0
+    procs = [
+        subprocess.Popen(  # pylint: disable=consider-using-with  # waited for below
+            [sys.executable, "-c", OPEN_STORE, f"sqlite:///{path}", str(go)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 4, [err for _, err in outputs]
+    assert sum("migrating the predictions database" in err for _, err in outputs) <= 1
     assert _outbox_schema(path)[0].count("shipped_at") == 1
-    engine = make_engine(f"sqlite:///{path}")
-    add_shipped_at(engine)  # what the loser of the race runs: "duplicate column" is not an error
-    engine.dispose()
-    assert _outbox_schema(path)[0].count("shipped_at") == 1
+    open_engine.cache_clear()
+    assert current_revision(open_engine(f"sqlite:///{path}")) == head_revision()
 
 
 def test_the_api_ships_nothing_itself(

@@ -12,8 +12,7 @@ import pandas as pd
 from elasticsearch import Elasticsearch
 from sqlalchemy import insert
 
-from core.monitoring.read import PREDICTION
-from core.monitoring.store import engine_for
+from core.store import PREDICTION, open_engine
 from core.reference import Reference, build_reference
 from core.schema import EXAMPLE_CHURNER, FEATURE_NAMES, validate_frame
 from tests.conftest import ROOT
@@ -45,9 +44,8 @@ def shifted(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def seed_predictions(db_url: str, rows: list[dict[str, Any]]) -> None:
-    """Create the ``prediction`` table (as the API does) and insert ``rows``."""
-    engine = engine_for(db_url)
-    PREDICTION.metadata.create_all(engine)
+    """Insert ``rows`` into the ``prediction`` table (the store's schema made as the API does)."""
+    engine = open_engine(db_url)
     with engine.begin() as conn:
         conn.execute(insert(PREDICTION), rows)
 
@@ -69,10 +67,12 @@ def prediction_rows(
             rows.append(
                 {
                     "id": str(uuid.uuid4()),
-                    "created_at": (now - timedelta(hours=hour, minutes=i)).replace(tzinfo=None),
+                    "created_at": now - timedelta(hours=hour, minutes=i),
+                    "request_id": f"r{n}",
                     "model_version": "2" if i % 2 else "1",
                     "probability": 0.8 if i % 5 == 0 else 0.2,
                     "label": "yes" if i % 5 == 0 else "no",
+                    "threshold": 0.5,
                     "latency_ms": float(i + 1),
                     "features": json.dumps(feats, default=float),
                     "actual": ("yes" if i % 10 == 0 else "no") if i < per_hour // 2 else None,

@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from api.db import PredictionWriter, utcnow
+from core.store import PredictionWriter, utcnow
 from core.monitoring.outbox import PredictionShipper
-from core.monitoring.read import PREDICTION
+from core.store import PREDICTION
 from core.schema import EXAMPLE_CHURNER
 
 
@@ -45,7 +45,8 @@ def prediction_rows(
 def store(engine: Engine, rows: list[dict[str, Any]]) -> list[str]:
     """Insert ``rows`` with the API's own writer; their ids."""
     writer = PredictionWriter(engine)
-    writer.submit_many(rows)
+    for row in rows:
+        writer.submit(row)
     writer.close()  # never started: drains in this thread
     return [row["id"] for row in rows]
 

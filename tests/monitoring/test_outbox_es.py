@@ -12,13 +12,12 @@ from elasticsearch import Elasticsearch
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from api.db import PredictionWriter, make_engine
+from core.store import PredictionWriter, open_engine
 from api.main import create_app
 from core.monitoring.es import connect
 from core.monitoring.indices import Indices, setup
 from core.monitoring.outbox import PredictionShipper, ShipperConfig
-from core.monitoring.read import PREDICTION
-from core.monitoring.store import engine_for
+from core.store import PREDICTION
 from core.pipelines import TrainedModel, fit_and_evaluate
 from core.registry import LoadedModel
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL
@@ -41,27 +40,21 @@ def shipper_of(
     )
 
 
-def test_10k_rows_shipped_within_5_seconds(
+def test_10k_rows_shipped_each_once(
     es: Elasticsearch, es_url: str, indices: Indices, tmp_path: Path
 ) -> None:
+    """Every stored row lands in Elasticsearch once and is stamped (speed: ``make bench``)."""
     setup(es, prefix=indices.prefix)
-    warm_engine = make_engine(f"sqlite:///{tmp_path / 'warm.db'}")
-    store(warm_engine, prediction_rows(3_000))  # JIT and mappings warm, as in production
-    shipper_of(warm_engine, es_url, Indices(f"{indices.prefix}w"), tmp_path).drain()
-    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    engine = open_engine(f"sqlite:///{tmp_path / 'p.db'}")
     store(engine, prediction_rows(10_000))
     shipper = shipper_of(engine, es_url, indices, tmp_path)
-    started = time.perf_counter()
     done = shipper.drain()
-    seconds = time.perf_counter() - started
     shipper.close()
     es.indices.refresh(index=indices.predictions)
-    print(f"FIGURE outbox: 10000 rows shipped in {seconds:.2f} s ({shipper.stats.batches} bulks)")
     assert count(es, indices.predictions) == 10_000
     assert (done.selected, done.stamped, done.retry) == (10_000, 10_000, 0)
     assert shipper.stats.delivered == 10_000 and shipper.stats.rejected == 0
     assert unshipped(engine) == 0
-    assert seconds <= 5.0
 
 
 def test_nothing_lost_or_doubled_across_an_elasticsearch_restart(
@@ -71,7 +64,7 @@ def test_nothing_lost_or_doubled_across_an_elasticsearch_restart(
     if elasticsearch.external:
         pytest.skip("cannot restart an external ES_TEST_URL cluster")
     setup(es, prefix=indices.prefix)
-    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    engine = open_engine(f"sqlite:///{tmp_path / 'p.db'}")
     writer = PredictionWriter(engine, interval=0.01)
     writer.start()
     shipper = shipper_of(
@@ -89,7 +82,8 @@ def test_nothing_lost_or_doubled_across_an_elasticsearch_restart(
         for i in range(60):
             if i == 20:
                 elasticsearch.stop()  # mid-stream; the writer goes on
-            writer.submit_many(prediction_rows(100))
+            for row in prediction_rows(100):
+                writer.submit(row)
             time.sleep(0.01)
         assert writer.flush(timeout=30)
         waiting = unshipped(engine)
@@ -115,7 +109,7 @@ def test_a_rerun_ships_nothing_new_and_later_rows_are_shipped(
     es: Elasticsearch, es_url: str, indices: Indices, tmp_path: Path
 ) -> None:
     setup(es, prefix=indices.prefix)
-    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    engine = open_engine(f"sqlite:///{tmp_path / 'p.db'}")
     ids = store(engine, prediction_rows(300))
     assert shipper_of(engine, es_url, indices, tmp_path).drain().stamped == 300
     again = shipper_of(engine, es_url, indices, tmp_path)
@@ -140,7 +134,7 @@ def test_rejected_rows_are_kept_and_do_not_block_the_rest(
 ) -> None:
     """An unmappable value and an unreadable row go to the rejected spool; the rest ships."""
     setup(es, prefix=indices.prefix)
-    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    engine = open_engine(f"sqlite:///{tmp_path / 'p.db'}")
     good = store(engine, prediction_rows(100))
     (unmappable,) = store(
         engine, prediction_rows(1, {**EXAMPLE_CHURNER, "account_length": "not a number"})
@@ -192,7 +186,7 @@ def test_api_predictions_reach_elasticsearch_through_the_shipper(
             answers.append({**answer.json(), "features": customer})
         batch = client.post("/predict/batch", json=[EXAMPLE_LOYAL] * 4).json()["results"]
         answers += [{**row, "features": EXAMPLE_LOYAL} for row in batch]
-    engine = engine_for(with_es.db_url)
+    engine = open_engine(with_es.db_url)
     assert unshipped(engine) == 7  # the API stored them and shipped nothing itself
     shipper = PredictionShipper.from_settings(with_es, indices)
     assert shipper.drain().stamped == 7

@@ -1,0 +1,1 @@
+"""Alembic revisions of the predictions database (run by :func:`core.store.engine.prepare`)."""
