@@ -9,8 +9,12 @@ UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 RUN := $(VENV)/bin
-SRC := core api ui
-STAMP := $(VENV)/.installed
+SRC := core api ui ops
+CLI := $(RUN)/churnops
+# Two installs from the same uv.lock: what running churnops needs (make run, serve, train...), and
+# the developer tools on top (make test, lint, watch...). The second never removes the first.
+STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
 export PYTHONPATH := $(CURDIR)
 
@@ -22,45 +26,53 @@ help: ## Show this help
 # --- install ---------------------------------------------------------------------------------------
 $(STAMP): pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
-	$(UV) sync --frozen --python $(PYTHON_VERSION)
+	$(UV) sync --frozen --no-dev --inexact --python $(PYTHON_VERSION)
 	@touch $@
 
+$(DEV_STAMP): pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
+	$(UV) sync --frozen --python $(PYTHON_VERSION)
+	@touch $@ $(STAMP)
+
 .PHONY: install
-install: $(STAMP) ## Create .venv from uv.lock (uv is installed with pip if missing)
+install: $(DEV_STAMP) ## Create .venv from uv.lock with the developer tools (uv installed with pip if missing)
+
+.PHONY: install-run
+install-run: $(STAMP) ## Create .venv from uv.lock with only what running churnops needs
 
 # --- quality gates ---------------------------------------------------------------------------------
 .PHONY: format
-format: $(STAMP) ## Format the code with black
+format: $(DEV_STAMP) ## Format the code with black
 	$(RUN)/black $(SRC) tests scripts
 
 .PHONY: format-check
-format-check: $(STAMP) ## Check formatting (black --check)
+format-check: $(DEV_STAMP) ## Check formatting (black --check)
 	$(RUN)/black --check --diff $(SRC) tests scripts
 
 .PHONY: lint
-lint: $(STAMP) ## Lint with pylint (10.00 required) and flake8
+lint: $(DEV_STAMP) ## Lint with pylint (10.00 required) and flake8
 	$(RUN)/pylint --fail-under=10 $(SRC) scripts
 	$(RUN)/flake8 $(SRC) tests scripts
 
 .PHONY: typecheck
-typecheck: $(STAMP) ## Type-check core, api and ui with mypy --strict
+typecheck: $(DEV_STAMP) ## Type-check core, api and ui with mypy --strict
 	$(RUN)/mypy $(SRC)
 
 .PHONY: security
 security: bandit audit ## Security gates: bandit and pip-audit
 
 .PHONY: bandit
-bandit: $(STAMP) ## Static security scan of our code (fails on medium/high findings)
+bandit: $(DEV_STAMP) ## Static security scan of our code (fails on medium/high findings)
 	$(RUN)/bandit -q -c pyproject.toml -r $(SRC) scripts --severity-level medium
 
 .PHONY: audit
-audit: $(STAMP) ## pip-audit of every locked dependency against PyPI's advisory data
+audit: $(DEV_STAMP) ## pip-audit of every locked dependency against PyPI's advisory data
 	@mkdir -p var
 	$(UV) export --frozen --all-groups --format requirements-txt --no-emit-project > var/requirements-audit.txt
 	$(PY) scripts/audit.py var/requirements-audit.txt
 
 .PHONY: test
-test: $(STAMP) ## Run every test (unit, data, model, api, ui, integration, e2e) with the coverage gate
+test: $(DEV_STAMP) ## Run every test (unit, data, model, api, ui, integration, e2e) with the coverage gate
 	@mkdir -p var
 	$(RUN)/pytest --cov --cov-report=term --cov-report=xml:var/coverage.xml $(PYTEST_ARGS)
 

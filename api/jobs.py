@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import uuid
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from api.serving import ModelManager
-from core.pipelines import train_and_register
+from core.pipelines import TrainResult, train_and_register
 from core.settings import Settings
 from core.store import RetrainJob, as_utc, bump_generation, utcnow
 from core.train import TrainConfig
@@ -31,7 +30,7 @@ from core.train import TrainConfig
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, float], None]
-Trainer = Callable[[Settings, Progress], dict[str, Any]]
+Trainer = Callable[[Settings, Progress], TrainResult]
 ACTIVE = ("queued", "running")
 STALE_AFTER = timedelta(minutes=30)
 
@@ -44,33 +43,11 @@ class JobConflict(RuntimeError):
         self.job_id = job_id
 
 
-def _as_dict(value: Any) -> dict[str, Any]:
-    if hasattr(value, "model_dump"):
-        return dict(value.model_dump(mode="json"))
-    if hasattr(value, "__dataclass_fields__"):
-        return {
-            k: _as_dict(v) if hasattr(v, "model_dump") else v
-            for k, v in vars(value).items()
-            if isinstance(v, (str, int, float, bool, type(None), dict, list))
-            or hasattr(v, "model_dump")
-        }
-    return dict(value)
-
-
-def retrain_config() -> TrainConfig:
-    """The configuration of ``POST /retrain``: env ``RETRAIN_CONFIG`` as JSON, else the default."""
-    config_json = os.environ.get("RETRAIN_CONFIG")
-    return TrainConfig.model_validate_json(config_json) if config_json else TrainConfig()
-
-
-def default_trainer(settings: Settings, on_progress: Progress) -> dict[str, Any]:
-    """Train with :func:`retrain_config`, register, gate.
-
-    Returns:
-        The :class:`core.pipelines.TrainResult` as a JSON-able dict.
-    """
-    result = train_and_register(settings, retrain_config(), on_progress=on_progress)
-    return _as_dict(result)
+def default_trainer(settings: Settings, on_progress: Progress) -> TrainResult:
+    """Train with ``settings.retrain_config`` (env ``RETRAIN_CONFIG``, JSON; default
+    ``TrainConfig()``), register and gate."""
+    config = TrainConfig.model_validate(settings.retrain_config)
+    return train_and_register(settings, config, on_progress=on_progress)
 
 
 class RetrainRunner:
@@ -173,9 +150,9 @@ class RetrainRunner:
             log.exception("retrain %s failed", job_id)
             self._update(job_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
             return
-        if result.get("promoted"):
+        if result.promoted:
             progress("swap", 0.95)
             generation = bump_generation(self._engine, f"retrain {job_id} promoted")
             self._manager.load(generation)
         progress("done", 1.0)
-        self._update(job_id, status="succeeded", result=json.dumps(result, default=str))
+        self._update(job_id, status="succeeded", result=result.model_dump_json())

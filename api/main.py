@@ -6,7 +6,7 @@ follows the model generation), the retrain runner and the event hub. On shutdown
 watcher and drains the prediction queue into the database.
 
 The API ships no monitoring events itself: its ``prediction`` table is the outbox that
-``python -m core.monitoring ship`` sends to Elasticsearch from a process of its own.
+``churnops monitoring ship`` sends to Elasticsearch from a process of its own.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from api.jobs import RetrainRunner, Trainer
 from api.routes import feedback, health, model, monitoring, predict, predictions, retrain, ws
 from api.serving import Loader, ModelManager, ServedModel
 from api.state import AppState
+from core.logs import configure_logging
 from core.settings import Settings, get_settings
 from core.store import PredictionWriter, RetrainJob, as_utc, open_engine, utcnow
 
@@ -122,6 +123,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(conf, service="churnops-api")
         engine = await run_in_threadpool(open_engine, conf.db_url)
         hub = EventHub()
         hub.bind(asyncio.get_running_loop())

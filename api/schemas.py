@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core import schema
+from core.pipelines import TrainResult
 
 if TYPE_CHECKING:
     CustomerIn = schema._CustomerBase  # pylint: disable=protected-access  # static view of Customer
@@ -114,6 +115,39 @@ class ModelInfo(BaseModel):
     generation: int = Field(0, description="Model generation counter (bumped on every swap).")
 
 
+class GateRecord(BaseModel):
+    """What the registry recorded on a version: the promotion gate's decision (when the gate
+    judged it) and the manual promotions/rollbacks that touched it (``key -> value`` as tagged:
+    ``forced``, ``reason``, ``previous_champion``, ``demoted``, ``restored``, ``at``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["promoted", "rejected"] | None = Field(
+        None, description="The gate's decision; None when the gate never judged this version."
+    )
+    reason: str | None = Field(None, examples=["f1 0.9237 beats champion v2 0.9101 by >= 0.002"])
+    metric: str | None = Field(None, description="Compared metric.", examples=["f1"])
+    margin: str | None = Field(None, description="Required lead.", examples=["0.002"])
+    challenger_score: str | None = Field(None, examples=["0.923700"])
+    champion_score: str | None = Field(None, examples=["0.910100"])
+    champion_version: str | None = Field(None, examples=["2"])
+    at: str | None = Field(None, description="When the gate decided (ISO 8601).")
+    promotion: dict[str, str] = Field(default_factory=dict, description="Manual promotion.")
+    rollback: dict[str, str] = Field(default_factory=dict, description="Rollback events.")
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> GateRecord:
+        """From the registry's flat record (``decision``, ``promotion.forced``...)."""
+        fields: dict[str, Any] = {"promotion": {}, "rollback": {}}
+        for key, value in tags.items():
+            group, _, name = key.partition(".")
+            if name and group in ("promotion", "rollback"):
+                fields[group][name] = value
+            else:
+                fields[key] = value
+        return cls.model_validate(fields)
+
+
 class ModelVersionInfo(BaseModel):
     """One registered version."""
 
@@ -122,7 +156,9 @@ class ModelVersionInfo(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict, description="Holdout metrics.")
     created_at: str | None = Field(None, description="Registration time (ISO 8601).")
     run_id: str | None = Field(None, description="MLflow run id.")
-    gate: dict[str, Any] = Field(default_factory=dict, description="Promotion gate decision.")
+    gate: GateRecord = Field(
+        default_factory=GateRecord, description="Gate decision and manual promotions/rollbacks."
+    )
 
 
 class CurvePointOut(BaseModel):
@@ -205,9 +241,17 @@ class Driver(BaseModel):
     )
 
 
-class ExplainResponse(PredictionResponse):
-    """A prediction with its main drivers."""
+class ExplainResponse(BaseModel):
+    """Why the model scores a customer as it does. Not a prediction: nothing is stored (the
+    prediction itself is ``POST /predict``'s)."""
 
+    churn_probability: float = Field(
+        ge=0, le=1, description="Probability that the customer churns.", examples=[0.91]
+    )
+    label: Label = Field(description="`yes` when probability ≥ threshold.", examples=["yes"])
+    churn: bool = Field(description="Same as label, as a boolean.", examples=[True])
+    threshold: float = Field(description="Decision threshold used.", examples=[0.42])
+    model_version: str = Field(description="Model version that answered.", examples=["3"])
     drivers: list[Driver] = Field(description="Features by absolute contribution, largest first.")
 
 
@@ -342,10 +386,8 @@ class RetrainStatus(BaseModel):
     job_id: str = Field(examples=[EXAMPLE_ID])
     status: Literal["queued", "running", "succeeded", "failed"] = Field(examples=["running"])
     progress: list[ProgressPoint] = Field(default_factory=list)
-    result: dict[str, Any] | None = Field(
-        None,
-        description="Training result with the gate decision (promoted, reason, scores).",
-        examples=[{"promoted": True, "reason": "beats champion", "model_version": "4"}],
+    result: TrainResult | None = Field(
+        None, description="The training result with the gate's decision, scores and reason."
     )
     error: str | None = Field(None, description="Why it failed.")
     created_at: datetime

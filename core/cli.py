@@ -1,4 +1,4 @@
-"""``python -m core``: validate data, train, evaluate and predict from the command line.
+"""The ML commands of ``churnops``: validate data, train, evaluate, predict, registry commands.
 
 Progress and human-readable summaries go to stderr; machine-readable results go to stdout (``train``
 ends with ONE JSON line: ``run_id``, ``model_version``, ``f1``, ``roc_auc``, ``promoted``).
@@ -27,7 +27,7 @@ from core.data import (
     to_xy,
 )
 from core.evaluate import QUALITY_THRESHOLDS, evaluate
-from core.persist import latest_bundle_dir, load_bundle
+from core.persist import ModelBundle, latest_bundle_dir, load_bundle
 from core.predict import Predictor
 from core.schema import SchemaError
 from core.settings import get_settings
@@ -56,10 +56,14 @@ def _model_dir(value: Path | None) -> Path:
 def _read(path: Path, *, require_target: bool) -> Table:
     """Read a table, saying on stderr how it was read and every warning."""
     table = read_path(path, require_target=require_target)
+    _report(path, table)
+    return table
+
+
+def _report(path: Path, table: Table) -> None:
     _err(f"{path}: {table.read_as}")
     for warning in table.warnings:
         _err(f"warning: {warning}")
-    return table
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -134,13 +138,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 1 if failures and args.check else 0
 
 
+def _scoring_bundle(model_dir: Path | None) -> ModelBundle:
+    """The bundle to score with: ``--model DIR`` if given, else the champion the API serves
+    (from the registry, or its local copy when the registry is down); stderr says which."""
+    if model_dir is not None:
+        _err(f"scoring with the bundle in {model_dir} (given with --model)")
+        return load_bundle(model_dir)
+    from core.registry import load_champion  # pylint: disable=import-outside-toplevel  # mlflow
+
+    settings = get_settings()
+    loaded = load_champion(settings)
+    where = f"the local copy ({loaded.reason})" if loaded.degraded else "the registry"
+    _err(f"scoring with {settings.model_name} v{loaded.version}, the champion, from {where}")
+    return loaded.bundle
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Score a table of customers; writes every input column (ids too, unchanged) plus the
-    probability and the label, in the input's separator and decimal mark."""
-    predictor = Predictor(load_bundle(_model_dir(args.model)))
-    table = _read(args.input, require_target=False)
+    """Score a table of customers with the champion (or ``--model DIR``); writes every input
+    column (ids too, unchanged) plus churn_probability and churn_label, in the input's separator
+    and decimal mark."""
+    table = read_path(args.input)  # a broken file is refused before any model is loaded
     if not table.report.ok:
         raise SchemaError(table.report)
+    predictor = Predictor(_scoring_bundle(args.model))
+    _report(args.input, table)
     scored = predictor.predict_frame(table.report.frame)
     results = {
         "churn_probability": scored["probability"].to_numpy(),
@@ -160,10 +181,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m core`` (one sub-command per action)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m core", description="churnops: churn model pipeline."
-    )
+    """The argument parser of the ML commands of ``churnops`` (one sub-command per action)."""
+    parser = argparse.ArgumentParser(prog="churnops", description="churnops: churn model pipeline.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data_help = (
         "CSV/TSV (any separator, decimal mark, encoding) or workbook, modeldata or BigML "
@@ -223,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output", type=Path, default=Path("-"), help="output CSV; '-' = stdout (default)"
     )
-    p.add_argument("--model", type=Path, help=model_help)
+    p.add_argument(
+        "--model", type=Path, help="bundle directory; default: the champion the API serves"
+    )
     p.set_defaults(func=cmd_predict)
 
     for name, text in REGISTRY_COMMANDS.items():  # issue 3: delegated to core.registry_cli
@@ -263,6 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         _err(f"error: {exc}")
         return 1
+    except RuntimeError as exc:  # no champion to score with, a broken store: one line
+        _err(f"error: {exc}")
+        return 1
     except Exception as exc:  # pylint: disable=broad-exception-caught  # one line, no traceback
         _err(f"error: {type(exc).__name__}: {exc}".splitlines()[0])
         return 1
@@ -272,5 +296,5 @@ def _issues_line(exc: SchemaError, shown: int = 3) -> str:
     """A schema error on one line: the count, the first issues, and how to see them all."""
     issues = exc.report.issues
     first = "; ".join(str(issue) for issue in issues[:shown])
-    more = f" (+{len(issues) - shown} more: `python -m core validate` lists them)"
+    more = f" (+{len(issues) - shown} more: `churnops validate` lists them)"
     return f"{len(issues)} issue(s): {first}" + (more if len(issues) > shown else "")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
-import os
 import queue
 import socket
 from datetime import UTC, datetime
@@ -24,6 +23,8 @@ from core.settings import Settings
 ECS_VERSION = "8.11.0"
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _LISTENERS: list[logging.handlers.QueueListener] = []  # the running shipper (at most one)
+#: Loggers that uvicorn configures with handlers of its own (plain text).
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 class EcsJsonFormatter(logging.Formatter):
@@ -101,7 +102,7 @@ def configure_logging(
     Args:
         settings: ``log_json`` selects JSON (ECS) lines instead of plain text.
         service: ``service.name`` in every JSON line (e.g. ``churnops-api``).
-        level: log level name; default ``LOG_LEVEL`` or ``INFO``.
+        level: log level name; default ``settings.log_level`` (``LOG_LEVEL``, ``INFO``).
     """
     while _LISTENERS:
         _LISTENERS.pop().stop()
@@ -109,13 +110,19 @@ def configure_logging(
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
-    root.setLevel((level or os.environ.get("LOG_LEVEL", "INFO")).upper())
+    root.setLevel((level or settings.log_level).upper())
     console = logging.StreamHandler()
     if settings.log_json:
         console.setFormatter(EcsJsonFormatter(service))
     else:
         console.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root.addHandler(console)
+    if settings.log_json:  # the servers' own loggers (uvicorn's) go through the same lines
+        for name in SERVER_LOGGERS:
+            server_logger = logging.getLogger(name)
+            for handler in list(server_logger.handlers):
+                server_logger.removeHandler(handler)
+            server_logger.propagate = True
     target = _logstash_target(settings)
     if settings.log_json and target is not None:
         records: queue.Queue[logging.LogRecord] = queue.Queue(10_000)

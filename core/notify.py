@@ -3,7 +3,7 @@
 Both notifiers are best-effort: on a headless machine, with no SMTP server configured or when a
 backend fails they log one line and return ``False``; they never raise, so a notification can never
 fail the pipeline it reports on. An email that could not be delivered is kept as an ``.eml`` file in
-``<var_dir>/outbox`` and sent with the next email that goes through (or by ``python -m core.notify
+``<var_dir>/outbox`` and sent with the next email that goes through (or by ``churnops notify
 flush``).
 """
 
@@ -203,8 +203,8 @@ def flush_outbox(settings: Settings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m core.notify {desktop,email,flush}``: send a notification by hand."""
-    parser = argparse.ArgumentParser(prog="python -m core.notify", description=main.__doc__)
+    """``churnops notify {desktop,email,flush}``: send a notification by hand."""
+    parser = argparse.ArgumentParser(prog="churnops notify", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     desktop = sub.add_parser("desktop", help="show a desktop notification")
     desktop.add_argument("title")
@@ -220,7 +220,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "email":
         return 0 if send_email(args.subject, args.body, get_settings()) else 1
     return 0 if flush_outbox(get_settings()) >= 0 else 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -2,7 +2,7 @@
 
 :func:`fit_and_evaluate` is pure (DataFrame in, :class:`TrainedModel` out, no I/O);
 :func:`train_and_register` adds the I/O around it (reading the CSV, saving the local bundle, and
-the registration seam). ``make train``, ``python -m core train`` and the API's ``POST /retrain``
+the registration seam). ``make train``, ``churnops train`` and the API's ``POST /retrain``
 all call :func:`train_and_register`.
 """
 

@@ -1,4 +1,4 @@
-"""``python -m core.registry_cli {promote, rollback, champion, tune}``: the registry's command line.
+"""``churnops {promote, rollback, champion, tune}``: the registry's command line.
 
 ``make promote VERSION=n``, ``make rollback``, ``make champion`` and ``make tune`` call it; each
 command prints one JSON object on stdout (progress goes to stderr).
@@ -23,7 +23,7 @@ def _print_json(data: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Promote, roll back, show the champion, or tune; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m core.registry_cli", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="churnops", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_promote = sub.add_parser("promote", help="force VERSION to champion (recorded)")
     p_promote.add_argument("version", help="model version number of churn-model")
@@ -65,7 +65,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _stderr_progress(step: str, fraction: float) -> None:
     print(f"[{fraction:6.1%}] {step}", file=sys.stderr, flush=True)  # noqa: T201
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -61,6 +61,19 @@ class Settings(BaseSettings):
     )
 
     api_url: str = Field("http://127.0.0.1:8000", description="Where the UI finds the API.")
+    api_host: str = Field("127.0.0.1", description="Interface the API listens on.")
+    api_port: int = Field(8000, ge=0, le=65535, description="Port the API listens on.")
+    api_workers: int = Field(2, ge=1, le=64, description="API worker processes.")
+    api_threads: int = Field(
+        2, ge=1, le=64, description="OpenMP threads per API worker (batch scoring)."
+    )
+    ui_host: str = Field("127.0.0.1", description="Interface the UI listens on.")
+    ui_port: int = Field(8501, ge=0, le=65535, description="Port the UI listens on.")
+    startup_timeout: float = Field(
+        0.0,
+        ge=0.0,
+        description="Seconds `make run` waits for a server to come up; 0 = as long as it runs.",
+    )
     api_key: SecretStr | None = Field(None, description="Key for admin endpoints (X-API-Key).")
     api_key_file: Path | None = Field(None, description="Docker secret file holding the API key.")
 
@@ -74,6 +87,18 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
 
     log_json: bool = Field(False, description="Log JSON lines with ECS field names.")
+    log_level: str = Field("INFO", description="Log level of every churnops process.")
+    retrain_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="JSON of the TrainConfig that POST /retrain uses (default: TrainConfig()).",
+    )
+
+    gate_metric: Literal["f1", "roc_auc", "pr_auc"] = Field(
+        "f1", description="Metric the promotion gate compares between challenger and champion."
+    )
+    gate_margin: float = Field(
+        0.002, ge=0.0, le=0.2, description="Lead over the champion a challenger needs."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -16,7 +16,7 @@ EMAIL ?= auto
 NOTIFY_ARGS ?=
 # A plain `make` (not $(MAKE)), so `make -n pipeline-x` only prints the runner's command line.
 PIPELINE_MAKE ?= make
-PIPELINE_RUN = $(PY) -m core.automation run --make '$(PIPELINE_MAKE)' --email $(EMAIL) $(NOTIFY_ARGS)
+PIPELINE_RUN = $(CLI) pipeline run --make '$(PIPELINE_MAKE)' --email $(EMAIL) $(NOTIFY_ARGS)
 
 DATA_CSV ?= data/raw/churn.csv
 # Drift of new data is reported (and alerted by core.monitoring), not a failure: drifted data is
@@ -38,36 +38,36 @@ WORKFLOWS := $(wildcard .github/workflows/*.yml)
 
 # --- pipelines -------------------------------------------------------------------------------------
 .PHONY: pipeline-code
-pipeline-code: $(STAMP) ## Code pipeline: format-check, lint, typecheck, security, unit+functional tests
+pipeline-code: $(DEV_STAMP) ## Code pipeline: format-check, lint, typecheck, security, unit+functional tests
 	$(PIPELINE_RUN) code $(PIPELINE_CODE)
 
 .PHONY: pipeline-data
-pipeline-data: $(STAMP) ## Data pipeline: validate data/ against the schema, data tests, drift vs champion
+pipeline-data: $(DEV_STAMP) ## Data pipeline: validate data/ against the schema, data tests, drift vs champion
 	$(PIPELINE_RUN) data $(PIPELINE_DATA)
 
 .PHONY: pipeline-train
-pipeline-train: $(STAMP) ## Training pipeline: train, evaluate, register and gate (make train), evaluate
+pipeline-train: $(DEV_STAMP) ## Training pipeline: train, evaluate, register and gate (make train), evaluate
 	$(PIPELINE_RUN) train $(PIPELINE_TRAIN)
 
 .PHONY: pipeline-deploy
-pipeline-deploy: $(STAMP) ## Deploy pipeline: docker-build, docker-push, deploy, smoke (needs Docker)
+pipeline-deploy: $(DEV_STAMP) ## Deploy pipeline: docker-build, docker-push, deploy, smoke (needs Docker)
 	$(PIPELINE_RUN) deploy $(PIPELINE_DEPLOY)
 
 .PHONY: pipeline-all
-pipeline-all: $(STAMP) ## Code, data and train pipelines in one run, emailed at the end (DEPLOY=1 adds deploy)
+pipeline-all: $(DEV_STAMP) ## Code, data and train pipelines in one run, emailed at the end (DEPLOY=1 adds deploy)
 	$(PIPELINE_RUN) all $(PIPELINE_ALL)
 
 # --- pipeline steps owned here ---------------------------------------------------------------------
 .PHONY: test-code
-test-code: $(STAMP) ## Unit + functional tests (all of tests/ but data/ and e2e/), no coverage gate
+test-code: $(DEV_STAMP) ## Unit + functional tests (all of tests/ but data/ and e2e/), no coverage gate
 	$(RUN)/pytest $(TEST_CODE_PATHS) $(PYTEST_ARGS)
 
 .PHONY: test-data
-test-data: $(STAMP) ## Data tests (tests/data)
+test-data: $(DEV_STAMP) ## Data tests (tests/data)
 	$(RUN)/pytest $(TEST_DATA_PATHS) $(PYTEST_ARGS)
 
 .PHONY: data-drift
-data-drift: $(STAMP) ## Drift of DATA_CSV vs the champion's training reference (DRIFT_FAIL=1: a gate)
+data-drift: $(DEV_STAMP) ## Drift of DATA_CSV vs the champion's training reference (DRIFT_FAIL=1: a gate)
 	@$(MAKE) drift DRIFT_ARGS="--csv $(DATA_CSV)$(if $(filter 1 yes true,$(DRIFT_FAIL)), --fail-on-drift)"
 
 .PHONY: docker-check
@@ -80,20 +80,20 @@ docker-check: ## Fail with a clear message unless a Docker engine answers (first
 
 .PHONY: model-version
 model-version: $(STAMP) ## Print the champion's registered model version (tags the images)
-	@$(PY) -m core.automation model-version
+	@$(CLI) pipeline model-version
 
 # --- watch, notifications --------------------------------------------------------------------------
 .PHONY: watch
-watch: $(STAMP) ## Watch the project; on each change run the matching pipeline (Ctrl-C stops)
-	$(PY) -m core.watch --root . --debounce $(WATCH_DEBOUNCE) --command '$(WATCH_COMMAND)'
+watch: $(DEV_STAMP) ## Watch the project; on each change run the matching pipeline (Ctrl-C stops)
+	$(CLI) watch --root . --debounce $(WATCH_DEBOUNCE) --command '$(WATCH_COMMAND)'
 
 .PHONY: notify-flush
 notify-flush: $(STAMP) ## Send the emails kept in var/outbox (SMTP was down or unset when they failed)
-	$(PY) -m core.notify flush
+	$(CLI) notify flush
 
 # --- git hooks, CI files ---------------------------------------------------------------------------
 .PHONY: hooks
-hooks: $(STAMP) ## Install the pre-commit hooks (black, flake8, mypy, bandit on staged files)
+hooks: $(DEV_STAMP) ## Install the pre-commit hooks (black, flake8, mypy, bandit on staged files)
 	$(RUN)/pre-commit install
 
 $(ACTIONLINT):
@@ -105,13 +105,13 @@ $(ACTIONLINT):
 tools: $(ACTIONLINT) ## Install actionlint (ACTIONLINT_VERSION, from its Go module) under TOOLS_DIR
 
 .PHONY: lint-ci
-lint-ci: $(STAMP) $(ACTIONLINT) ## Lint the GitHub workflows (actionlint + the workflow JSON schema)
+lint-ci: $(DEV_STAMP) $(ACTIONLINT) ## Lint the GitHub workflows (actionlint + the workflow JSON schema)
 	$(ACTIONLINT) $(WORKFLOWS)
 	$(RUN)/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
 
 # --- SonarQube -------------------------------------------------------------------------------------
 .PHONY: sonar-reports
-sonar-reports: $(STAMP) ## Write the pylint/flake8/bandit reports SonarQube imports (var/reports/)
+sonar-reports: $(DEV_STAMP) ## Write the pylint/flake8/bandit reports SonarQube imports (var/reports/)
 	@mkdir -p var/reports
 	$(RUN)/pylint --exit-zero --output-format=parseable $(SRC) > var/reports/pylint.txt
 	$(RUN)/flake8 --exit-zero --output-file=var/reports/flake8.txt $(SRC) tests scripts

@@ -16,7 +16,7 @@ SOURCE_URL ?= $(shell git config --get remote.origin.url 2>/dev/null || echo unk
 BUILD_DATE = $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 # The champion's version in the registry MLFLOW_TRACKING_URI points at (embedded store by
 # default); `none` when there is no champion yet. It becomes an image label and a `model-vN` tag.
-MODEL_VERSION ?= $(shell $(PY) -m core.automation model-version 2>/dev/null | tail -n 1 \
+MODEL_VERSION ?= $(shell $(CLI) pipeline model-version 2>/dev/null | tail -n 1 \
   | grep -E '^[0-9]+$$' || echo none)
 # The tag `make deploy` deploys: the one `docker-build` just made.
 DEPLOY_TAG ?= $(GIT_SHA)
@@ -34,7 +34,7 @@ define load_stack_env
 endef
 
 .PHONY: hadolint
-hadolint: $(STAMP) ## Lint Dockerfile.api and Dockerfile.ui with hadolint (no ignored rules)
+hadolint: $(DEV_STAMP) ## Lint Dockerfile.api and Dockerfile.ui with hadolint (no ignored rules)
 	$(RUN)/hadolint Dockerfile.api Dockerfile.ui
 
 .PHONY: stack-config

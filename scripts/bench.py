@@ -12,7 +12,7 @@ times a 10,000-row ``POST /predict/batch`` (server time from ``X-Process-Time-Ms
 
 With ``--es-url`` (``make bench`` starts the test Elasticsearch at nice ``BENCH_ES_NICE``), one more
 API (fresh database) is loaded at c=8 ``--pairs`` times without and with the prediction shipper
-(``python -m core.monitoring ship``) running against it, alternating (issue 8's on/off figure, as
+(``churnops monitoring ship``) running against it, alternating (issue 8's on/off figure, as
 medians), and the time it takes, after each load, until Elasticsearch holds every stored
 prediction is timed.
 
@@ -253,7 +253,7 @@ def shipper_figures(
     """``POST /predict`` at c=8 without and with the prediction shipper, alternating; catch-up.
 
     One API with ``ES_URL`` set (it ships nothing itself) on a fresh SQLite file. ``args.pairs``
-    times: a wrk run without the shipper; then ``python -m core.monitoring ship`` (its own default
+    times: a wrk run without the shipper; then ``churnops monitoring ship`` (its own default
     nice) is started, ships the rows of that run (waited for), and wrk runs again while it ships
     the new ones; after that load, the time until Elasticsearch holds every row is the catch-up.
     The medians of the pairs are reported; documents go to an index of this run only.
@@ -263,7 +263,7 @@ def shipper_figures(
     customer = json.dumps(EXAMPLE_CHURNER)
     db = tmp / "es.db"
     env = {**api_env, "ES_URL": args.es_url, "DATABASE_URL": f"sqlite:///{db}"}
-    ship_cmd = [sys.executable, "-m", "core.monitoring", "--prefix", prefix, "ship"]
+    ship_cmd = [sys.executable, "-m", "ops.cli", "monitoring", "--prefix", prefix, "ship"]
     off: list[dict[str, Any]] = []
     on: list[dict[str, Any]] = []
     catch_up: list[float | None] = []

@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 
 from core.data import load_dataset
-from core.pipelines import TrainedModel, fit_and_evaluate
+from core.evaluate import Metrics
+from core.pipelines import TrainedModel, TrainResult, fit_and_evaluate
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURES
 from core.train import HGBParams, LogRegParams, ModelFamily, RFParams, TrainConfig
 
@@ -89,3 +90,20 @@ def dataset() -> pd.DataFrame:
 def trained_default() -> TrainedModel:
     """The default configuration (HGB) trained once on the real data, without CV (cached)."""
     return fit_and_evaluate(dataset(), TrainConfig(cv_folds=0), data_sha256="tests")
+
+
+def train_result(**overrides: Any) -> TrainResult:
+    """A retrain's result as ``core.pipelines.train_and_register`` returns it (figures made up):
+    promoted v4 over champion v3 unless ``overrides`` say otherwise."""
+    metrics = Metrics(
+        f1=0.85, precision=0.9, recall=0.8, roc_auc=0.9, pr_auc=0.86, brier=0.04,
+        accuracy=0.96, threshold=0.42, confusion=[[850, 10], [25, 115]], n=1000,
+    )  # fmt: skip
+    values: dict[str, Any] = {
+        "run_id": "r4", "model_version": "4", "promoted": True, "f1": 0.85, "roc_auc": 0.9,
+        "family": "hgb", "threshold": 0.42, "metrics": metrics, "cv": None,
+        "reason": "f1 0.8500 beats champion v3 0.8300 by >= 0.002", "gate_metric": "f1",
+        "challenger_score": 0.85, "champion_score": 0.83, "champion_version": "3",
+        "bundle_dir": "var/models/x", "data_sha256": "ab" * 32, "duration_s": 12.5,
+    }  # fmt: skip
+    return TrainResult.model_validate({**values, **overrides})

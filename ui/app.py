@@ -21,6 +21,8 @@ from streamlit.navigation.page import (  # noqa: E402  # pylint: disable=wrong-i
     StreamlitPage,
 )
 
+from core.logs import configure_logging  # noqa: E402  # pylint: disable=wrong-import-position
+from core.settings import get_settings  # noqa: E402  # pylint: disable=wrong-import-position
 from ui.components import api_status_sidebar  # noqa: E402  # pylint: disable=wrong-import-position
 
 # Not "pages/": a folder of that name next to the entry script switches Streamlit to its legacy
@@ -78,8 +80,18 @@ def build_navigation() -> StreamlitPage:
     )
 
 
+@st.cache_resource
+def logging_configured() -> bool:
+    """Configure logging once per UI process (``LOG_JSON``: ECS JSON lines, ``LOGSTASH_HOST``)."""
+    settings = get_settings()
+    configure_logging(settings, service="churnops-ui")
+    LOG.info("churnops UI started; API at %s", settings.api_url)
+    return True
+
+
 def main() -> None:
     """Configure the page, draw the sidebar and run the selected page."""
+    logging_configured()
     st.set_page_config(page_title="churnops", page_icon=":material/trending_down:", layout="wide")
     st.set_option("client.showErrorDetails", "none")
     st.set_option("client.toolbarMode", "minimal")

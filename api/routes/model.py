@@ -13,6 +13,7 @@ from api.schemas import (
     ADMIN_RESPONSES,
     ERROR_RESPONSES,
     NOT_FOUND,
+    GateRecord,
     NOT_READY,
     ModelActionResponse,
     ModelInfo,
@@ -61,7 +62,7 @@ async def versions(state: StateDep) -> list[ModelVersionInfo]:
                 "metrics": dict(v.metrics),
                 "created_at": v.created_at.isoformat() if v.created_at else None,
                 "run_id": v.run_id,
-                "gate": dict(v.gate),
+                "gate": GateRecord.from_tags(dict(v.gate)),
             }
         )
         for v in found

@@ -213,12 +213,19 @@ def _drivers(model: ServedModel, record: dict[str, Any], top: int) -> list[dict[
 
 
 @router.post("/explain", response_model=ExplainResponse, responses=RESPONSES)
-async def explain(
-    customer: CustomerBody, model: ModelDep, writer: WriterDep, request: Request
-) -> Response:
-    """Score one customer and list the features that move its churn probability most."""
-    body = answer(model, writer, customer, _request_id(request))
-    body["drivers"] = _drivers(model, customer.features(), top=len(FEATURE_NAMES))
+async def explain(customer: CustomerBody, model: ModelDep) -> Response:
+    """The features that move one customer's churn probability most (nothing is stored)."""
+    record = customer.features()
+    probability = model.score_one(record)
+    label = model.label(probability)
+    body = {
+        "churn_probability": probability,
+        "label": label,
+        "churn": label == "yes",
+        "threshold": model.threshold,
+        "model_version": model.version,
+        "drivers": _drivers(model, record, top=len(FEATURE_NAMES)),
+    }
     return Response(json.dumps(body), media_type="application/json")
 
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import AdminDep, StateDep
-from api.jobs import JobConflict, retrain_config
+from api.jobs import JobConflict
 from api.state import AppState
 from api.schemas import (
     ADMIN_RESPONSES,
@@ -27,6 +27,7 @@ from core.data import NotTrainable, check_trainable, labelled_rows
 from core.schema import SchemaError
 from core.store import RetrainJob, as_utc
 from core.tables import Table
+from core.train import TrainConfig
 
 router = APIRouter(prefix="/retrain", tags=["retrain"])
 UPLOAD_BODY: dict[str, Any] = {
@@ -67,11 +68,11 @@ DropInvalidRows = Annotated[
 ]
 
 
-def _trainable(table: Table, drop_invalid_rows: bool) -> pd.DataFrame:
+def _trainable(table: Table, drop_invalid_rows: bool, config: TrainConfig) -> pd.DataFrame:
     """The rows to train on, or a 422 with every reason the upload cannot be trained on."""
     try:
         frame = labelled_rows(table, drop_invalid_rows=drop_invalid_rows)
-        check_trainable(frame, retrain_config().split, retrain_config().cv_folds)
+        check_trainable(frame, config.split, config.cv_folds)
     except SchemaError as exc:
         raise unprocessable(issue_items(exc.report)) from exc
     except NotTrainable as exc:
@@ -101,7 +102,8 @@ async def start_retrain(
         job_id = await _submit(state, None)
         return RetrainAccepted(job_id=job_id)
     table = await read_request_table(request, require_target=True)
-    frame = await run_in_threadpool(_trainable, table, drop_invalid_rows)
+    config = TrainConfig.model_validate(state.settings.retrain_config)  # what the job trains
+    frame = await run_in_threadpool(_trainable, table, drop_invalid_rows, config)
     uploads = state.settings.var_dir / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
     data_path = (uploads / f"{uuid.uuid4().hex}.csv").resolve()

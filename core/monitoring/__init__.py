@@ -1,7 +1,7 @@
 """Monitoring: Elasticsearch templates and exporters, the event sender, drift, the host agent.
 
-``python -m core.monitoring --help`` lists the commands. Prediction events are not submitted by
-the API: ``python -m core.monitoring ship`` (:mod:`core.monitoring.outbox`) sends the rows of its
+``churnops monitoring --help`` lists the commands. Prediction events are not submitted by
+the API: ``churnops monitoring ship`` (:mod:`core.monitoring.outbox`) sends the rows of its
 ``prediction`` table. Other producers (host agent, drift and quality jobs) use
 :func:`get_event_sink` (``submit(kind, docs)`` / ``flush`` / ``close``); with ``ES_URL`` unset,
 monitoring data goes to the embedded SQLite store instead (:mod:`core.monitoring.store`).

@@ -1,4 +1,4 @@
-"""The orchestration behind ``python -m core.monitoring drift``: load, compare, store, alert.
+"""The orchestration behind ``churnops monitoring drift``: load, compare, store, alert.
 
 Pure computation lives in :mod:`core.monitoring.drift`; this module does the I/O: the window of
 recent predictions (the API's ``prediction`` table) or a CSV, the champion's ``reference.json``

@@ -3,7 +3,7 @@
 The API stores every answered prediction in its ``prediction`` table and ships nothing itself
 (building and sending events inside the API workers halved their throughput: they share the
 workers' CPU and GIL). That table is the durable spool: :class:`PredictionShipper`
-(``python -m core.monitoring ship``) selects the rows whose ``shipped_at`` is NULL, oldest first
+(``churnops monitoring ship``) selects the rows whose ``shipped_at`` is NULL, oldest first
 (a partial index holds exactly those), sends them with ``create`` and ``_id`` = prediction id, and
 stamps ``shipped_at``. So:
 

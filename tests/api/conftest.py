@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from core.persist import BundleMeta, ModelBundle
 from core.registry import LoadedModel
 from core.settings import Settings
 from core.train import HGBParams, TrainConfig, fit_pipeline
+from ops import services
 from tests.conftest import ROOT
 
 API_KEY = "test-key"
@@ -122,11 +122,12 @@ class LiveServer:
     def __init__(self, env: dict[str, str], workers: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [
-            sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
-            "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-        ]  # fmt: skip
+        # The one definition of how the API starts (make serve, make run, the image use it too).
+        service = services.api(
+            Settings(_env_file=None), host="127.0.0.1", port=self.port, workers=workers
+        )
+        cmd = list(service.argv)
+        env = service.environment(env)
         self.log = Path(env["VAR_DIR"]) / f"uvicorn-{self.port}.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._out = self.log.open("wb")

@@ -13,10 +13,12 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from core.persist import ModelBundle
+from core.pipelines import TrainResult
 from core.registry import LoadedModel
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL
 from core.settings import Settings, get_settings
 from tests.api.conftest import API_KEY, AppFactory, Champion
+from tests.factories import train_result
 
 ADMIN = {"X-API-Key": API_KEY}
 
@@ -176,14 +178,14 @@ class FakeTrainer:
         self.release.set()
         self.seen_data: list[Path] = []
 
-    def __call__(self, settings: Settings, on_progress: Any) -> dict[str, Any]:
+    def __call__(self, settings: Settings, on_progress: Any) -> TrainResult:
         self.seen_data.append(settings.data_path)
         on_progress("load", 0.1)
         self.release.wait(30)
         on_progress("train", 0.5)
         if self.promoted:
             self.champion.loaded = self.new
-        return {"promoted": self.promoted, "model_version": self.new.version, "reason": "test"}
+        return train_result(promoted=self.promoted, model_version=self.new.version, reason="test")
 
 
 def test_retrain_job_gate_and_hot_swap(
@@ -230,7 +232,7 @@ def test_retrain_not_promoted_keeps_model(make_app: AppFactory, champion: Champi
 def test_retrain_failure_is_reported(make_app: AppFactory) -> None:
     """An exception in training: status failed with the error, the next retrain may start."""
 
-    def broken(settings: Settings, on_progress: Any) -> dict[str, Any]:
+    def broken(settings: Settings, on_progress: Any) -> TrainResult:
         raise ValueError("no data")
 
     with TestClient(make_app(trainer=broken)) as client:

@@ -240,6 +240,10 @@ def test_explain_drivers(client: TestClient) -> None:
     assert sizes == sorted(sizes, reverse=True)
     assert {d["feature"] for d in drivers} <= set(FEATURE_NAMES)
     assert client.post("/predict/explain", json=EXAMPLE_LOYAL).json()["drivers"] == []
+    assert "prediction_id" not in body
+    assert client.get("/predictions").json()["total"] == 0  # explaining stores nothing
+    predicted = client.post("/predict", json=EXAMPLE_CHURNER).json()
+    assert predicted["churn_probability"] == body["churn_probability"]
 
 
 def test_not_ready_503(make_app: AppFactory) -> None:

@@ -139,4 +139,5 @@ def test_build_context_is_only_the_project() -> None:
         "core",
         "api",
         "ui",
+        "ops",
     }

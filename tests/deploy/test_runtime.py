@@ -3,10 +3,10 @@
 The venv is made the way the Dockerfiles make it (``uv sync --frozen --no-dev
 --no-install-project`` from the same uv.lock, in a folder holding only the build context, then the
 project with ``uv pip install --no-deps --editable``); the API and the UI are started with the
-images' own CMD (only host and port changed) and ENV, against stores in a temporary folder, and
-probed with the images' own HEALTHCHECKs. uv's cache makes the venv a matter of seconds. (The
-stack's ``mlflow server`` flags are checked against the locked mlflow in test_stack.py: starting it
-takes 30-90 s on these machines.)
+images' own CMD and ENV (only host and port changed, through API_HOST/API_PORT/UI_HOST/UI_PORT),
+against stores in a temporary folder, and probed with the images' own HEALTHCHECKs. uv's cache
+makes the venv a matter of seconds. (The stack's ``mlflow server`` flags are checked against the
+locked mlflow in test_stack.py: starting it takes 30-90 s on these machines.)
 """
 
 from __future__ import annotations
@@ -109,18 +109,10 @@ def _free_port() -> int:
         return port
 
 
-def _with_address(command: list[str], port: int) -> list[str]:
-    """The image command bound to 127.0.0.1:port instead of 0.0.0.0:<image port>."""
-    out = list(command)
-    for flag, value in (
-        ("--host", "127.0.0.1"),
-        ("--port", str(port)),
-        ("--server.address", "127.0.0.1"),
-        ("--server.port", str(port)),
-    ):
-        if flag in out:
-            out[out.index(flag) + 1] = value
-    return out
+def _image_command(kind: str, rt: Runtime) -> list[str]:
+    """The image's CMD, its program taken from the runtime's venv (first on the image's PATH)."""
+    command = parse_dockerfile(DOCKERFILES[kind]).exec_form("CMD")
+    return [str(rt.bin / command[0]), *command[1:]]
 
 
 def _image_env(kind: str, rt: Runtime, var_dir: Path) -> dict[str, str]:
@@ -206,8 +198,8 @@ def api(runtime: Runtime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     port = _free_port()
     env = _image_env("api", runtime, var_dir)
     env["API_KEY"] = secrets.token_urlsafe(24)  # ENV=prod refuses placeholder keys
-    env["WEB_CONCURRENCY"] = "1"
-    command = _with_address(parse_dockerfile(DOCKERFILES["api"]).exec_form("CMD"), port)
+    env.update(API_WORKERS="1", API_HOST="127.0.0.1", API_PORT=str(port))
+    command = _image_command("api", runtime)
     server = _start(command, env, runtime.app, var_dir / "api.log", f"http://127.0.0.1:{port}")
     try:
         yield server
@@ -229,8 +221,8 @@ def test_ui_entrypoint_starts(api: Server, runtime: Runtime, tmp_path: Path) -> 
     _wait_ok(api, "/health")
     port = _free_port()
     env = _image_env("ui", runtime, tmp_path / "var")
-    env["API_URL"] = api.url
-    command = _with_address(parse_dockerfile(DOCKERFILES["ui"]).exec_form("CMD"), port)
+    env.update(API_URL=api.url, UI_HOST="127.0.0.1", UI_PORT=str(port))
+    command = _image_command("ui", runtime)
     server = _start(command, env, runtime.app, tmp_path / "ui.log", f"http://127.0.0.1:{port}")
     try:
         assert _wait_ok(server, "/_stcore/health").strip() == "ok"

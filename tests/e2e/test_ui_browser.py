@@ -155,7 +155,7 @@ def test_monitoring_reads_live_metrics_drift_and_host(page: Any, stack: Stack) -
     )
     jobs = [  # one drift run over the predictions so far and one host sample (make drift / agent)
         subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, "-m", "core.monitoring", *args], cwd=ROOT, env=stack.env,
+            [sys.executable, "-m", "ops.cli", "monitoring", *args], cwd=ROOT, env=stack.env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         for args in (["drift", "--no-notify"], ["agent", "--iterations", "1", "--interval", "0.1"])

@@ -1,4 +1,4 @@
-"""``make watch`` (core.watch) on a temporary copy of a project, with a fast fake pipeline command.
+"""``make watch`` (ops.watch) on a temporary copy of a project, with a fast fake pipeline command.
 
 The watcher is real (watchdog's inotify observer, debouncing, subprocesses); only the pipeline
 command is a fake: a tiny script that records which pipeline ran, and fails when told to.
@@ -10,6 +10,7 @@ import _thread
 import io
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from core import watch
+from ops import watch
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -51,13 +52,14 @@ class Project:
             ".venv/lib/site.py": "",
             "var/keep": "",
             "mlruns/0/meta.yaml": "",
-            ".git/HEAD": "ref: refs/heads/main\n",
             "node_modules/x/index.js": "",
             "core/__pycache__/a.cpython-311.pyc": "",
         }.items():
             path = self.root / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
+        subprocess.run(["git", "init", "-q", str(self.root)], check=True)
+        shutil.copy2(ROOT / ".gitignore", self.root / ".gitignore")
         script = tmp_path / "fake_pipeline.py"
         script.write_text(FAKE_PIPELINE, encoding="utf-8")
         self.command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))} {{name}}"
@@ -200,7 +202,7 @@ def test_new_top_level_folders_are_watched(
 
 
 def test_main_stops_cleanly_on_ctrl_c(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
-    """``python -m core.watch`` in-process: a change runs once, then Ctrl-C ends it with code 0."""
+    """``churnops watch`` in-process: a change runs once, then Ctrl-C ends it with code 0."""
 
     def drive() -> None:
         time.sleep(0.5)
@@ -234,9 +236,9 @@ def test_main_stops_cleanly_on_ctrl_c(project: Project, capsys: pytest.CaptureFi
 
 
 def test_cli_process_runs_and_stops_on_sigint(project: Project) -> None:
-    """The real ``python -m core.watch`` process: status line per run, clean stop on SIGINT."""
+    """The real ``churnops watch`` process: status line per run, clean stop on SIGINT."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "-m", "core.watch", "--root", str(project.root)]
+    argv = [sys.executable, "-m", "ops.cli", "watch", "--root", str(project.root)]
     argv += ["--command", project.command, "--debounce", str(DEBOUNCE_S)]
     with subprocess.Popen(
         argv,

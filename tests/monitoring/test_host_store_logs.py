@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from api.deps import get_settings_dep
 from api.routes.monitoring import router
 from core import logs
-from core.monitoring.__main__ import main
+from core.monitoring.cli import main
 from core.monitoring.host import DockerStats, collect_host, container_document, run_agent
 from core.monitoring.read import latest_host, prediction_summary
 from core.monitoring.store import MonitoringStore

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.store import open_engine
-from core.monitoring.__main__ import main
+from core.monitoring.cli import main
 from core.monitoring.es import connect
 from core.monitoring.outbox import PredictionShipper, ShipperConfig
 from core.settings import Settings, get_settings
@@ -87,7 +87,7 @@ def test_cli_runs_niced_and_stops_cleanly_on_sigterm(settings: Settings, tmp_pat
         "ES_URL": nowhere(),
         "DATABASE_URL": settings.db_url,
     }
-    command = [sys.executable, "-m", "core.monitoring", "ship", "--interval", "0.1"]
+    command = [sys.executable, "-m", "ops.cli", "monitoring", "ship", "--interval", "0.1"]
     proc = subprocess.Popen(  # pylint: disable=consider-using-with
         [*command, "--heartbeat", str(heartbeat)],
         env=env,
@@ -122,7 +122,7 @@ def test_lower_priority_nices_the_autogroup_only_of_its_own_session(
     autogroup.write_text("0", encoding="ascii")
     code = (
         "import os, sys; from pathlib import Path;"
-        "from core.monitoring.__main__ import lower_priority;"
+        "from core.monitoring.cli import lower_priority;"
         "before = os.nice(0); lower_priority(7, Path(sys.argv[1])); print(os.nice(0) - before)"
     )
     done = subprocess.run(

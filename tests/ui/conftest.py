@@ -1,18 +1,29 @@
 """AppTest fixtures: the UI runs in-process against a fake API patched at ``ui.client.get_client``.
 
-The fake answers with the shapes of ``docs/design.md``; ``fail`` makes any method raise the
-:class:`ui.client.ApiError` a real client would (e.g. the API being down).
+The fake is the real :class:`ui.client.ApiClient` with its transport replaced: every answer it
+gives is checked against the response model of the real API route the client calls (built from
+``api.main.create_app``), so the fake cannot drift from the API. ``fail`` makes any method raise
+the :class:`ui.client.ApiError` a real client would (e.g. the API being down). The same pages run
+against the real API, in Chromium, in tests/e2e.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+import requests
+from pydantic import SecretStr
 from streamlit.testing.v1 import AppTest
 
+from api.main import create_app
+from core.settings import Settings
 from ui import client as ui_client
 from ui.client import ApiClient, ApiError
 
@@ -28,8 +39,66 @@ PNG_1PX = bytes.fromhex(
 )
 
 
+@lru_cache(maxsize=1)
+def api_openapi() -> dict[str, Any]:
+    """The real API's OpenAPI document (the app is built, not started: no store, no model)."""
+    app = create_app(Settings(_env_file=None, env="test", api_key=SecretStr("test-key")))
+    return app.openapi()
+
+
+def operation_for(method: str, path: str) -> tuple[str, dict[str, Any]]:
+    """The documented operation that serves ``method path``: its path template and its spec (an
+    AssertionError if the API has none)."""
+    bare = path.split("?", 1)[0]
+    for template, operations in api_openapi()["paths"].items():
+        pattern = "^" + re.sub(r"\{[^/]+\}", "[^/]+", template) + "$"
+        if re.match(pattern, bare) and method.lower() in operations:
+            return template, operations[method.lower()]
+    raise AssertionError(f"the API has no route {method} {bare}")
+
+
+def _closed(schema: Any) -> Any:
+    """A JSON schema where objects with declared properties accept no other key."""
+    if isinstance(schema, dict):
+        closed = {k: _closed(v) for k, v in schema.items()}
+        if "properties" in closed and "additionalProperties" not in closed:
+            closed["additionalProperties"] = False
+        return closed
+    if isinstance(schema, list):
+        return [_closed(item) for item in schema]
+    return schema
+
+
+def success_schema(operation: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema of the operation's success answer (None: it does not answer JSON)."""
+    for status in ("200", "201", "202"):
+        content = (operation["responses"].get(status) or {}).get("content") or {}
+        if "application/json" in content:
+            return dict(content["application/json"]["schema"])
+        if content:
+            return None
+    raise AssertionError(f"{operation.get('operationId')} documents no success answer")
+
+
+def check_answer(template: str, operation: dict[str, Any], answer: Any) -> None:
+    """Assert that ``answer`` is what the documented response model allows (types, required
+    fields, no unknown key): the fake may not answer what the real API never would."""
+    schema = success_schema(operation)
+    if schema is None:
+        assert isinstance(answer, bytes), f"{template} does not answer JSON"
+        return
+    assert not isinstance(answer, bytes), f"{template} answers JSON, not bytes"
+    document = {**_closed(schema), "components": _closed(api_openapi()["components"])}
+    try:
+        jsonschema.validate(answer, document)
+    except jsonschema.ValidationError as exc:
+        raise AssertionError(f"fake answer of {template} breaks the API schema: {exc}") from exc
+
+
 class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors ApiClient
-    """An in-memory API: records calls, answers per the contract, fails on demand."""
+    """A fake API server behind the real client: records calls, fails on demand, and answers
+    only what the real API's response models allow (checked on every answer, see
+    :func:`check_answer`): a test double checked against the interface it stands for."""
 
     def __init__(self) -> None:
         super().__init__(FAKE_URL)
@@ -37,11 +106,13 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
         self.fail: dict[str, ApiError] = {}
         self.probability = 0.7312
         self.retrain_states: list[dict[str, Any]] = []
+        self._pending: Any = None
         self.predictions_items = [
             {"id": f"pred-{i:04d}", "created_at": f"2025-01-0{1 + i % 3}T1{i % 10}:00:00Z",
              "request_id": f"req-{i}", "model_version": "1" if i % 2 else "2",
              "probability": 0.1 + 0.08 * i, "label": "yes" if i % 3 == 0 else "no",
-             "threshold": 0.42, "latency_ms": 1.5, "features": "{}",
+             "threshold": 0.42, "latency_ms": 1.5,
+             "features": {"state": "KS", "number_customer_service_calls": i},
              "actual": "yes" if i == 0 else None, "feedback_at": None}
             for i in range(10)
         ]  # fmt: skip
@@ -51,85 +122,121 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
         if name in self.fail:
             raise self.fail[name]
 
+    def _serve(self, name: str, answer: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run the real client method ``name``; its HTTP request is answered with ``answer``,
+        which must match the response model of the route it calls (see :meth:`request`)."""
+        self._pending = answer
+        return getattr(ApiClient, name)(self, *args, **kwargs)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """The transport: answer the real client's request with the pending answer, after
+        checking it against the real API's response model for ``method path``."""
+        del kwargs
+        answer = self._pending
+        template, operation = operation_for(method, path)
+        check_answer(template, operation, answer)
+        response = requests.Response()
+        response.status_code = 200
+        response.url = self.url(path)
+        if isinstance(answer, bytes):
+            response._content = answer  # pylint: disable=protected-access  # a built response
+            return response
+        response._content = json.dumps(answer).encode()  # pylint: disable=protected-access
+        response.headers["content-type"] = "application/json"
+        return response
+
     def called(self, name: str) -> list[tuple[Any, ...]]:
         """The arguments of every call of one method."""
         return [args for n, args in self.calls if n == name]
 
     def ready(self) -> dict[str, Any]:
         self._call("ready")
-        return {"status": "ready", "reason": None, "model_version": "2"}
+        return self._serve("ready", {"status": "ready", "reason": None, "model_version": "2"})
 
     def health(self) -> dict[str, Any]:
         self._call("health")
-        return {"status": "ok"}
+        return self._serve("health", {"status": "ok"})
 
     def model(self) -> dict[str, Any]:
         self._call("model")
-        return {"name": "churn-model", "version": "2", "alias": "champion", "family": "hgb",
-                "metrics": METRICS_V2, "trained_at": "2025-01-02T10:00:00Z",
-                "data_sha256": "ab" * 32, "threshold": 0.42, "compiled": "numpy",
-                "degraded": False, "reason": None}  # fmt: skip
+        answer = {"name": "churn-model", "version": "2", "alias": "champion", "family": "hgb",
+                  "metrics": METRICS_V2, "trained_at": "2025-01-02T10:00:00Z",
+                  "data_sha256": "ab" * 32, "threshold": 0.42, "compiled": "numpy",
+                  "degraded": False, "reason": None}  # fmt: skip
+        return self._serve("model", answer)
 
     def model_versions(self) -> list[dict[str, Any]]:
         self._call("model_versions")
-        return [
+        answer = [
             {"version": "3", "aliases": ["challenger"], "metrics": {**METRICS_V2, "f1": 0.79},
              "created_at": "2025-01-03T10:00:00Z", "run_id": "run3",
-             "gate": {"promoted": False, "reason": "F1 0.790 below champion 0.830"}},
+             "gate": {"decision": "rejected",
+                      "reason": "f1 0.7900 does not beat champion v2 0.8300 by 0.002"}},
             {"version": "2", "aliases": ["champion"], "metrics": METRICS_V2,
              "created_at": "2025-01-02T10:00:00Z", "run_id": "run2",
-             "gate": {"promoted": True, "reason": "F1 0.830 beats 0.810"}},
+             "gate": {"decision": "promoted", "reason": "f1 0.8300 beats champion v1 0.8100"}},
             {"version": "1", "aliases": [], "metrics": METRICS_V1,
              "created_at": "2025-01-01T10:00:00Z", "run_id": "run1", "gate": {}},
         ]  # fmt: skip
+        return self._serve("model_versions", answer)
 
     def model_curve(self, version: str | int) -> list[dict[str, Any]]:
         self._call("model_curve", version)
-        return [{"step": s, "train_loss": 0.5 / (s + 1), "valid_loss": 0.55 / (s + 1) + 0.01}
-                for s in range(0, 50, 10)]  # fmt: skip
+        points = [{"step": s, "train_loss": 0.5 / (s + 1), "valid_loss": 0.55 / (s + 1) + 0.01}
+                  for s in range(0, 50, 10)]  # fmt: skip
+        return self._serve("model_curve", {"version": str(version), "points": points}, version)
 
     def model_plots(self, version: str | int) -> list[dict[str, Any]]:
         self._call("model_plots", version)
-        return [{"name": "roc.png", "title": "ROC curve"}, {"name": "cm.png", "title": "Confusion"}]
+        plots = [{"name": "roc_curve", "title": "ROC curve"},
+                 {"name": "confusion_matrix", "title": "Confusion"}]  # fmt: skip
+        return self._serve("model_plots", plots, version)
 
     def model_plot(self, version: str | int, name: str) -> bytes:
         self._call("model_plot", version, name)
-        return PNG_1PX
+        return self._serve("model_plot", PNG_1PX, version, name)
 
     def promote(self, version: str | int, api_key: str) -> dict[str, Any]:
         self._call("promote", version, api_key)
         if api_key != "good-key":
             raise ApiError(self.url("/model/promote"), 401, "not authorised — check the API key")
-        return {"version": str(version), "alias": "champion"}
+        answer = {"status": "ok", "action": "promote", "version": str(version), "generation": 3}
+        return self._serve("promote", answer, version, api_key)
 
     def rollback(self, api_key: str) -> dict[str, Any]:
         self._call("rollback", api_key)
-        return {"version": "1", "alias": "champion"}
+        answer = {"status": "ok", "action": "rollback", "version": "1", "generation": 4}
+        return self._serve("rollback", answer, api_key)
 
     def predict(self, customer: Any) -> dict[str, Any]:
         self._call("predict", dict(customer))
-        return {"prediction_id": "pred-new", "churn_probability": self.probability,
-                "label": "yes", "churn": True, "threshold": 0.42, "model_version": "2",
-                "latency_ms": 0.8}  # fmt: skip
+        answer = {"prediction_id": "pred-new", "churn_probability": self.probability,
+                  "label": "yes", "churn": True, "threshold": 0.42, "model_version": "2",
+                  "latency_ms": 0.8}  # fmt: skip
+        return self._serve("predict", answer, customer)
 
     def explain(self, customer: Any) -> dict[str, Any]:
         self._call("explain", dict(customer))
-        return {"prediction_id": "pred-x", "churn_probability": self.probability,
-                "label": "yes", "threshold": 0.42, "model_version": "2",
-                "drivers": [{"feature": "number_customer_service_calls", "value": 4,
-                             "contribution": 0.21},
-                            {"feature": "international_plan", "value": "yes", "contribution": 0.15},
-                            {"feature": "total_eve_minutes", "value": 61.9,
-                             "contribution": -0.04}]}  # fmt: skip
+        answer = {"churn_probability": self.probability, "label": "yes", "churn": True,
+                  "threshold": 0.42, "model_version": "2",
+                  "drivers": [{"feature": "number_customer_service_calls", "value": 4,
+                               "contribution": 0.21},
+                              {"feature": "international_plan", "value": "yes",
+                               "contribution": 0.15},
+                              {"feature": "total_eve_minutes", "value": 61.9,
+                               "contribution": -0.04}]}  # fmt: skip
+        return self._serve("explain", answer, customer)
 
     def predict_batch(self, records: Any) -> dict[str, Any]:
         rows = list(records)
         self._call("predict_batch", len(rows))
-        return {"model_version": "2",
-                "results": [{"row": i, "prediction_id": f"b-{i}",
-                             "churn_probability": 0.9 if r["international_plan"] == "yes" else 0.1,
-                             "label": "yes" if r["international_plan"] == "yes" else "no"}
-                            for i, r in enumerate(rows)]}  # fmt: skip
+        answer = {"model_version": "2", "read_as": "read as a JSON array", "warnings": [],
+                  "results": [{"row": i, "prediction_id": f"b-{i}",
+                               "churn_probability": 0.9 if r["international_plan"] == "yes"
+                               else 0.1,
+                               "label": "yes" if r["international_plan"] == "yes" else "no"}
+                              for i, r in enumerate(rows)]}  # fmt: skip
+        return self._serve("predict_batch", answer, rows)
 
     def predictions(self, **filters: Any) -> dict[str, Any]:
         self._call("predictions", filters)
@@ -137,37 +244,44 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
                  if filters.get("label") in (None, i["label"])
                  and filters.get("model_version") in (None, i["model_version"])]  # fmt: skip
         offset, limit = int(filters.get("offset", 0)), int(filters.get("limit", 100))
-        return {"items": items[offset : offset + limit], "total": len(items)}
+        answer = {"items": items[offset : offset + limit], "total": len(items)}
+        return self._serve("predictions", answer, **filters)
 
     def feedback(self, prediction_id: str, actual: str) -> dict[str, Any]:
         self._call("feedback", prediction_id, actual)
-        return {"prediction_id": prediction_id, "actual": actual}
+        record = next(i for i in self.predictions_items if i["id"] == prediction_id)
+        record.update(actual=actual, feedback_at="2025-01-04T00:00:00Z")
+        return self._serve("feedback", dict(record), prediction_id, actual)
 
     def live_metrics(self) -> dict[str, Any]:
         self._call("live_metrics")
-        return {"count": 12, "accuracy": 0.9167, "precision": 0.8, "recall": 1.0, "f1": 0.8889}
+        answer = {"count": 12, "accuracy": 0.9167, "precision": 0.8, "recall": 1.0, "f1": 0.8889}
+        return self._serve("live_metrics", answer)
 
     def monitoring_summary(self, hours: int = 24) -> dict[str, Any]:
         self._call("monitoring_summary", hours)
-        return {"window_hours": hours, "count": 42, "churn_rate": 0.1429,
-                "latency_ms": {"p50": 1.23, "p95": 4.56},
-                "by_hour": [{"hour": f"2025-01-01T{h:02d}:00:00Z", "count": 10 + h,
-                             "churn_rate": 0.1, "latency_p50_ms": 1.2, "latency_p95_ms": 4.0}
-                            for h in range(3)]}  # fmt: skip
+        answer = {"window_hours": hours, "count": 42, "churn_rate": 0.1429,
+                  "latency_ms": {"p50": 1.23, "p95": 4.56},
+                  "by_hour": [{"hour": f"2025-01-01T{h:02d}:00:00Z", "count": 10 + h,
+                               "churn_rate": 0.1, "latency_p50_ms": 1.2, "latency_p95_ms": 4.0}
+                              for h in range(3)]}  # fmt: skip
+        return self._serve("monitoring_summary", answer, hours)
 
     def monitoring_drift(self) -> dict[str, Any]:
         self._call("monitoring_drift")
-        return {"computed_at": "2025-01-03T00:00:00Z", "reference_rows": 4000, "threshold": 0.2,
-                "current_rows": 500,
-                "features": [{"feature": "total_day_minutes", "psi": 0.31, "ks_pvalue": 0.001,
-                              "drifted": True},
-                             {"feature": "state", "psi": 0.02, "ks_pvalue": None,
-                              "drifted": False}]}  # fmt: skip
+        answer = {"computed_at": "2025-01-03T00:00:00Z", "reference_rows": 4000,
+                  "threshold": 0.2, "current_rows": 500,
+                  "features": [{"feature": "total_day_minutes", "psi": 0.31, "ks_pvalue": 0.001,
+                                "drifted": True},
+                               {"feature": "state", "psi": 0.02, "ks_pvalue": None,
+                                "drifted": False}]}  # fmt: skip
+        return self._serve("monitoring_drift", answer)
 
     def monitoring_host(self) -> dict[str, Any]:
         self._call("monitoring_host")
-        return {"at": "2025-01-03T00:00:00Z", "host": "box", "cpu_percent": 37.5,
-                "memory_percent": 61.0, "disk_percent": 44.25}  # fmt: skip
+        answer = {"at": "2025-01-03T00:00:00Z", "host": "box", "cpu_percent": 37.5,
+                  "memory_percent": 61.0, "disk_percent": 44.25}  # fmt: skip
+        return self._serve("monitoring_host", answer)
 
     def start_retrain(
         self,
@@ -179,13 +293,16 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
         self._call(
             "start_retrain", api_key, csv is not None, filename, *([True] * drop_invalid_rows)
         )
-        return "job-123"
+        return self._serve(
+            "start_retrain", {"job_id": "job-123"}, api_key, csv, filename, drop_invalid_rows
+        )
 
     def retrain_status(self, job_id: str) -> dict[str, Any]:
         self._call("retrain_status", job_id)
-        if len(self.retrain_states) > 1:
-            return self.retrain_states.pop(0)
-        return self.retrain_states[0]
+        answer = (
+            self.retrain_states.pop(0) if len(self.retrain_states) > 1 else (self.retrain_states[0])
+        )
+        return self._serve("retrain_status", answer, job_id)
 
 
 @pytest.fixture()

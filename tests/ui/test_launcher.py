@@ -1,11 +1,10 @@
-"""scripts/run.py (``make run``): process-group supervision without starting the real servers.
+"""ops.launcher (``make run``): process-group supervision without starting the real servers.
 
 The full launcher (API + training + UI, then Ctrl-C) is exercised by the tests/e2e session fixture.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -20,16 +19,13 @@ import psutil
 import pytest
 
 from core.settings import get_settings
-from tests.conftest import ROOT
+from ops import launcher
+from ops.services import Service
 
 
 @pytest.fixture(scope="module")
 def run() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("churnops_run", ROOT / "scripts" / "run.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return launcher
 
 
 PARENT_WITH_CHILD = (
@@ -126,7 +122,7 @@ def test_no_model_trains_then_reloads(
     del settings  # API_KEY=test-key in the environment
     trained: list[list[str]] = []
     monkeypatch.setattr(run, "train", lambda sup, env, extra: trained.append(list(extra)) or True)
-    assert run.ensure_model(run.Supervisor(), api_stub, {}, ["--cv-folds", "0"], 5.0)
+    assert run.ensure_model(run.Supervisor(), get_settings(), api_stub, {}, ["--cv-folds", "0"])
     assert trained == [["--cv-folds", "0"]] and _Ready.reloads == 1
 
 
@@ -134,9 +130,9 @@ def test_no_train_serves_without_a_model_and_a_ready_api_is_left_alone(
     run: ModuleType, api_stub: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(run, "train", lambda *a: pytest.fail("must not train"))
-    assert run.ensure_model(run.Supervisor(), api_stub, {}, None, 5.0)
+    assert run.ensure_model(run.Supervisor(), get_settings(), api_stub, {}, None)
     _Ready.status = "ready"
-    assert run.ensure_model(run.Supervisor(), api_stub, {}, [], 5.0)
+    assert run.ensure_model(run.Supervisor(), get_settings(), api_stub, {}, [])
     assert _Ready.reloads == 0
 
 
@@ -144,7 +140,7 @@ def test_failed_training_is_reported(
     run: ModuleType, api_stub: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(run, "train", lambda *a: False)
-    assert not run.ensure_model(run.Supervisor(), api_stub, {}, [], 5.0)
+    assert not run.ensure_model(run.Supervisor(), get_settings(), api_stub, {}, [])
 
 
 class _Recorder:
@@ -153,10 +149,10 @@ class _Recorder:
     def __init__(self) -> None:
         self.started: list[tuple[str, list[str]]] = []
 
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+    def start_service(self, service: Service, env: dict[str, str]) -> None:
         """Record the child."""
         del env
-        self.started.append((name, list(argv)))
+        self.started.append((service.name, list(service.argv)))
 
 
 def test_the_shipper_runs_only_with_es_url(
@@ -165,8 +161,10 @@ def test_the_shipper_runs_only_with_es_url(
     """No ES_URL: nothing to ship (the UI reads the table). ES_URL: `core.monitoring ship` runs."""
     del settings  # tmp stores, ES_URL unset
     recorder = _Recorder()
-    assert run.start_shipper(recorder, {}) is False and not recorder.started
+    assert run.start_shipper(recorder, get_settings(), {}) is False and not recorder.started
     monkeypatch.setenv("ES_URL", "http://127.0.0.1:9200")
     get_settings.cache_clear()
-    assert run.start_shipper(recorder, {}) is True
-    assert recorder.started == [("shipper", [sys.executable, "-m", "core.monitoring", "ship"])]
+    assert run.start_shipper(recorder, get_settings(), {}) is True
+    assert recorder.started == [
+        ("shipper", [sys.executable, "-m", "ops.cli", "monitoring", "ship"])
+    ]

@@ -18,13 +18,29 @@ def test_champion_and_challenger_side_by_side(open_page, fake_api):
     assert list(table.columns) == ["champion v2", "challenger v3", "Δ (challenger − champion)"]
     assert table.loc["f1", "champion v2"] == 0.83 and table.loc["f1", "challenger v3"] == 0.79
     assert round(table.loc["f1", "Δ (challenger − champion)"], 4) == -0.04
-    assert "F1 0.790 below champion 0.830" in texts(at)
+    assert "rejected — f1 0.7900 does not beat champion v2" in texts(at)
     assert {c[1][0] for c in fake_api.calls if c[0] == "model_curve"} == {"2", "3"}
     assert len(at.get("image")) == 2  # both plots of the champion run
     assert len(at.get("vega_lite_chart")) == 1  # the training curves
     versions = at.dataframe[1].value
     assert versions["version"].tolist() == ["3", "2", "1"]
-    assert versions["gate"].tolist() == ["rejected", "promoted", "—"]
+    assert versions["decision"].tolist() == ["rejected by the gate", "promoted by the gate", "—"]
+
+
+def test_a_version_promoted_by_hand_says_so(open_page, fake_api, monkeypatch):
+    """The gate's record and the manual promotion are both shown (the API keeps both)."""
+    original = fake_api.model_versions
+
+    def by_hand() -> list[dict]:
+        versions = original()
+        versions[0]["gate"]["promotion"] = {"forced": "true", "reason": "ops"}
+        return versions
+
+    monkeypatch.setattr(fake_api, "model_versions", by_hand)
+    at = open_page("model")
+    assert_clean(at)
+    decisions = at.dataframe[1].value["decision"].tolist()
+    assert decisions[0] == "rejected by the gate; promoted by hand"
 
 
 def test_promote_needs_a_key_and_reports_401(open_page, fake_api):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from tests.factories import train_result
 from tests.ui.conftest import FAKE_URL, assert_clean, texts
 from ui.client import ApiError
 
 RUNNING = {
+    "job_id": "job-123",
     "status": "running",
+    "created_at": "2025-01-03T00:00:00Z",
+    "updated_at": "2025-01-03T00:00:02Z",
     "progress": [
         {"step": "load data", "fraction": 0.1, "at": "2025-01-03T00:00:00Z"},
         {"step": "train", "fraction": 0.5, "at": "2025-01-03T00:00:02Z"},
@@ -15,9 +19,9 @@ RUNNING = {
     "error": None,
 }
 DONE = {**RUNNING, "status": "succeeded",
-        "progress": RUNNING["progress"] + [{"step": "gate", "fraction": 1.0, "at": "x"}],
-        "result": {"promoted": True, "reason": "F1 0.85 beats 0.83", "f1": 0.85, "roc_auc": 0.9,
-                   "model_version": "4", "run_id": "r4", "champion_score": 0.83}}  # fmt: skip
+        "progress": RUNNING["progress"]
+        + [{"step": "gate", "fraction": 1.0, "at": "2025-01-03T00:00:09Z"}],
+        "result": train_result(reason="F1 0.85 beats 0.83").model_dump(mode="json")}  # fmt: skip
 
 
 def _metric(at, name: str) -> str:

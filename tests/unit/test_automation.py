@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core import automation
+from ops import runner as automation
 from core.settings import Settings
 
 FAKE_MAKE = """\

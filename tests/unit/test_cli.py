@@ -1,11 +1,10 @@
-"""``python -m core``: every sub-command on real files, and ``make train``'s JSON contract."""
+"""``churnops`` ML commands: every sub-command on real files, and ``make train``'s JSON contract."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -89,17 +88,31 @@ def test_evaluate_scores_the_latest_bundle(
 def test_predict_writes_scored_csv(
     trained_var: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    del trained_var
+    bundle_dir = latest_bundle_dir(trained_var.var_dir / "models")
     rows = to_bigml(raw_rows(25, seed=9).drop(columns="churn"))
     source = write_csv(rows, tmp_path / "in.csv")
     target = tmp_path / "out" / "scored.csv"
-    assert main(["predict", "--input", str(source), "--output", str(target)]) == 0
+    model = ["--model", str(bundle_dir)]
+    assert main(["predict", "--input", str(source), "--output", str(target), *model]) == 0
     scored = pd.read_csv(target)
     assert list(scored.columns) == [*rows.columns, "churn_probability", "churn_label"]
     assert len(scored) == 25 and scored["churn_probability"].between(0, 1).all()
-    assert "wrote 25 predictions" in capsys.readouterr().err
-    assert main(["predict", "--input", str(source)]) == 0
+    err = capsys.readouterr().err
+    assert "wrote 25 predictions" in err and f"bundle in {bundle_dir}" in err
+    assert main(["predict", "--input", str(source), *model]) == 0
     assert capsys.readouterr().out.count("\n") == 26
+
+
+def test_predict_without_a_champion_says_so(
+    trained_var: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The last trained bundle is not what the API serves: without a champion there is nothing
+    to score with, and one line says so (no traceback)."""
+    del trained_var
+    source = write_csv(raw_rows(5, seed=3).drop(columns="churn"), tmp_path / "in.csv")
+    assert main(["predict", "--input", str(source)]) == 1
+    err = capsys.readouterr().err
+    assert "no champion" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_errors_exit_1_with_a_message(
@@ -121,15 +134,33 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
     assert "--" in capsys.readouterr().out
 
 
-def test_python_dash_m_core_runs_the_cli(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr(sys, "argv", ["python -m core", "--help"])
-    with pytest.raises(SystemExit) as exit_info:
-        runpy.run_module("core", run_name="__main__", alter_sys=True)
-    assert exit_info.value.code == 0
-    out = capsys.readouterr().out
-    assert all(c in out for c in ("validate", "train", "evaluate", "predict"))
+CHURNOPS = Path(sys.executable).with_name("churnops")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["serve", "--help"], ["run", "--help"], ["train", "--help"],
+     ["monitoring", "--help"], ["pipeline", "--help"], ["watch", "--help"], ["notify", "--help"],
+     ["champion", "--help"]],
+)  # fmt: skip
+def test_the_installed_churnops_command_answers_every_group(argv: list[str]) -> None:
+    """The one entry point ([project.scripts]) reaches every command, each with its help."""
+    done = subprocess.run(
+        [str(CHURNOPS), *argv], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout or "churnops" in done.stdout
+    if argv == ["--help"]:
+        for command in ("serve", "run", "train", "predict", "monitoring", "pipeline", "watch"):
+            assert command in done.stdout
+
+
+def test_an_unknown_command_is_one_line_and_exit_2() -> None:
+    done = subprocess.run(
+        [str(CHURNOPS), "trian"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2 and "unknown command 'trian'" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 
 from core import cli as core_cli
 from core import registry, registry_cli
-from core.registry import CHALLENGER, CHAMPION, GatePolicy
+from core.registry import CHALLENGER, CHAMPION
 from core.settings import Settings, get_settings
 from core.tuning import tune
 from tests import mlflow_factory as factory
@@ -148,7 +148,7 @@ def test_gate_story_promote_and_rollback(store: Settings, first: tuple[str, str]
     assert run.data.metrics["gate_champion_score"] == pytest.approx(decision.champion_score)
 
     same = registry.register(store, registry.log_training(store, factory.record(60)))
-    tie = registry.gate(store, same, factory.holdout(), GatePolicy(margin=0.01))
+    tie = registry.gate(store.model_copy(update={"gate_margin": 0.01}), same, factory.holdout())
     assert not tie.promoted and "does not beat" in tie.reason
     assert tie.challenger_score == pytest.approx(tie.champion_score)
 
@@ -161,7 +161,7 @@ def test_gate_story_promote_and_rollback(store: Settings, first: tuple[str, str]
 
     better = registry.gate(store, same, factory.holdout())  # same model, now against the weak one
     assert better.promoted and better.champion_version == worse
-    assert better.challenger_score >= better.champion_score + GatePolicy().margin
+    assert better.challenger_score >= better.champion_score + store.gate_margin
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == same
 
     back = registry.rollback(store, "test: undo")
@@ -272,7 +272,7 @@ def test_tune_nests_trials_and_gates_the_best(store: Settings) -> None:
 def test_cli_champion_promote_rollback(
     store: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """python -m core.registry_cli: one JSON object per command; errors exit 1."""
+    """churnops promote/rollback/champion: one JSON object per command; errors exit 1."""
     monkeypatch.setenv("VAR_DIR", str(store.var_dir))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     get_settings.cache_clear()
@@ -287,7 +287,7 @@ def test_cli_champion_promote_rollback(
         assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["promoted"]
         assert registry_cli.main(["promote", "999"]) == 1
         assert "no version 999" in capsys.readouterr().err
-        assert core_cli.main(["champion"]) == 0  # python -m core champion delegates
+        assert core_cli.main(["champion"]) == 0  # churnops champion delegates
         assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["champion"]
     finally:
         get_settings.cache_clear()

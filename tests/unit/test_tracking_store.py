@@ -64,7 +64,7 @@ def test_a_broken_store_says_what_to_do(tmp_path: Path, monkeypatch: pytest.Monk
     registry.configure(Settings(var_dir=var, env="test"))
     with sqlite3.connect(var / "mlflow.db") as conn:
         conn.execute("UPDATE alembic_version SET version_num = 'half_migrated'")
-    monkeypatch.setattr(registry, "_PREPARED", set())
+    monkeypatch.setattr(registry.client, "_PREPARED", set())
     monkeypatch.delenv("MLFLOW_TRACKING_URI")  # mlflow.set_tracking_uri exported the first store
     broken = tmp_path / "copy"
     broken.mkdir()

@@ -109,6 +109,22 @@ def _plots(api: ApiClient, versions: list[str], default: str | None) -> None:
                 st.caption(f"{name}: {err.message}")
 
 
+def decision_text(gate: dict[str, Any]) -> str:
+    """What happened to a version, from its record (``GateRecord`` of the API): the gate's
+    decision, and a manual promotion or a rollback when there was one."""
+    parts = []
+    if gate.get("decision"):
+        parts.append(f"{gate['decision']} by the gate")
+    if (gate.get("promotion") or {}).get("forced") == "true":
+        parts.append("promoted by hand")
+    rollback = gate.get("rollback") or {}
+    if rollback.get("restored") == "true":
+        parts.append("restored by a rollback")
+    if rollback.get("demoted") == "true":
+        parts.append("demoted by a rollback")
+    return "; ".join(parts) or "—"
+
+
 def _versions_table(versions: list[dict[str, Any]]) -> None:
     rows = []
     for item in versions:
@@ -121,8 +137,8 @@ def _versions_table(versions: list[dict[str, Any]]) -> None:
                 "created_at": item.get("created_at"),
                 "f1": _metric(metrics, "f1"),
                 "roc_auc": _metric(metrics, "roc_auc"),
-                "gate": (("promoted" if gate.get("promoted") else "rejected") if gate else "—"),
-                "gate reason": gate.get("reason", ""),
+                "decision": decision_text(gate),
+                "reason": gate.get("reason") or "",
                 "run_id": item.get("run_id"),
             }
         )
@@ -177,8 +193,10 @@ def main() -> None:
         columns[f"challenger v{challenger.get('version')}"] = challenger.get("metrics") or {}
         roles["challenger"] = str(challenger.get("version"))
         gate = challenger.get("gate") or {}
-        if gate:
-            st.caption(f"Gate decision on the challenger: {gate.get('reason', '—')}")
+        if gate.get("decision"):
+            st.caption(
+                f"Gate decision on the challenger: {gate['decision']} — {gate.get('reason', '')}"
+            )
     else:
         st.caption("No challenger at the moment (the last candidate was promoted or rejected).")
     st.dataframe(

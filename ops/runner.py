@@ -1,6 +1,6 @@
 """Pipeline runner: run a pipeline's gates (make targets) in order, stop at the first failure.
 
-``make pipeline-code`` calls ``python -m core.automation run code format-check lint ...``: each step
+``make pipeline-code`` calls ``churnops pipeline run code format-check lint ...``: each step
 is one ``make <step>``, streamed to the console and captured to
 ``<var_dir>/pipelines/<stamp>-<name>/<nn>-<step>.log``, with its duration. At the end a
 ``summary.json`` is written next to the logs, a desktop notification says name, result and duration,
@@ -230,8 +230,8 @@ def champion_version(settings: Settings) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m core.automation``: run a pipeline, or print the champion's model version."""
-    parser = argparse.ArgumentParser(prog="python -m core.automation", description=main.__doc__)
+    """``churnops pipeline``: run a pipeline, or print the champion's model version."""
+    parser = argparse.ArgumentParser(prog="churnops pipeline", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="run make targets as one pipeline, then notify")
     run_p.add_argument("name", help="pipeline name: code, data, train, deploy, all")
@@ -270,7 +270,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(summary_text(run), flush=True)
     notify_run(run, settings, args.email, desktop=not args.no_desktop)
     return run.returncode
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -1,10 +1,11 @@
 """``make watch``: run the pipeline that matches what changed, whenever a project file changes.
 
-A watchdog observer watches the project (never ``.venv``, ``var/``, ``mlruns/``, caches, ``.git``,
-``node_modules`` or the runs' own outputs). Saves arriving in a burst are debounced into one batch;
-the batch's paths are mapped to pipelines (code/tests → ``code``; ``data/`` → ``data`` then
-``train``; training configuration → ``train``) and each pipeline runs once, through a configurable
-command (``make pipeline-{name}`` by default). One compact status line is printed per run; a failed
+A watchdog observer watches the project; what git ignores is not a change (:class:`GitIgnore`), so
+the pipelines' own outputs (``var/``, caches, ``.hypothesis/``...) never start another run. Saves
+arriving in a burst are debounced into one batch; the batch's paths are mapped to pipelines
+(code/tests → ``code``; ``data/`` → ``data`` then ``train``; training configuration → ``train``)
+and each pipeline runs once, through a configurable command (``make pipeline-{name}`` by
+default). One compact status line is printed per run; a failed
 run is reported and watching goes on; Ctrl-C (or SIGTERM) stops it cleanly.
 
 Subprocesses are started from argv lists, never through a shell (hence the bandit ``nosec``).
@@ -33,67 +34,68 @@ from watchdog.observers import Observer
 PIPELINE_ORDER = ("code", "data", "train")
 DEFAULT_COMMAND = "make pipeline-{name}"
 
-IGNORED_DIRS = frozenset(
-    {
-        ".git",
-        ".venv",
-        "venv",
-        "var",
-        "mlruns",
-        "mlartifacts",
-        "node_modules",
-        "__pycache__",
-        ".pytest_cache",
-        ".mypy_cache",
-        ".ruff_cache",
-        ".ipynb_checkpoints",
-        ".scannerwork",
-        "htmlcov",
-        "reports",
-        "build",
-        "dist",
-        ".idea",
-        ".vscode",
-    }
-)
-# Generated files and editor droppings: saving one must never start a pipeline.
-IGNORED_FILES = (
-    "*.pyc",
-    "*.pyo",
-    "*.swp",
-    "*.swx",
-    "*.swo",
-    "*~",
-    ".#*",
-    "#*#",
-    "4913",
-    "*.tmp",
-    "*.log",
-    "*.db",
-    "*.db-*",
-    "*.sqlite",
-    ".coverage",
-    ".coverage.*",
-    "coverage.xml",
-    ".DS_Store",
-    "*.egg-info",
-)
+# Editors' temporary files (vim's 4913 probe and swap files, emacs locks...): they come with a
+# save, never alone. What the pipelines themselves write is ignored because git ignores it.
+EDITOR_FILES = ("*.swp", "*.swx", "*.swo", "*~", ".#*", "#*#", "4913", ".DS_Store")
 # Training configuration: a change retrains without re-running the code gates.
 TRAIN_CONFIG = ("configs/*", "config/*", "conf/*", "params.yaml", "params.yml", "train.yaml")
 
 
-def is_ignored(rel: PurePosixPath) -> bool:
-    """True for paths under an ignored folder and for generated/editor files."""
-    if any(part in IGNORED_DIRS or part.endswith(".egg-info") for part in rel.parts[:-1]):
-        return True
-    if rel.parts and rel.parts[0] in IGNORED_DIRS:
-        return True
-    return any(fnmatch.fnmatch(rel.name, pattern) for pattern in IGNORED_FILES)
+class NotAWorkTree(RuntimeError):
+    """The watched folder is not inside a git work tree (the watcher ignores what git ignores)."""
+
+
+class GitIgnore:
+    """The watcher's one rule for what is not a change: what git ignores (``git check-ignore``:
+    the project's .gitignore files, ``.git/info/exclude`` and the user's excludes), ``.git/``
+    itself, and editors' temporary files. Whatever a pipeline writes (``var/``, caches,
+    ``.hypothesis/``, coverage files) must therefore be git-ignored: a test checks that running
+    the real code pipeline under ``make watch`` starts exactly one run.
+
+    Raises:
+        NotAWorkTree: when ``root`` is not in a git work tree.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        probe = self._git("rev-parse", "--is-inside-work-tree")
+        if probe.returncode != 0 or probe.stdout.strip() != "true":
+            raise NotAWorkTree(
+                f"{root} is not in a git work tree: make watch ignores what git ignores, so it "
+                "watches a clone (git clone … or git init)"
+            )
+
+    def _git(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # nosec B603 B607  # git from PATH, fixed argv
+            ["git", "-C", str(self.root), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    def ignored(self, paths: Iterable[PurePosixPath]) -> set[PurePosixPath]:
+        """The paths (relative to the root) that are not changes of the project."""
+        paths = set(paths)
+        out = {
+            p
+            for p in paths
+            if not p.parts
+            or p.parts[0] == ".git"
+            or any(fnmatch.fnmatch(p.name, pattern) for pattern in EDITOR_FILES)
+        }
+        asked = sorted(p.as_posix() for p in paths - out)
+        if asked:
+            answer = self._git("check-ignore", "--stdin", "-z", stdin="\0".join(asked) + "\0")
+            if answer.returncode not in (0, 1):  # 1: none is ignored
+                raise NotAWorkTree(f"git check-ignore failed: {answer.stderr.strip()}")
+            out |= {PurePosixPath(p) for p in answer.stdout.split("\0") if p}
+        return out
 
 
 def pipelines_for(rel: PurePosixPath) -> tuple[str, ...]:
-    """Map one project-relative path to the pipelines it calls for (none when ignored)."""
-    if not rel.parts or is_ignored(rel):
+    """Map one project-relative path (not ignored, see :class:`GitIgnore`) to its pipelines."""
+    if not rel.parts:
         return ()
     text = rel.as_posix()
     if rel.parts[0] == "data":
@@ -117,7 +119,7 @@ class _Collector(FileSystemEventHandler):
         super().__init__()
         self.root = root
         self.changes = changes
-        self.watcher = on_new_dir
+        self.watcher = on_new_dir  # new top-level folders are handed to it (it asks git)
 
     def _relative(self, raw: str | bytes) -> PurePosixPath | None:
         path = Path(raw.decode() if isinstance(raw, bytes) else raw)
@@ -131,7 +133,7 @@ class _Collector(FileSystemEventHandler):
             return  # reads are not changes
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             rel = self._relative(raw) if raw else None
-            if rel is None or rel == PurePosixPath(".") or is_ignored(rel):
+            if rel is None or rel == PurePosixPath(".") or rel.parts[0] == ".git":
                 continue
             if event.is_directory:
                 if event.event_type in ("created", "moved") and len(rel.parts) == 1:
@@ -167,23 +169,26 @@ class Watcher:
         if self.log_dir is None:
             self.log_dir = self.root / "var" / "watch"
         self.changes: queue.Queue[PurePosixPath] = queue.Queue()
+        self.ignore = GitIgnore(self.root)
         self.stopping = threading.Event()
         self._observer = Observer()
         self._handler = _Collector(self.root, self.changes, self)
-        self._watched: set[Path] = set()
 
     # -- observer ----------------------------------------------------------------------------------
     def watch_top_level(self, path: Path) -> None:
-        """Watch one top-level folder recursively (ignored folders never get an inotify watch)."""
-        if path in self._watched or path.name in IGNORED_DIRS or not path.is_dir():
+        """Watch one top-level folder recursively (git-ignored folders never get a watch)."""
+        watched = {Path(emitter.watch.path) for emitter in self._observer.emitters}
+        if path in watched or not path.is_dir():
             return
-        self._watched.add(path)
+        if self.ignore.ignored([PurePosixPath(path.relative_to(self.root).as_posix())]):
+            return
         self._observer.schedule(self._handler, str(path), recursive=True)
 
     def start(self) -> None:
         """Start watching: the root itself (not recursive) and each non-ignored top-level folder.
 
-        Watching ``.venv`` recursively would cost thousands of inotify watches, hence the split.
+        Watching ``.venv`` recursively would cost thousands of inotify watches, hence the split
+        (and ``.venv`` is git-ignored).
         """
         self._observer.schedule(self._handler, str(self.root), recursive=False)
         for child in sorted(self.root.iterdir()):
@@ -212,7 +217,8 @@ class Watcher:
                 quiet_since = time.monotonic()
             except queue.Empty:
                 continue
-        return batch
+        ignored = self.ignore.ignored(batch)
+        return [rel for rel in batch if rel not in ignored]
 
     # -- running -----------------------------------------------------------------------------------
     def run(self, name: str, reason: Sequence[PurePosixPath]) -> RunOutcome:
@@ -278,8 +284,8 @@ class Watcher:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m core.watch``: watch the project and run the matching pipeline on each change."""
-    parser = argparse.ArgumentParser(prog="python -m core.watch", description=main.__doc__)
+    """``churnops watch``: watch the project and run the matching pipeline on each change."""
+    parser = argparse.ArgumentParser(prog="churnops watch", description=main.__doc__)
     parser.add_argument("--root", type=Path, default=Path("."), help="project folder to watch")
     parser.add_argument(
         "--command",
@@ -321,7 +327,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     failures = sum(1 for outcome in watcher.outcomes if outcome.returncode != 0)
     print(f"watch stopped: {len(watcher.outcomes)} run(s), {failures} failed", flush=True)
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

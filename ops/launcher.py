@@ -1,20 +1,18 @@
-"""``make run``: serve the API and the UI together, training a first champion if there is none.
+"""``make run`` (``churnops run``): serve the API and the UI together, training a first champion if
+there is none.
 
-The API starts first; when ``GET /ready`` says ``not_ready`` (no champion), ``python -m core train``
-trains and registers one and ``POST /model/reload`` loads it (the API's own key from the same
-environment). Then the UI starts against that API.
-
-With ``ES_URL`` set (environment or ``.env``), the prediction shipper
-(``python -m core.monitoring ship``: stored predictions to Elasticsearch, at a low CPU priority)
-runs alongside; without it, monitoring reads the prediction table and there is nothing to ship.
+In order: the predictions database and the MLflow store are created or migrated (once, here, before
+any worker starts); both ports are checked (a taken port names the variable that moves it); the API
+and the UI start (the UI shows the API's state while it waits); when ``GET /ready`` says
+``not_ready`` (no champion), ``churnops train`` trains and registers one, with its progress on the
+terminal, and ``POST /model/reload`` loads it. With ``ES_URL`` set, the prediction shipper runs
+alongside. There is no fixed start-up deadline: the launcher waits as long as a server is alive
+and says every 15 s what it is waiting for (``STARTUP_TIMEOUT`` sets one).
 
 Every child runs in its own process group; Ctrl-C (SIGINT) or SIGTERM stops them all (SIGTERM to
 each group, SIGKILL after a grace period), and on Linux each child also gets SIGTERM should this
 launcher die, so no server is left behind. If one child exits, the others are stopped and the
 launcher exits non-zero.
-
-    python scripts/run.py [--host 127.0.0.1] [--api-port 8000] [--ui-port 8501] [--workers 2]
-                          [--no-train | --train-args "--family rf"]
 """
 
 from __future__ import annotations
@@ -25,20 +23,24 @@ import json
 import os
 import shlex
 import signal
-import subprocess  # nosec B404  # launching our own servers is the point of this script
+import subprocess  # nosec B404  # launching our own servers is the point of this module
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from core.settings import Settings, get_settings
+from ops import services
+from ops.services import ROOT, PortInUse, Service
+
 PYTHON = sys.executable
 GRACE_SECONDS = 15.0
 PR_SET_PDEATHSIG = 1
+#: Seconds between "still waiting" lines while a server starts.
+PROGRESS_EVERY = 15.0
 
 
 def log(message: str) -> None:
@@ -68,10 +70,12 @@ def get_json(url: str, *, method: str = "GET", headers: dict[str, str] | None = 
             return {"status": f"HTTP {err.code}"}
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Poll ``url`` until it answers 2xx, the process exits, or the timeout passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_http(url: str, proc: subprocess.Popen[bytes], name: str, timeout: float = 0.0) -> bool:
+    """Poll ``url`` until it answers 2xx (True), or the process exits or ``timeout`` (when > 0)
+    passes (False); a line every :data:`PROGRESS_EVERY` seconds says what it waits for."""
+    started = time.monotonic()
+    said = started
+    while timeout <= 0 or time.monotonic() - started < timeout:
         if proc.poll() is not None:
             return False
         try:
@@ -80,6 +84,9 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
                     return True
         except (urllib.error.URLError, OSError):
             pass
+        if time.monotonic() - said >= PROGRESS_EVERY:
+            said = time.monotonic()
+            log(f"still waiting for the {name} on {url} ({said - started:.0f} s)")
         time.sleep(0.3)
     return False
 
@@ -91,20 +98,26 @@ class Supervisor:
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = False
 
-    def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str]
+    ) -> subprocess.Popen[bytes]:
         """Start one server; it does not get the terminal's Ctrl-C (we forward it)."""
         # A long-lived child, stopped in stop(); preexec_fn is safe: the launcher has no threads.
         # pylint: disable-next=consider-using-with,subprocess-popen-preexec-fn
         proc = subprocess.Popen(  # nosec B603  # fixed argv, no shell
             list(argv),
             cwd=ROOT,
-            env=env,
+            env=dict(env),
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
         self.children[name] = proc
         log(f"{name} started (pid {proc.pid})")
         return proc
+
+    def start_service(self, service: Service, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        """Start a service of :mod:`ops.services` with its own additions to ``env``."""
+        return self.start(service.name, service.argv, service.environment(env))
 
     def stop(self) -> None:
         """SIGTERM every child's process group, wait, then SIGKILL what is left."""
@@ -141,9 +154,9 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         pass
 
 
-def train(supervisor: Supervisor, env: dict[str, str], extra: Sequence[str] = ()) -> bool:
-    """Run the training entry point, supervised (Ctrl-C stops it too); output on the terminal."""
-    proc = supervisor.start("training", [PYTHON, "-m", "core", "train", *extra], env)
+def train(supervisor: Supervisor, env: Mapping[str, str], extra: Sequence[str] = ()) -> bool:
+    """Run ``churnops train``, supervised (Ctrl-C stops it too); its progress on the terminal."""
+    proc = supervisor.start("training", [PYTHON, "-m", "ops.cli", "train", *extra], env)
     code = proc.wait()
     del supervisor.children["training"]
     if code != 0:
@@ -151,131 +164,115 @@ def train(supervisor: Supervisor, env: dict[str, str], extra: Sequence[str] = ()
     return code == 0
 
 
-def settings() -> Any:
-    """``core.settings.get_settings()``: what the servers read (same environment, same rules)."""
-    if str(ROOT) not in sys.path:  # `python scripts/run.py` puts only scripts/ on sys.path
-        sys.path.insert(0, str(ROOT))
-    from core.settings import (  # pylint: disable=import-outside-toplevel  # after the path fix
-        get_settings,
-    )
-
-    return get_settings()
-
-
-def api_key() -> str:
-    """The admin key the API uses."""
-    key: str = settings().require_api_key()
-    return key
-
-
-def start_shipper(supervisor: Supervisor, env: dict[str, str]) -> bool:
+def start_shipper(supervisor: Supervisor, settings: Settings, env: Mapping[str, str]) -> bool:
     """Start the prediction shipper when ``ES_URL`` is set; whether it was started."""
-    if not settings().es_url:
+    if not settings.es_url:
         log("ES_URL is unset: monitoring reads the prediction table (no shipper)")
         return False
-    supervisor.start("shipper", [PYTHON, "-m", "core.monitoring", "ship"], env)
+    supervisor.start_service(services.shipper(settings), env)
     return True
 
 
 def ensure_model(
     supervisor: Supervisor,
+    settings: Settings,
     api_url: str,
-    env: dict[str, str],
+    env: Mapping[str, str],
     train_args: Sequence[str] | None,
-    timeout: float,
 ) -> bool:
     """Train and hot-load a champion when the API has none (``GET /ready`` is ``not_ready``)."""
     ready = get_json(f"{api_url}/ready")
     if ready.get("status") != "not_ready":
         log(f"API {ready.get('status')}: model v{ready.get('model_version')}")
         return True
-    log(f"the API has no model ({ready.get('reason')})")
+    log(f"the API has no model yet ({ready.get('reason')})")
     if train_args is None:
         log("--no-train: serving without a model (predictions answer 503)")
         return True
-    log(f"training a first champion: python -m core train {' '.join(train_args)}".rstrip())
+    log(f"training a first champion: churnops train {' '.join(train_args)}".rstrip())
     if not train(supervisor, env, train_args):
         return False
-    key = api_key()
+    key = settings.require_api_key()
     get_json(f"{api_url}/model/reload", method="POST", headers={"X-API-Key": key})
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    started = said = time.monotonic()
+    while True:
         ready = get_json(f"{api_url}/ready")
         if ready.get("status") in ("ready", "degraded"):
             log(f"API {ready['status']}: model v{ready.get('model_version')}")
             return True
-        time.sleep(1.0)
-    log(f"the API did not load the new model: {ready.get('reason')}")
-    return False
+        if settings.startup_timeout and time.monotonic() - started > settings.startup_timeout:
+            log(f"the API did not load the new model: {ready.get('reason')}")
+            return False
+        if time.monotonic() - said >= PROGRESS_EVERY:
+            said = time.monotonic()
+            log(f"waiting for the API to load the new model ({ready.get('reason')})")
+        time.sleep(0.5)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Command-line options (defaults from API_PORT, UI_PORT, API_WORKERS, RUN_HOST)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--host", default=os.environ.get("RUN_HOST", "127.0.0.1"))
-    parser.add_argument("--api-port", type=int, default=int(os.environ.get("API_PORT", "8000")))
-    parser.add_argument("--ui-port", type=int, default=int(os.environ.get("UI_PORT", "8501")))
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("API_WORKERS", "2")))
+def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Namespace:
+    """Options; defaults from the settings (``API_PORT``, ``UI_PORT``, ``API_WORKERS``...)."""
+    parser = argparse.ArgumentParser(prog="churnops run", description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--host", default=None, help="interface of both servers (API_HOST/UI_HOST)")
+    parser.add_argument("--api-port", type=int, default=settings.api_port)
+    parser.add_argument("--ui-port", type=int, default=settings.ui_port)
+    parser.add_argument("--workers", type=int, default=settings.api_workers)
     parser.add_argument("--no-train", action="store_true", help="never train, even without a model")
     parser.add_argument(
         "--train-args",
         default=os.environ.get("TRAIN_ARGS", ""),
-        help="extra arguments of `python -m core train` (e.g. '--cv-folds 0')",
+        help="extra arguments of `churnops train` (e.g. '--cv-folds 0')",
     )
-    parser.add_argument("--startup-timeout", type=float, default=120.0, help="seconds per server")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Start API, UI (and shipper), train a first model if needed; supervise until signal/exit."""
-    args = parse_args(argv)
-    api_url = f"http://{args.host}:{args.api_port}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "API_URL": api_url}
+    """Prepare the stores, start API and UI (and shipper), train a first model if needed, then
+    supervise until a signal or a child's exit."""
+    settings = get_settings()
+    args = parse_args(argv, settings)
+    api = services.api(settings, host=args.host, port=args.api_port, workers=args.workers)
+    ui = services.ui(settings, host=args.host, port=args.ui_port, api_url=api.url)
+    env = {**os.environ, "API_URL": api.url}
     supervisor = Supervisor()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         del frame
+        if supervisor.stopping:  # a second Ctrl-C (or the same one twice): keep stopping
+            return
         log(f"got {signal.Signals(signum).name}: stopping {', '.join(supervisor.children)}")
         supervisor.stop()
+        log("stopped: nothing left running")
         raise SystemExit(0)
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        api = supervisor.start(
-            "API",
-            [PYTHON, "-m", "uvicorn", "api.main:create_app", "--factory", "--host", args.host,
-             "--port", str(args.api_port), "--workers", str(args.workers), "--no-access-log"],
-            {**env, "OMP_NUM_THREADS": "1"},
-        )  # fmt: skip
-        # The UI starts at once (it shows the API's state while a first model trains).
-        ui = supervisor.start(
-            "UI",
-            [PYTHON, "-m", "streamlit", "run", str(ROOT / "ui" / "app.py"),
-             "--server.address", args.host, "--server.port", str(args.ui_port),
-             "--server.headless", "true", "--browser.gatherUsageStats", "false",
-             "--client.toolbarMode", "minimal"],
-            env,
-        )  # fmt: skip
-        ui_url = f"http://{args.host}:{args.ui_port}"
-        if not wait_http(f"{api_url}/health", api, args.startup_timeout):
-            log(f"the API did not come up on {api_url}")
+        for service in (api, ui):
+            services.check_port(service)
+        log(f"preparing the stores under {settings.var_dir} (predictions database, MLflow)")
+        services.prepare_stores(settings)
+        api_proc = supervisor.start_service(api, env)
+        ui_proc = supervisor.start_service(ui, env)  # it shows the API's state while it waits
+        if not wait_http(f"{api.url}/health", api_proc, "API", settings.startup_timeout):
+            log(f"the API did not come up on {api.url}")
             return 1
-        start_shipper(supervisor, env)  # after the API has created/migrated the prediction table
+        start_shipper(supervisor, settings, env)
         train_args = None if args.no_train else shlex.split(args.train_args)
-        if not ensure_model(supervisor, api_url, env, train_args, args.startup_timeout):
+        if not ensure_model(supervisor, settings, api.url, env, train_args):
             return 1
-        if not wait_http(f"{ui_url}/_stcore/health", ui, args.startup_timeout):
-            log(f"the UI did not come up on {ui_url}")
+        if not wait_http(f"{ui.url}/_stcore/health", ui_proc, "UI", settings.startup_timeout):
+            log(f"the UI did not come up on {ui.url}")
             return 1
-        log(f"API {api_url}/docs · UI {ui_url} — Ctrl-C stops {', '.join(supervisor.children)}")
+        log(f"API {api.url}/docs · UI {ui.url} — Ctrl-C stops {', '.join(supervisor.children)}")
         while (ended := supervisor.first_exit()) is None:
             time.sleep(0.5)
         log(f"{ended[0]} exited with code {ended[1]}: stopping the others")
         return ended[1] or 1
+    except PortInUse as exc:
+        log(str(exc))
+        return 2
+    except RuntimeError as exc:  # a broken store: core.store.StoreError, TrackingStoreBroken
+        log(f"cannot start: {exc}")
+        return 1
     finally:
         supervisor.stop()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""``python -m core.monitoring {setup, export-mlflow, drift, agent, ship, kibana-import}``."""
+"""``churnops monitoring {setup, export-mlflow, drift, agent, ship, kibana-import}``."""
 
 from __future__ import annotations
 
@@ -180,7 +180,7 @@ def cmd_kibana(args: argparse.Namespace, settings: Settings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
-        prog="python -m core.monitoring",
+        prog="churnops monitoring",
         description="Monitoring: ES templates, MLflow export, drift, host agent, shipper, Kibana.",
     )
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="index name prefix")
@@ -244,7 +244,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s failed: %s", args.command, exc)
         return 1
     return code
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,0 +1,105 @@
+"""``churnops``: the one command line of the project (``[project.scripts]``; ``make`` calls it).
+
+    churnops serve api|ui         start one service in the foreground (see ops.services)
+    churnops run                  API + UI (+ shipper), training a first model if needed
+    churnops validate|train|evaluate|predict|promote|rollback|champion|tune   the ML pipeline
+    churnops monitoring ...       Elasticsearch setup, shipper, drift, host agent, MLflow export
+    churnops pipeline ...         run a chain of make targets as one pipeline, then notify
+    churnops watch                run the matching pipeline on every change
+    churnops notify ...           desktop/email notifications by hand, flush the email outbox
+
+Errors are one line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from core.settings import get_settings
+from ops import services
+
+log = logging.getLogger("churnops")
+
+ML_COMMANDS = (
+    "validate",
+    "train",
+    "evaluate",
+    "predict",
+    "promote",
+    "rollback",
+    "champion",
+    "tune",
+)
+
+
+def _serve(argv: Sequence[str]) -> int:
+    """``churnops serve api|ui``: prepare the stores (API), check the port, exec the server."""
+    parser = argparse.ArgumentParser(prog="churnops serve", description=_serve.__doc__)
+    parser.add_argument("service", choices=("api", "ui"))
+    parser.add_argument("--host", help="interface (API_HOST / UI_HOST)")
+    parser.add_argument("--port", type=int, help="port (API_PORT / UI_PORT)")
+    parser.add_argument("--workers", type=int, help="API worker processes (API_WORKERS)")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    if args.service == "api":
+        service = services.api(settings, host=args.host, port=args.port, workers=args.workers)
+    else:
+        service = services.ui(settings, host=args.host, port=args.port)
+    services.check_port(service)
+    if args.service == "api":
+        services.prepare_stores(settings)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(service.argv[0], list(service.argv), service.environment())  # nosec B606
+    return 0  # pragma: no cover - execve does not return
+
+
+def _delegate(module: str) -> Callable[[Sequence[str]], int]:
+    def run(argv: Sequence[str]) -> int:
+        # Imported when used: each command pulls in only what it needs (MLflow, pandas...).
+        entry: Callable[[Sequence[str]], int] = getattr(
+            __import__(module, fromlist=["main"]), "main"
+        )
+        return int(entry(list(argv)) or 0)
+
+    return run
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "serve": _serve,
+    "run": _delegate("ops.launcher"),
+    "monitoring": _delegate("core.monitoring.cli"),
+    "pipeline": _delegate("ops.runner"),
+    "watch": _delegate("ops.watch"),
+    "notify": _delegate("core.notify"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch to one command; returns its exit code."""
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if not raw or raw[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if raw else 2
+    command, rest = raw[0], raw[1:]
+    try:
+        if command in ML_COMMANDS:
+            return _delegate("core.cli")(raw)
+        if command in COMMANDS:
+            return COMMANDS[command](rest)
+    except services.PortInUse as exc:
+        print(f"churnops {command}: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # broken stores and registry errors: one line, no traceback
+        print(f"churnops {command}: {exc}", file=sys.stderr)
+        return 1
+    print(f"churnops: unknown command {command!r}; see `churnops --help`", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
