@@ -276,20 +276,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except SchemaError as exc:
-        _err(f"invalid data: {_issues_line(exc)}")
-        return 1
+        message = f"invalid data: {_issues_line(exc)}"
     except (TableError, NotTrainable) as exc:
-        _err(f"invalid data: {exc}")
-        return 1
-    except OSError as exc:
-        _err(f"error: {exc}")
-        return 1
-    except RuntimeError as exc:  # no champion to score with, a broken store: one line
-        _err(f"error: {exc}")
-        return 1
+        message = f"invalid data: {exc}"
+    except (OSError, RuntimeError) as exc:  # a missing file, no champion, a broken store
+        message = f"error: {exc}"
     except Exception as exc:  # pylint: disable=broad-exception-caught  # one line, no traceback
-        _err(f"error: {type(exc).__name__}: {exc}".splitlines()[0])
-        return 1
+        message = f"error: {type(exc).__name__}: {exc}".splitlines()[0]
+    _err(message)
+    return 1
 
 
 def _issues_line(exc: SchemaError, shown: int = 3) -> str:
