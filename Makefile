@@ -76,8 +76,22 @@ test: $(DEV_STAMP) ## Run every test (unit, data, model, api, ui, integration, e
 	@mkdir -p var
 	$(RUN)/pytest --cov --cov-report=term --cov-report=xml:var/coverage.xml $(PYTEST_ARGS)
 
+# The quality gates, listed once: make ci, make pipeline-code (make watch), .ci/run, GitHub
+# Actions (code.yml) and Jenkins all run `make gates`.
+GATES := format-check lint typecheck security lint-ci
+
+.PHONY: gates
+gates: $(GATES) ## The quality gates: format-check, lint, typecheck, security, lint-ci
+
+# The fast subset: no test marked slow, integration, e2e, es or stack (make watch's code pipeline).
+FAST_TESTS := -m "not slow and not integration and not e2e and not es and not stack"
+
+.PHONY: test-fast
+test-fast: $(DEV_STAMP) ## The fast tests only (no slow/integration/e2e/es/stack), no coverage gate
+	$(RUN)/pytest $(FAST_TESTS) $(PYTEST_ARGS)
+
 .PHONY: ci
-ci: format-check lint typecheck security test ## All gates in order, stopping at the first failure
+ci: gates test ## All gates in order, then every test, stopping at the first failure
 
 .PHONY: clean
 clean: ## Remove generated state (var/, caches); keeps .venv

@@ -3,7 +3,7 @@
 # end); `make watch` runs the matching pipeline on every change; CI files, pre-commit, SonarQube.
 # Each pipeline's steps are make targets listed in one variable, so `make -n pipeline-code` shows them.
 
-PIPELINE_CODE ?= format-check lint typecheck security test-code
+PIPELINE_CODE ?= gates test-fast
 PIPELINE_DATA ?= validate-data test-data data-drift
 PIPELINE_TRAIN ?= train evaluate
 PIPELINE_DEPLOY ?= docker-check docker-build docker-push deploy smoke
@@ -38,7 +38,7 @@ WORKFLOWS := $(wildcard .github/workflows/*.yml)
 
 # --- pipelines -------------------------------------------------------------------------------------
 .PHONY: pipeline-code
-pipeline-code: $(DEV_STAMP) ## Code pipeline: format-check, lint, typecheck, security, unit+functional tests
+pipeline-code: $(DEV_STAMP) ## Code pipeline: the quality gates (make gates), then the fast tests (make test-fast)
 	$(PIPELINE_RUN) code $(PIPELINE_CODE)
 
 .PHONY: pipeline-data

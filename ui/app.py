@@ -23,7 +23,10 @@ from streamlit.navigation.page import (  # noqa: E402  # pylint: disable=wrong-i
 
 from core.logs import configure_logging  # noqa: E402  # pylint: disable=wrong-import-position
 from core.settings import get_settings  # noqa: E402  # pylint: disable=wrong-import-position
-from ui.components import api_status_sidebar  # noqa: E402  # pylint: disable=wrong-import-position
+from ui.components import (  # noqa: E402  # pylint: disable=wrong-import-position
+    api_state_banner,
+    api_status_sidebar,
+)
 
 # Not "pages/": a folder of that name next to the entry script switches Streamlit to its legacy
 # multipage mode (MPA v1), which runs page files without this script around them.
@@ -97,7 +100,8 @@ def main() -> None:
     st.set_option("client.toolbarMode", "minimal")
     navigation = build_navigation()
     st.sidebar.caption("Telecom churn prediction")
-    api_status_sidebar()
+    if api_status_sidebar() not in ("ready", "degraded"):
+        api_state_banner()
     try:
         navigation.run()
     except Exception:  # pylint: disable=broad-exception-caught  # last resort: no traceback in UI

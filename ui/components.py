@@ -56,14 +56,18 @@ def fetch_or_stop(what: str, call: Callable[[], T]) -> T:
     return result
 
 
-def api_status_sidebar() -> None:
-    """A one-line API status in the sidebar (short timeout so a down API never delays the page)."""
+def api_status_sidebar() -> str:
+    """A one-line API status in the sidebar (short timeout so a down API never delays the page).
+
+    Returns:
+        ``ready``, ``degraded``, ``not_ready`` or ``down``.
+    """
     api = client.get_client()
     try:
         ready = api.ready()
     except ApiError as err:
         st.sidebar.error(f"API down: `{err.url}`", icon=":material/cloud_off:")
-        return
+        return "down"
     status = str(ready.get("status", "?"))
     version = ready.get("model_version")
     text = f"API {status}" + (f" · model v{version}" if version is not None else "")
@@ -71,6 +75,31 @@ def api_status_sidebar() -> None:
         st.sidebar.success(text, icon=":material/check_circle:")
     else:
         st.sidebar.warning(f"{text}: {ready.get('reason') or ''}", icon=":material/warning:")
+    return status
+
+
+@st.fragment(run_every=3)
+def api_state_banner() -> None:
+    """While the API is down or has no model yet (``make run`` is starting it, or training the
+    first champion), say so at the top of every page, and reload the page once it is ready."""
+    api = client.get_client()
+    try:
+        ready = api.ready()
+    except ApiError as err:
+        st.info(
+            f"Waiting for the API at `{err.url}`: {err.message}. If `make run` is starting, this "
+            "page reloads by itself when the API answers; otherwise start it with `make run`.",
+            icon=":material/hourglass_top:",
+        )
+        return
+    if ready.get("status") in ("ready", "degraded"):
+        st.rerun()
+    st.info(
+        f"The API is up but has no model yet ({ready.get('reason') or 'not ready'}). When "
+        "`make run` starts from nothing it trains a first champion now (a minute or two); this "
+        "page reloads by itself when the model is served.",
+        icon=":material/hourglass_top:",
+    )
 
 
 def pct(value: Any, digits: int = 1) -> str:

@@ -89,8 +89,13 @@ def init_state() -> None:
         )
 
 
-def feature_widget(spec: FeatureSpec) -> None:
-    """Draw the input of one feature (value taken from session state by key)."""
+def feature_widget(spec: FeatureSpec, error: str | None = None) -> None:
+    """Draw the input of one feature (value taken from session state by key), with ``error``
+    right under it.
+
+    Numbers are not clamped by the widget: a negative or emptied value stays what the user typed
+    and the schema's message is shown next to the field (a clamped widget silently kept the old
+    value, so the previous result looked current)."""
     key = widget_key(spec.name)
     if not spec.is_numeric:
         options: list[str] = list(spec.allowed)
@@ -115,41 +120,32 @@ def feature_widget(spec: FeatureSpec) -> None:
                 help=help_text(spec),
                 format_func=shown,
             )
-        return
-    if spec.kind == "integer":
-        st.number_input(
-            label(spec),
-            min_value=int(spec.minimum or 0),
-            max_value=int(spec.maximum) if spec.maximum is not None else None,
-            step=1,
-            key=key,
-            help=help_text(spec),
-        )
+    elif spec.kind == "integer":
+        st.number_input(label(spec), value=None, step=1, key=key, help=help_text(spec))
     else:
         st.number_input(
-            label(spec),
-            min_value=float(spec.minimum or 0.0),
-            max_value=float(spec.maximum) if spec.maximum is not None else None,
-            step=0.1,
-            format="%.2f",
-            key=key,
-            help=help_text(spec),
+            label(spec), value=None, step=0.1, format="%.2f", key=key, help=help_text(spec)
         )
+    if error:
+        st.caption(f":red[:material/error: {error}]")
 
 
-def customer_form() -> None:
-    """The whole form body: account fields, then one column per calling period."""
+def customer_form(errors: dict[str, str] | None = None) -> None:
+    """The whole form body: account fields, then one column per calling period; each field's
+    message from ``errors`` (feature name → message) is shown under it."""
+    errors = errors or {}
     st.markdown("**Account**")
     cols = st.columns(4)
     for i, name in enumerate(ACCOUNT_FIELDS):
         with cols[i % 4]:
-            feature_widget(SPECS[name])
+            feature_widget(SPECS[name], errors.get(name))
     st.markdown("**Usage in the billing period**")
     for col, (period, title) in zip(st.columns(len(PERIODS)), PERIODS):
         with col:
             st.caption(title)
             for what in ("minutes", "calls", "charge"):
-                feature_widget(SPECS[f"total_{period}_{what}"])
+                name = f"total_{period}_{what}"
+                feature_widget(SPECS[name], errors.get(name))
 
 
 def current_values() -> dict[str, Any]:
@@ -157,22 +153,24 @@ def current_values() -> dict[str, Any]:
     return {spec.name: st.session_state.get(widget_key(spec.name)) for spec in FEATURES}
 
 
-def validate(values: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str], list[str]]:
+def validate(
+    values: dict[str, Any],
+) -> tuple[dict[str, Any] | None, dict[str, str], list[str]]:
     """Check a customer against the schema before sending it.
 
     Returns:
-        The JSON-ready customer (or ``None``), blocking errors, and non-blocking warnings.
+        The JSON-ready customer (or ``None``), the blocking errors by field (an emptied number
+        is "required", never 0), and non-blocking warnings.
     """
     warnings: list[str] = []
     if values.get("voice_mail_plan") == "no" and (values.get("number_vmail_messages") or 0) > 0:
         warnings.append("Voice-mail messages are set but the customer has no voice-mail plan.")
+    errors = {name: "required: enter a value" for name, value in values.items() if value is None}
     try:
         customer = Customer.model_validate(values)
     except ValidationError as exc:
-        errors = []
         for err in exc.errors():
             name = str(err["loc"][0]) if err["loc"] else "?"
-            shown = label(SPECS[name]) if name in SPECS else name
-            errors.append(f"{shown}: {err['msg']}")
+            errors.setdefault(name, str(err["msg"]))
         return None, errors, warnings
-    return customer.model_dump(mode="json"), [], warnings
+    return customer.model_dump(mode="json"), errors, warnings

@@ -277,6 +277,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("start", ["empty", "old"])
 def test_processes_racing_to_open_a_store_all_start_and_migrate_once(
     tmp_path: Path, start: str

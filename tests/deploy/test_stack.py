@@ -286,6 +286,7 @@ def test_api_and_ui_start_the_one_way_they_are_defined(resolved_stack: dict[str,
         assert parse_dockerfile(DOCKERFILES[kind]).exec_form("CMD") == ["churnops", "serve", kind]
 
 
+@pytest.mark.slow
 def test_image_commands_exist_in_the_code(resolved_stack: dict[str, Any]) -> None:
     """Every command the churnops images run points at code and flags that exist."""
     services = resolved_stack["services"]
@@ -323,6 +324,7 @@ def test_every_flag_of_the_service_definitions_exists_in_the_locked_tools(servic
         assert flag in text, f"{tool} has no {flag}"
 
 
+@pytest.mark.slow
 def test_every_flag_of_mlflow_server_exists(resolved_stack: dict[str, Any]) -> None:
     command = resolved_stack["services"]["mlflow"]["command"]
     assert command[:2] == ["mlflow", "server"]

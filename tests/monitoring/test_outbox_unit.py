@@ -75,6 +75,7 @@ def test_cli_once_with_elasticsearch_down_fails_and_stamps_nothing(
     assert unshipped(engine) == 10
 
 
+@pytest.mark.slow
 def test_cli_runs_niced_and_stops_cleanly_on_sigterm(settings: Settings, tmp_path: Path) -> None:
     """The real command: nice 19, heartbeat, SIGTERM → exit 0 with its counters on stdout."""
     engine = open_engine(settings.db_url)
@@ -112,6 +113,7 @@ def test_cli_runs_niced_and_stops_cleanly_on_sigterm(settings: Settings, tmp_pat
     assert unshipped(engine) == 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("own_session", [True, False], ids=["session-leader", "shared-session"])
 def test_lower_priority_nices_the_autogroup_only_of_its_own_session(
     tmp_path: Path, own_session: bool

@@ -45,6 +45,15 @@ def test_not_ready_api_is_shown_in_the_sidebar(open_page, fake_api, monkeypatch)
     at = open_page("predict")
     assert_clean(at)
     assert "API not_ready: no champion" in at.sidebar.warning[0].value
+    # the main area says what is going on (make run trains a first champion meanwhile)
+    assert any("has no model yet (no champion)" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_says_the_api_is_not_there_yet(open_page, down_api, page):
+    at = open_page(page)
+    assert_clean(at)
+    assert any(f"Waiting for the API at `{down_api.base_url}/ready`" in i.value for i in at.info)
 
 
 def test_unexpected_error_is_a_message_not_a_traceback(fake_api, monkeypatch, settings):

@@ -56,3 +56,29 @@ def test_api_down(open_page, down_api):
     assert_clean(at)
     assert any(f"{down_api.base_url}/predictions" in e.value for e in at.error)
     assert at.button(key="retry_load_the_predictions") is not None
+
+
+def test_rows_are_told_apart_and_show_the_customer(open_page, fake_api):
+    """Ids made in the same millisecond share their first characters: the picker shows their
+    end; the table shows each prediction's customer fields."""
+    for i, item in enumerate(fake_api.predictions_items):
+        item["id"] = f"019ac5e2-3f6e-7c55-9a3e-2d1f2b7c8a{i:02d}"
+        item["created_at"] = "2025-01-02T10:00:00Z"
+    at = open_page("history")
+    assert_clean(at)
+    picker = at.selectbox(key="history_feedback_id")
+    labels = [picker.format_func(option) for option in picker.options]
+    assert len(set(labels)) == len(labels) == 10
+    table = at.dataframe[0].value
+    assert {"state", "number_customer_service_calls"} <= set(table.columns)
+    assert table["state"].tolist() == ["KS"] * 10
+
+
+def test_the_table_shows_the_saved_feedback_at_once(open_page, fake_api):
+    at = open_page("history")
+    at.selectbox(key="history_feedback_id").set_value("pred-0004")
+    at.radio(key="history_feedback_actual").set_value("yes")
+    at.button(key="history_feedback_submit").click().run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert table.loc[table["id"] == "pred-0004", "actual"].tolist() == ["yes"]

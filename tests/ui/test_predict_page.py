@@ -69,13 +69,38 @@ def test_inconsistent_values_warn_but_still_score(open_page, fake_api):
 
 
 def test_validation_rejects_bad_values_before_sending():
-    customer, errors, _ = validate({**EXAMPLE_LOYAL, "account_length": 9999, "state": "ZZ"})
+    customer, errors, _ = validate(
+        {**EXAMPLE_LOYAL, "account_length": 9999, "state": "ZZ", "total_day_minutes": None}
+    )
     assert customer is None
-    assert any(e.startswith("Account length (days):") for e in errors)
-    assert any(e.startswith("State:") for e in errors)
+    assert set(errors) == {"account_length", "state", "total_day_minutes"}
+    assert errors["total_day_minutes"] == "required: enter a value"  # never taken as 0
     customer, errors, warnings = validate(dict(EXAMPLE_LOYAL))
     assert customer == EXAMPLE_LOYAL and not errors and not warnings
     assert "Allowed: 408, 415, 510" in help_text(SPECS["area_code"])
+
+
+def _captions(at) -> list[str]:
+    return [c.value for c in at.caption]
+
+
+def test_a_bad_field_is_marked_and_the_previous_result_is_cleared(open_page, fake_api):
+    """Negative minutes and an emptied field: a message under each, nothing sent, and the result
+    of the previous (valid) click is no longer on screen as if it were current."""
+    at = open_page("predict")
+    at.button(key="predict_submit").click().run()
+    assert _metric(at, "Churn probability") == "73.1 %"
+    at.number_input(key="f_total_day_minutes").set_value(-12.0)
+    at.number_input(key="f_total_eve_calls").set_value(None)
+    at.button(key="predict_submit").click().run()
+    assert_clean(at)
+    assert len(fake_api.called("predict")) == 1  # only the first, valid click
+    assert "Churn probability" not in [m.label for m in at.metric]
+    marked = [c for c in _captions(at) if ":material/error:" in c]
+    assert len(marked) == 2 and any("required" in c for c in marked)
+    assert any("greater than or equal to 0" in c for c in marked)
+    assert "fix the 2 field(s) marked above" in at.error[0].value
+    assert "Total day minutes (minutes)" in at.error[0].value
 
 
 def test_api_down_shows_the_url_and_a_retry_that_works(open_page, fake_api):

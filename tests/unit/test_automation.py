@@ -1,4 +1,4 @@
-"""core.automation: the runner stops at the first failure, keeps and times each step's log."""
+"""ops.runner: the runner stops at the first failure, keeps and times each step's log."""
 
 from __future__ import annotations
 

@@ -137,6 +137,7 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
 CHURNOPS = Path(sys.executable).with_name("churnops")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv",
     [["--help"], ["serve", "--help"], ["run", "--help"], ["train", "--help"],

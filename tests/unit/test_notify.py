@@ -19,7 +19,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from core import automation, notify
+from core import notify
+from ops import runner as automation
 from core.settings import Settings, get_settings
 
 

@@ -31,6 +31,7 @@ def _clean_env() -> dict[str, str]:
     return {**env, "PYTHONPATH": str(ROOT)}
 
 
+@pytest.mark.slow
 def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
     """Four processes released at the same instant on an empty VAR_DIR (what two API workers,
     the launcher and a training do on a first start): every one opens the store, all see the

@@ -210,7 +210,7 @@ def test_every_make_target_called_by_ci_exists(source: str) -> None:
 def test_every_pipeline_step_exists(pipeline: str) -> None:
     result = make("-n", f"pipeline-{pipeline}", "DEPLOY=1")
     assert result.returncode == 0, result.stderr
-    line = next(ln for ln in result.stdout.splitlines() if "core.automation run" in ln)
+    line = next(ln for ln in result.stdout.splitlines() if "churnops pipeline run" in ln)
     words = shlex.split(line)
     steps = words[words.index(pipeline, words.index("run")) + 1 :]
     assert steps, line
@@ -271,3 +271,15 @@ def test_deploy_without_docker_fails_with_a_clear_message(tmp_path: Path) -> Non
     result = make("docker-check", env=env)
     assert result.returncode != 0
     assert "pipeline-deploy needs a running Docker engine" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "source", [".github/workflows/code.yml", "Jenkinsfile", ".ci/run", "mk/automation.mk"]
+)
+def test_every_ci_runs_the_one_list_of_gates(source: str) -> None:
+    """The gates are listed once (GATES in the Makefile); each CI entry point runs `make gates`
+    and none of them lists a gate of its own."""
+    text = (ROOT / source).read_text(encoding="utf-8")
+    assert re.search(r"\bgates\b", text), f"{source} does not run make gates"
+    for gate in ("format-check", "typecheck", "make lint", "make security"):
+        assert gate not in text, f"{source} lists the gate {gate!r} itself"

@@ -8,11 +8,13 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.schema import FEATURE_NAMES
 from ui import client
 from ui.client import ApiClient, ApiError
 from ui.components import fetch, pct, show_api_error, time_chart
 
 PAGE_ROWS = 500
+SAVED = "history_feedback_saved"
 LIMITS = (100, 500, 1000, 2000, 5000)
 
 
@@ -76,11 +78,12 @@ def _period_bounds(period: Any, today: date) -> tuple[datetime, datetime]:
 
 
 def _frame(items: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per prediction: what was answered, then the customer's 19 fields."""
     columns = ["created_at", "churn_probability", "label", "actual", "model_version", "latency_ms"]
     frame = pd.DataFrame(items)
     if "probability" in frame.columns and "churn_probability" not in frame.columns:
         frame = frame.rename(columns={"probability": "churn_probability"})
-    for name in [*columns, "id"]:
+    for name in [*columns, "id", "features"]:
         if name not in frame.columns:
             frame[name] = None
     # naive UTC: what the charts and the table show (the column is labelled UTC)
@@ -88,7 +91,26 @@ def _frame(items: list[dict[str, Any]]) -> pd.DataFrame:
         frame["created_at"], utc=True, errors="coerce"
     ).dt.tz_convert(None)
     frame["churn_probability"] = pd.to_numeric(frame["churn_probability"], errors="coerce")
-    return frame[["id", *columns]]
+    customers = pd.DataFrame(
+        [f if isinstance(f, dict) else {} for f in frame["features"]], index=frame.index
+    )
+    customers = customers[[name for name in FEATURE_NAMES if name in customers.columns]]
+    return pd.concat([frame[["id", *columns]], customers], axis=1)
+
+
+def _choice(row: Any) -> str:
+    """How one prediction reads in the feedback picker: time to the second, score, label, the
+    customer at a glance, and the *end* of its id (UUIDv7 ids made in the same millisecond share
+    their first characters, never their last)."""
+    customer = []
+    for name, unit in (("state", ""), ("account_length", " d"), ("total_day_minutes", " day min")):
+        value = getattr(row, name, None)
+        if value is not None and not pd.isna(value):
+            customer.append(f"{value:g}{unit}" if isinstance(value, float) else f"{value}{unit}")
+    return (
+        f"{row.created_at:%Y-%m-%d %H:%M:%S} · p={row.churn_probability:.3f} · {row.label} · "
+        f"{', '.join(customer)} · …{str(row.id)[-8:]}"
+    )
 
 
 def _charts(frame: pd.DataFrame) -> None:
@@ -120,12 +142,7 @@ def _feedback(frame: pd.DataFrame) -> None:
     options = frame["id"].dropna().astype(str).tolist()
     if not options:
         return
-    shown = {
-        str(r.id): f"{r.created_at:%Y-%m-%d %H:%M} · p={r.churn_probability:.2f} · "
-        f"{r.label} · {str(r.id)[:8]}"
-        for r in frame.itertuples()
-        if r.id is not None
-    }
+    shown = {str(r.id): _choice(r) for r in frame.itertuples() if r.id is not None}
     with st.form("history_feedback_form"):
         cols = st.columns([3, 1, 1])
         prediction_id = cols[0].selectbox(
@@ -140,8 +157,13 @@ def _feedback(frame: pd.DataFrame) -> None:
             client.get_client().feedback(str(prediction_id), str(actual))
         except ApiError as err:
             show_api_error(err, "save the feedback", retry=False)
-        else:
-            st.success(f"Saved: prediction {str(prediction_id)[:8]} actually churned = {actual}.")
+        else:  # reload the page so the table and the figures above show the saved outcome
+            st.session_state[SAVED] = (
+                f"Saved: prediction …{str(prediction_id)[-8:]} actually churned = {actual}."
+            )
+            st.rerun()
+    if SAVED in st.session_state:
+        st.success(st.session_state.pop(SAVED))
 
 
 def main() -> None:

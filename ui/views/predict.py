@@ -123,17 +123,18 @@ def main() -> None:
     presets[1].button(
         "Likely churner", key="preset_churner", on_click=apply_preset, args=("churner",)
     )
+    errors: dict[str, str] = st.session_state.get("predict_errors") or {}
     with st.form("predict_form", border=True):
-        customer_form()
+        customer_form(errors)
         st.form_submit_button(
             "Predict churn", type="primary", key="predict_submit", on_click=_submit
         )
 
     for message in st.session_state.get("predict_warnings", []):
         st.warning(message)
-    errors = st.session_state.get("predict_errors", [])
     if errors:
-        st.error("Please fix these fields before scoring:\n\n- " + "\n- ".join(errors))
+        fields = ", ".join(label(SPECS[n]) if n in SPECS else n for n in errors)
+        st.error(f"Nothing was scored: fix the {len(errors)} field(s) marked above ({fields}).")
         return
     customer = st.session_state.get(STATE_REQUEST)
     if customer is None:
