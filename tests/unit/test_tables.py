@@ -9,6 +9,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.schema import FEATURE_NAMES, SPECS, TARGET
 from core.tables import (
@@ -269,3 +271,50 @@ def test_every_numeric_feature_survives_the_decimal_comma() -> None:
     np.testing.assert_array_equal(
         table.report.frame[numeric].to_numpy(), _canonical()[numeric].to_numpy()
     )
+
+
+_NAMES = st.sampled_from([*FEATURE_NAMES, "Churn", "churn", "State", "", "x", "Unnamed: 0", '"q"'])
+_CELLS = st.one_of(
+    st.text(alphabet=list(",;\t|\"' .0123456789-eEaZé\r\n\x1c"), max_size=8),
+    st.sampled_from(["415", "yes", "VRAI", "1,5", "NaN", "inf", ""]),
+)
+
+
+@st.composite
+def _texts(draw: st.DrawFn) -> bytes:
+    separator = draw(st.sampled_from([",", ";", "\t", "|", " "]))
+    header = draw(st.lists(_NAMES, min_size=1, max_size=25))
+    rows = draw(st.lists(st.lists(_CELLS, max_size=len(header) + 2), max_size=6))
+    text = "\n".join(separator.join(cells) for cells in [header, *rows])
+    encoding = draw(st.sampled_from(["utf-8", "utf-16", "cp1252", "utf-8-sig"]))
+    return text.encode(encoding, errors="replace")
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=5) | _NAMES,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_NAMES, inner, max_size=6),
+    max_leaves=30,
+)
+
+
+@given(
+    content=st.one_of(
+        st.binary(max_size=300), _texts(), _JSON.map(lambda v: json.dumps(v).encode())
+    ),
+    content_type=st.sampled_from(
+        [None, "text/csv", "application/json", "text/csv; charset=latin-1"]
+    ),
+    require_target=st.booleans(),
+)
+@settings(max_examples=300, deadline=None, database=None)
+def test_any_bytes_give_a_table_or_a_table_error(
+    content: bytes, content_type: str | None, require_target: bool
+) -> None:
+    """Whatever is sent, the reader answers with a table or a TableError: never another error."""
+    try:
+        table = read_table(content, content_type=content_type, require_target=require_target)
+    except TableError as error:
+        assert str(error) and "\n" not in error.reason
+        return
+    assert table.read_as.startswith("read as")
+    assert len(passthrough_records(table)) == len(table.source) == len(table.report.frame)
