@@ -281,10 +281,15 @@ def _is_scalar(value: Any) -> bool:
     return not isinstance(value, (list, tuple, dict, set))
 
 
+_SCALAR_KINDS = frozenset(
+    {"string", "floating", "integer", "mixed-integer-float", "boolean", "empty", "decimal"}
+)
+
+
 def non_scalar(column: pd.Series) -> np.ndarray:
     """Boolean mask of the cells holding a list, tuple, dict or set (e.g. from nested JSON)."""
-    if column.dtype != object:
-        return np.zeros(len(column), dtype=bool)
+    if column.dtype != object or pd.api.types.infer_dtype(column, skipna=True) in _SCALAR_KINDS:
+        return np.zeros(len(column), dtype=bool)  # told in C, without a Python loop
     return np.fromiter((not _is_scalar(v) for v in column), dtype=bool, count=len(column))
 
 
@@ -496,7 +501,10 @@ class SchemaError(ValueError):
 
 
 def _check_numeric(spec: FeatureSpec, raw: pd.Series) -> tuple[pd.Series, list[Issue]]:
-    values = pd.to_numeric(raw, errors="coerce").astype("float64")
+    try:  # numbers, or numeric text as read from a file: converted in C
+        values = raw.astype("float64")
+    except (TypeError, ValueError):  # anything else: parsed cell by cell, bad cells NaN
+        values = pd.to_numeric(raw, errors="coerce").astype("float64")
     issues: list[Issue] = []
     finite = np.isfinite(values.to_numpy())
     missing = raw.isna().to_numpy()

@@ -398,9 +398,16 @@ def _decimal_mark(source: pd.DataFrame) -> str:
     for position, column in enumerate(source.columns):
         if canonical_column(column) not in _NUMERIC:
             continue
-        cells = source.iloc[:, position].astype(str).str.strip()
+        cells = source.iloc[:, position].astype(str)
+        if not cells.str.contains(",", regex=False).any():
+            continue  # no comma: nothing to tell (checked in C, the common case)
+        cells = cells.str.strip()
         commas += cells[cells.str.fullmatch(_DECIMAL_COMMA)].head(1).tolist()
-        points += cells[cells.str.fullmatch(_DECIMAL_POINT)].head(1).tolist()
+    if commas:  # a decimal point elsewhere makes the marks ambiguous
+        for position, column in enumerate(source.columns):
+            if canonical_column(column) in _NUMERIC:
+                cells = source.iloc[:, position].astype(str).str.strip()
+                points += cells[cells.str.fullmatch(_DECIMAL_POINT)].head(1).tolist()
     if commas and points:
         raise TableError(
             f"both decimal marks are used (e.g. {commas[0]!r} and {points[0]!r})",
@@ -451,7 +458,8 @@ def _with_header(grid: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     cells = grid.astype(str)
     header = [str(name).strip() for name in cells.iloc[0]]
     body = cells.iloc[1:].reset_index(drop=True)
-    blank = body.apply(lambda column: column.str.strip() == "").to_numpy()
+    # read_csv skips the spaces after a separator, so a blank cell is "" (compared in C)
+    blank: np.ndarray = np.asarray(body.to_numpy(dtype=object) == "", dtype=bool)
     warnings: list[str] = []
     keep_columns = [i for i, name in enumerate(header) if name or not blank[:, i].all()]
     if len(keep_columns) < len(header):
@@ -464,7 +472,7 @@ def _with_header(grid: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             n += 1
             name = f"{base}.{n}"
         names.append(name)
-    empty_rows = blank[:, keep_columns].all(axis=1) if keep_columns else blank.all(axis=1)
+    empty_rows = np.asarray(blank[:, keep_columns].all(axis=1), dtype=bool)
     if empty_rows.any():
         warnings.append(f"{int(empty_rows.sum())} empty row(s) ignored")
     source = body.iloc[~empty_rows, keep_columns].reset_index(drop=True)
@@ -605,14 +613,15 @@ def passthrough_warnings(names: Iterable[object]) -> list[str]:
 
 
 def _typed_text(data: pd.DataFrame, known: dict[str, str], decimal: str) -> pd.DataFrame:
-    """Cell texts of the schema's columns: stripped, empty → missing, decimal commas → points."""
+    """Cell texts of the schema's columns: empty → missing, decimal commas → points (spaces
+    around a value are left to the parsers: float() and the normalisers ignore them)."""
     out = {}
     for column in data.columns:
-        cells = data[column].astype(str).str.strip()
+        cells = data[column].astype(str)
         spec = SPECS.get(known[column])
         if decimal == "," and spec is not None and spec.is_numeric:
             cells = cells.str.replace(",", ".", regex=False)
-        out[column] = cells.astype(object).where(cells != "", np.nan)
+        out[column] = cells.astype(object).where(cells.str.strip() != "", np.nan)
     return pd.DataFrame(out, index=data.index)
 
 
