@@ -1,4 +1,4 @@
-# MLflow: hyper-parameter search, manual promotion/rollback, and the tracking UI (issue 3).
+# MLflow: hyper-parameter search, manual promotion/rollback, and the tracking UI.
 # The embedded store is var/mlflow.db with artifacts under var/mlartifacts (core.settings); the UI
 # serves that same store, so runs logged without a server show up in it.
 
@@ -30,6 +30,7 @@ champion: $(STAMP) ## Show the champion and every version of churn-model (JSON)
 .PHONY: mlflow-ui
 mlflow-ui: $(STAMP) ## MLflow UI + tracking server on MLFLOW_PORT (5000) over the embedded var/ store
 	@mkdir -p var/mlartifacts
+	@$(CLI) prepare >/dev/null  # the store is created/migrated under churnops' lock, not by the server
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(RUN)/mlflow server --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) --workers 1 \
 	  --backend-store-uri sqlite:///$(MLFLOW_DB) \
 	  --serve-artifacts --artifacts-destination $(MLFLOW_ARTIFACTS)

@@ -1,6 +1,7 @@
 """``churnops``: the one command line of the project (``[project.scripts]``; ``make`` calls it).
 
     churnops serve api|ui         start one service in the foreground (see ops.services)
+    churnops prepare              create or migrate the predictions database and MLflow store
     churnops run                  API + UI (+ shipper), training a first model if needed
     churnops validate|train|evaluate|predict|promote|rollback|champion|tune   the ML pipeline
     churnops monitoring ...       Elasticsearch setup, shipper, drift, host agent, MLflow export
@@ -58,6 +59,15 @@ def _serve(argv: Sequence[str]) -> int:
     return 0  # pragma: no cover - execve does not return
 
 
+def _prepare(argv: Sequence[str]) -> int:
+    """``churnops prepare``: create or migrate the stores now, once, under their locks."""
+    argparse.ArgumentParser(prog="churnops prepare", description=_prepare.__doc__).parse_args(argv)
+    settings = get_settings()
+    services.prepare_stores(settings)
+    print(f"stores ready: {settings.db_url} · {settings.tracking_uri}")
+    return 0
+
+
 def _delegate(module: str) -> Callable[[Sequence[str]], int]:
     def run(argv: Sequence[str]) -> int:
         # Imported when used: each command pulls in only what it needs (MLflow, pandas...).
@@ -71,6 +81,7 @@ def _delegate(module: str) -> Callable[[Sequence[str]], int]:
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "serve": _serve,
+    "prepare": _prepare,
     "run": _delegate("ops.launcher"),
     "monitoring": _delegate("core.monitoring.cli"),
     "pipeline": _delegate("ops.runner"),

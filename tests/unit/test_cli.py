@@ -140,7 +140,7 @@ CHURNOPS = Path(sys.executable).with_name("churnops")
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["serve", "--help"], ["run", "--help"], ["train", "--help"],
+    [["--help"], ["serve", "--help"], ["prepare", "--help"], ["run", "--help"], ["train", "--help"],
      ["monitoring", "--help"], ["pipeline", "--help"], ["watch", "--help"], ["notify", "--help"],
      ["champion", "--help"]],
 )  # fmt: skip
