@@ -14,6 +14,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader
 from sqlmodel import Session
 
+from api.errors import content_refusal
 from api.serving import ServedModel
 from api.state import AppState
 from core.settings import Settings
@@ -74,9 +75,10 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 async def require_admin(
-    state: StateDep, key: Annotated[str | None, Depends(api_key_header)]
+    request: Request, state: StateDep, key: Annotated[str | None, Depends(api_key_header)]
 ) -> None:
-    """401 unless ``X-API-Key`` matches the configured key (constant-time comparison)."""
+    """401 unless ``X-API-Key`` matches the configured key (constant-time comparison), then 415
+    when the route does not take the body's content type: authentication comes first."""
     given = (key or "").encode("utf-8", "surrogatepass")
     if not key or not hmac.compare_digest(given, state.api_key.encode("utf-8")):
         raise HTTPException(
@@ -84,6 +86,13 @@ async def require_admin(
             "missing or invalid X-API-Key",
             headers={"WWW-Authenticate": "APIKey"},
         )
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    length = request.headers.get("content-length")
+    refusal = content_refusal(
+        request.url.path, ctype, int(length) if length and length.isdigit() else None
+    )
+    if refusal is not None:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, refusal)
 
 
 AdminDep = Annotated[None, Depends(require_admin)]

@@ -2,7 +2,9 @@
 
 :class:`BodyGuard` is plain ASGI (not ``BaseHTTPMiddleware``, which would cost more per request
 than a prediction): it checks ``Content-Length`` against the limit, counts the bytes of chunked
-bodies, and checks the content type of each route that takes a body.
+bodies, and checks the content type of each route that takes a body — except on admin routes
+(:data:`AUTH_FIRST`), where the caller is authenticated first and the same rule is applied after
+the key (:func:`api.deps.require_admin`): an unauthenticated caller always gets 401.
 """
 
 from __future__ import annotations
@@ -34,6 +36,26 @@ CONTENT_RULES: dict[str, tuple[str, ...]] = {
     "/model/promote": JSON,
     "/retrain": ("multipart/form-data",),
 }
+# Admin routes with a body: the key is checked before the content type and the body (their
+# handlers read the body themselves, after the dependencies, so FastAPI parses nothing earlier).
+AUTH_FIRST: frozenset[str] = frozenset({"/model/promote", "/retrain"})
+
+
+def content_refusal(path: str, content_type: str, length: int | None) -> str | None:
+    """Why a route does not take a body of this content type (the 415 message), or ``None``.
+
+    Args:
+        path: the request path.
+        content_type: the media type, lower case, without parameters ("" when absent).
+        length: the declared body length (``None``: unknown, e.g. chunked).
+    """
+    allowed = CONTENT_RULES.get(path.rstrip("/") or "/")
+    if allowed is None or length == 0 or content_type in allowed:
+        return None
+    if not content_type and not length:
+        return None  # no body at all
+    shown = content_type or "none"
+    return f"content type {shown} not accepted; use {allowed}"
 
 
 class PayloadTooLarge(Exception):
@@ -77,12 +99,11 @@ class BodyGuard:
         if length is not None and length > self.max_body:
             await self._send(send, 413, f"body over {self.max_body} bytes")
             return
-        allowed = CONTENT_RULES.get(scope["path"].rstrip("/") or "/")
-        if allowed is not None and (length is None or length > 0) and ctype not in allowed:
-            if ctype or length:
-                shown = ctype or "none"
-                await self._send(send, 415, f"content type {shown} not accepted; use {allowed}")
-                return
+        path = scope["path"].rstrip("/") or "/"
+        refusal = None if path in AUTH_FIRST else content_refusal(path, ctype, length)
+        if refusal is not None:
+            await self._send(send, 415, refusal)
+            return
         if length is not None:
             await self.app(scope, receive, send)
             return

@@ -2,10 +2,12 @@
 
 FastAPI's per-request machinery (routing, dependency solving, exception middleware, response
 classes) costs several times the ~30 µs of the prediction itself. The lane answers exactly what
-the documented ``POST /predict`` route answers — same validation (the ``Customer`` model), same
-422 body, same 503 without a model, same JSON — with none of that machinery. The FastAPI route
-stays: it is what ``/openapi.json`` documents, and the lane steps aside (lets the route answer)
-whenever ``app.dependency_overrides`` is set, so tests can still swap dependencies.
+the documented ``POST /predict`` route answers — same parsing and validation
+(:func:`api.routes.predict.parse_customer`: BOM, charset, every spelling the ``Customer``
+model takes), same 422 body, same 503 without a model, same JSON — with none of that machinery.
+The FastAPI route stays: it is what ``/openapi.json`` documents, and the lane steps aside (lets
+the route answer) whenever ``app.dependency_overrides`` is set, so tests can still swap
+dependencies.
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import ValidationError
+from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_items
-from api.routes.predict import answer, body_errors
+from api.routes.predict import answer, parse_customer
 from api.state import AppState
 from api.tables import new_id
-from core.schema import Customer
 
 log = logging.getLogger(__name__)
 PATH = "/predict"
@@ -67,10 +68,12 @@ class PredictFastLane:
         await send({"type": "http.response.body", "body": payload})
 
     async def _answer(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
-        request_id = None
+        request_id = content_type = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")[:64]
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
         raw = await _read_body(receive)
         state: AppState = self.api.state.churnops
         model = state.manager.current
@@ -78,10 +81,10 @@ class PredictFastLane:
             reason = state.manager.error or "no champion loaded yet"
             return 503, {"detail": f"model not ready: {reason}", "request_id": request_id}
         try:
-            customer = Customer.model_validate_json(raw)
-        except ValidationError as exc:
-            return 422, {"detail": error_items(body_errors(exc)), "request_id": request_id}
-        return 200, answer(model, state.writer, customer.model_dump(), request_id or new_id())
+            customer = parse_customer(raw, content_type)
+        except RequestValidationError as exc:
+            return 422, {"detail": error_items(exc.errors()), "request_id": request_id}
+        return 200, answer(model, state.writer, customer, request_id or new_id())
 
 
 class _Disconnected(Exception):

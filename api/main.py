@@ -40,7 +40,8 @@ DESCRIPTION = """
 Churn predictions for telecom customers, served from the MLflow **champion** of `churn-model`.
 
 * `POST /predict` scores one customer (examples: a churner and a loyal customer);
-  `POST /predict/batch` scores up to 10,000 (JSON or CSV, CSV out with `Accept: text/csv`).
+  `POST /predict/batch` scores up to 10,000 (JSON, or CSV/TSV/.xlsx in any spelling and encoding;
+  unknown columns come back unchanged; CSV out with `Accept: text/csv`).
 * Every prediction is stored (`GET /predictions`); `POST /feedback` records the true outcome and
   `GET /metrics/live` shows the live quality.
 * `POST /retrain` (admin) retrains in the background, gates and hot-swaps the model in every worker;

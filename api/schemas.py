@@ -56,6 +56,14 @@ ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
 NOT_READY: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "No model loaded yet."},
 }
+
+
+def upload_schema(description: str) -> dict[str, Any]:
+    """The OpenAPI schema of a multipart body with one file field named ``file``."""
+    file = {"type": "string", "format": "binary", "description": description}
+    return {"type": "object", "properties": {"file": file}}
+
+
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "Unknown id."},
 }
@@ -207,6 +215,16 @@ class PredictionResponse(BaseModel):
     threshold: float = Field(description="Decision threshold used.", examples=[0.42])
     model_version: str = Field(description="Model version that answered.", examples=["3"])
     latency_ms: float = Field(description="Server-side scoring time, ms.", examples=[0.05])
+    passthrough: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The fields sent that are not features (an id, the label...), unchanged.",
+        examples=[{"customer_id": "C-1042"}],
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Fields not in the schema (passed through, never an error).",
+        examples=[["not in the schema, passed through unchanged: 'customer_id'"]],
+    )
 
 
 class Driver(BaseModel):
@@ -244,12 +262,36 @@ class BatchResult(BaseModel):
     prediction_id: str = Field(description="Prediction id.", examples=[EXAMPLE_ID])
     churn_probability: float = Field(ge=0, le=1, examples=[0.91])
     label: Label = Field(examples=["yes"])
+    passthrough: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The row's columns that are not features (ids, the label...), unchanged; "
+        "present when the table has such columns.",
+        examples=[{"phone number": "382-4657"}],
+    )
+
+
+def _read_as() -> Any:
+    return Field(
+        description="What was detected: format, separator, decimal mark, encoding (or sheet).",
+        examples=["read as ;-separated, decimal comma, cp1252"],
+    )
+
+
+def _warnings() -> Any:
+    return Field(
+        default_factory=list,
+        description="What is worth knowing but not an error: columns passed through, a guessed "
+        "encoding, empty rows ignored.",
+        examples=[["not in the schema, passed through unchanged: 'phone number'"]],
+    )
 
 
 class BatchResponse(BaseModel):
     """A scored batch."""
 
     model_version: str = Field(description="Model version that answered.", examples=["3"])
+    read_as: str = _read_as()
+    warnings: list[str] = _warnings()
     results: list[BatchResult] = Field(description="One result per input row, in order.")
 
 
@@ -267,6 +309,8 @@ class ValidateResponse(BaseModel):
     rows: int = Field(description="Rows read.", examples=[100])
     valid_rows: int = Field(description="Rows without any issue.", examples=[98])
     issues: list[IssueOut] = Field(description="Every issue found.")
+    read_as: str = _read_as()
+    warnings: list[str] = _warnings()
 
 
 # --- stored predictions & feedback ---------------------------------------------------------------
@@ -363,6 +407,14 @@ class RetrainAccepted(BaseModel):
     """A retrain was queued."""
 
     job_id: str = Field(description="Poll `GET /retrain/{job_id}`.", examples=[EXAMPLE_ID])
+    rows: int | None = Field(
+        None, description="Rows the job trains on (null: the stored data).", examples=[3333]
+    )
+    dropped_rows: int = Field(
+        0, description="Invalid rows left out (with `drop_invalid_rows=true`).", examples=[0]
+    )
+    read_as: str | None = Field(None, description="What was detected in the uploaded file.")
+    warnings: list[str] = _warnings()
 
 
 class ProgressPoint(BaseModel):

@@ -1,34 +1,31 @@
-"""Reading batch inputs (JSON list, CSV upload, raw CSV) into a validated frame, fast.
+"""Batch inputs over HTTP: the body or the uploaded file, read by :mod:`core.tables`, as 4xx.
 
-Validation is the vectorised :func:`core.schema.validate_frame` (the same one training data goes
-through), so a 10,000-row batch is checked in milliseconds and every bad cell is reported with
-its row and column.
+The reading itself (format, encoding, separator, decimal mark, spellings, passthrough columns) is
+:func:`core.tables.read_table`, the one the UI and the CLI use: this module only takes the bytes
+out of the request and turns the reader's refusals into 422 (413 past :data:`MAX_ROWS`).
 """
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-import msgspec
 import numpy as np
-import pandas as pd
-import pydantic_core
 from fastapi import HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 from api.errors import PayloadTooLarge
-from core.schema import FEATURE_NAMES, FEATURES, ValidationReport, validate_frame
+from core.schema import ValidationReport
+from core.tables import Table, TableError, TooManyRows, json_body, read_table
 
 MAX_ROWS = 10_000
-
-
-def reject_constant(name: str) -> Any:
-    """``json.loads`` hook refusing ``NaN``/``Infinity`` literals."""
-    raise ValueError(f"{name} is not allowed")
+M = TypeVar("M", bound=BaseModel)
 
 
 def unprocessable(detail: list[dict[str, Any]] | str) -> HTTPException:
@@ -51,75 +48,63 @@ def issue_items(report: ValidationReport, limit: int = 1000) -> list[dict[str, A
     ]
 
 
-# The common case of a JSON batch, decoded in one pass straight into typed rows (msgspec, C): every
-# row an object of exactly the 19 canonical fields, categories as strings, numbers as numbers.
-# Anything else (BigML spellings such as a bare area code, unknown or missing fields, null, NaN,
-# not an array...) takes the general path below, which reports every bad row and column.
-_CANONICAL_ROW = msgspec.defstruct(
-    "CanonicalRow",
-    [(spec.name, str if spec.kind == "category" else float) for spec in FEATURES],
-    forbid_unknown_fields=True,
-)
-_CANONICAL_ROWS = msgspec.json.Decoder(list[_CANONICAL_ROW])  # type: ignore[valid-type]
-
-
-def _canonical_rows(raw: bytes) -> pd.DataFrame | None:
-    """The batch as a frame when every row is canonical (~2x faster), else ``None``."""
-    try:
-        rows = _CANONICAL_ROWS.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None
-    if not rows or len(rows) > MAX_ROWS:
-        return None  # the general path gives the error
-    return pd.DataFrame.from_records(
-        list(map(msgspec.structs.astuple, rows)), columns=list(FEATURE_NAMES)
+def refused(exc: TableError) -> Exception:
+    """The reader's refusal as an HTTP error: 413 for too many rows, else a 422 naming the
+    columns at fault (both spellings of a duplicate field), or saying why in one line."""
+    if isinstance(exc, TooManyRows):
+        return PayloadTooLarge(str(exc))  # its own handler answers 413
+    if not exc.columns:
+        return unprocessable(str(exc))
+    return unprocessable(
+        [
+            {
+                "row": None,
+                "column": column,
+                "reason": str(exc),
+                "loc": ["body", column],
+                "msg": str(exc),
+                "type": "value_error",
+            }
+            for column in exc.columns
+        ]
     )
 
 
-def parse_json_rows(raw: bytes) -> pd.DataFrame:
-    """A JSON array of customer objects as a frame; 422 for anything else, 413 past MAX_ROWS."""
-    canonical = _canonical_rows(raw)
-    if canonical is not None:
-        return canonical
-    try:  # pydantic-core's parser: ~3x faster than json.loads; NaN/Infinity refused
-        data = pydantic_core.from_json(raw, allow_inf_nan=False)
-    except ValueError as exc:
-        raise unprocessable(f"invalid JSON: {exc}") from exc
-    if not isinstance(data, list):
-        raise unprocessable("expected a JSON array of customer objects")
-    if len(data) > MAX_ROWS:
-        raise PayloadTooLarge(f"{len(data)} rows; at most {MAX_ROWS} per batch")
-    if not data:
-        raise unprocessable("the batch has no rows")
-    bad = [i for i, item in enumerate(data) if not isinstance(item, dict)]
-    if bad:
-        raise unprocessable(
-            [
-                {"row": i, "column": "*", "reason": "not a JSON object", "loc": ["body", i]}
-                for i in bad[:1000]
-            ]
-        )
-    return pd.DataFrame.from_records(data)
+def parse_json(
+    model: type[M],
+    raw: bytes,
+    content_type: str | None,
+    validate: Callable[[bytes | str], Any] | None = None,
+) -> M:
+    """A JSON body as ``model`` (a BOM and a declared charset honoured).
 
+    Args:
+        model: the pydantic model of the body.
+        raw: the body.
+        content_type: its Content-Type header.
+        validate: a validator equivalent to ``model.model_validate_json`` (e.g. a faster one).
 
-def parse_csv(raw: bytes) -> pd.DataFrame:
-    """A CSV (modeldata or BigML spelling) as a frame; 422 when unreadable, 413 past MAX_ROWS."""
-    if not raw.strip():
-        raise unprocessable("the file is empty")
+    Raises:
+        RequestValidationError: naming the field and the reason (the body, when it is not JSON).
+    """
     try:
-        frame = pd.read_csv(io.BytesIO(raw), skipinitialspace=True)
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise unprocessable(f"unreadable CSV: {exc}") from exc
-    if len(frame) > MAX_ROWS:
-        raise PayloadTooLarge(f"{len(frame)} rows; at most {MAX_ROWS} per batch")
-    return frame
+        text = json_body(raw, content_type)
+        parsed: M = validate(text) if validate is not None else model.model_validate_json(text)
+        return parsed
+    except TableError as exc:
+        raise RequestValidationError(
+            [{"loc": ("body",), "msg": str(exc), "type": "value_error"}]
+        ) from exc
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from exc
 
 
-async def read_upload(request: Request) -> bytes:
-    """The CSV bytes of a multipart ``file`` field or of a ``text/csv`` body."""
-    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if ctype == "text/csv":
-        return await request.body()
+async def read_upload(request: Request) -> tuple[bytes, str | None, str | None]:
+    """The bytes, file name and content type of a multipart ``file`` field or of a raw body."""
+    ctype = request.headers.get("content-type", "")
+    if not ctype.lower().startswith("multipart/"):
+        return await request.body(), None, ctype or None
     try:
         form = await request.form(max_files=1, max_fields=10)
     except Exception as exc:  # pylint: disable=broad-exception-caught  # malformed multipart
@@ -127,24 +112,28 @@ async def read_upload(request: Request) -> bytes:
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise unprocessable(
-            [{"row": None, "column": "file", "reason": "a CSV file field named 'file' is required"}]
+            [{"row": None, "column": "file", "reason": "a file field named 'file' is required"}]
         )
     content = await upload.read()
     await form.close()
-    return content
+    return content, upload.filename, upload.content_type
 
 
-async def read_table(request: Request) -> pd.DataFrame:
-    """The batch as a raw frame, whatever the accepted content type."""
-    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if ctype == "application/json":
-        return parse_json_rows(await request.body())
-    return parse_csv(await read_upload(request))
-
-
-def validate_rows(frame: pd.DataFrame) -> ValidationReport:
-    """Validate a raw frame; unknown columns are errors (like unknown fields of one customer)."""
-    return validate_frame(frame, allow_extra=False)
+async def read_request_table(request: Request, *, require_target: bool = False) -> Table:
+    """The request's table (JSON array, CSV/TSV/workbook upload or raw CSV body), read by
+    :func:`core.tables.read_table`; 422/413 when it is not a table it can read."""
+    content, filename, ctype = await read_upload(request)
+    try:
+        return await run_in_threadpool(
+            read_table,
+            content,
+            filename=filename,
+            content_type=ctype,
+            require_target=require_target,
+            max_rows=MAX_ROWS,
+        )
+    except TableError as exc:
+        raise refused(exc) from exc
 
 
 class _IdPool:

@@ -2,7 +2,10 @@
 
 Progress and human-readable summaries go to stderr; machine-readable results go to stdout (``train``
 ends with ONE JSON line: ``run_id``, ``model_version``, ``f1``, ``roc_auc``, ``promoted``).
-Exit codes: 0 success, 1 invalid data or a missed quality floor (``evaluate --check``), 2 usage.
+Every table is read by :func:`core.tables.read_table` (CSV/TSV in any separator, decimal mark and
+encoding, workbooks), which is reported on stderr ("read as ;-separated, decimal comma, cp1252").
+Exit codes: 0 success, 1 invalid data, an unreadable file or a missed quality floor (``evaluate
+--check``), 2 usage. A failure is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,14 +17,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from core.data import file_sha256, load_dataset, split_dataset, to_xy
+from core.data import (
+    NotTrainable,
+    check_trainable,
+    file_sha256,
+    labelled_rows,
+    load_dataset,
+    split_dataset,
+    to_xy,
+)
 from core.evaluate import QUALITY_THRESHOLDS, evaluate
 from core.persist import ModelBundle, latest_bundle_dir, load_bundle
 from core.predict import Predictor
-from core.schema import SchemaError, validate_frame
+from core.schema import SchemaError
 from core.settings import get_settings
+from core.tables import Table, TableError, read_path, with_results, write_like
 from core.train import MODEL_FAMILIES, TrainConfig
 
 
@@ -43,11 +53,23 @@ def _model_dir(value: Path | None) -> Path:
     return latest_bundle_dir(get_settings().var_dir / "models")
 
 
+def _read(path: Path, *, require_target: bool) -> Table:
+    """Read a table, saying on stderr how it was read and every warning."""
+    table = read_path(path, require_target=require_target)
+    _report(path, table)
+    return table
+
+
+def _report(path: Path, table: Table) -> None:
+    _err(f"{path}: {table.read_as}")
+    for warning in table.warnings:
+        _err(f"warning: {warning}")
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Validate a CSV against the schema and list every issue."""
+    """Validate a table against the schema and list every issue (--no-target: a file to score)."""
     path: Path = args.data or get_settings().data_path
-    frame = pd.read_csv(path, skipinitialspace=True)
-    report = validate_frame(frame, require_target=args.target)
+    report = _read(path, require_target=args.target).report
     rows = len(report.frame)
     if report.ok:
         _out(f"OK {path}: {rows} rows, all valid (sha256 {file_sha256(path)})")
@@ -67,7 +89,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.data is not None:
         settings = settings.model_copy(update={"data_path": args.data})
     config = TrainConfig(family=args.family, cv_folds=args.cv_folds, seed=args.seed)
-    result = train_and_register(settings, config, on_progress=None if args.quiet else _progress)
+    # The whole file is checked before anything is fitted (train_and_register checks it again).
+    table = _read(settings.data_path, require_target=True)
+    frame = labelled_rows(table, drop_invalid_rows=args.drop_invalid_rows)
+    check_trainable(frame, config.split, config.cv_folds)
+    if len(frame) < len(table.source):
+        _err(f"dropped {len(table.source) - len(frame)} invalid row(s); training on {len(frame)}")
+    result = train_and_register(
+        settings,
+        config,
+        on_progress=None if args.quiet else _progress,
+        drop_invalid_rows=args.drop_invalid_rows,
+    )
     metrics = result.metrics
     cv = f"{result.cv.mean:.4f} ± {result.cv.std:.4f}" if result.cv else "skipped"
     _err(
@@ -121,19 +154,29 @@ def _scoring_bundle(model_dir: Path | None) -> ModelBundle:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Score a CSV of customers with the champion (or ``--model DIR``); writes the input
-    columns plus churn_probability and churn_label."""
+    """Score a table of customers with the champion (or ``--model DIR``); writes every input
+    column (ids too, unchanged) plus churn_probability and churn_label, in the input's separator
+    and decimal mark."""
+    table = read_path(args.input)  # a broken file is refused before any model is loaded
+    if not table.report.ok:
+        raise SchemaError(table.report)
     predictor = Predictor(_scoring_bundle(args.model))
-    frame = pd.read_csv(args.input, skipinitialspace=True)
-    scored = predictor.predict_frame(frame)
-    out = frame.assign(churn_probability=scored["probability"], churn_label=scored["label"])
+    _report(args.input, table)
+    scored = predictor.predict_frame(table.report.frame)
+    results = {
+        "churn_probability": scored["probability"].to_numpy(),
+        "churn_label": scored["label"].to_numpy(),
+    }
+    content = write_like(with_results(table.source, results), table.dialect)
     if str(args.output) == "-":
-        out.to_csv(sys.stdout, index=False)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(content)
+        sys.stdout.buffer.flush()
     else:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        out.to_csv(args.output, index=False)
+        args.output.write_bytes(content)
         churners = int((scored["label"] == "yes").sum())
-        _err(f"wrote {len(out)} predictions ({churners} churn) to {args.output}")
+        _err(f"wrote {len(scored)} predictions ({churners} churn) to {args.output}")
     return 0
 
 
@@ -141,7 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ML commands of ``churnops`` (one sub-command per action)."""
     parser = argparse.ArgumentParser(prog="churnops", description="churnops: churn model pipeline.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    data_help = "CSV file (modeldata or BigML spelling); default: DATA_PATH (data/raw/churn.csv)"
+    data_help = (
+        "CSV/TSV (any separator, decimal mark, encoding) or workbook, modeldata or BigML "
+        "spelling; default: DATA_PATH (data/raw/churn.csv)"
+    )
     model_help = "bundle directory; default: the last one trained under VAR_DIR/models"
 
     p = sub.add_parser(
@@ -168,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=42, help="random_state of the model (default 42)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument(
+        "--drop-invalid-rows",
+        action="store_true",
+        help="train on the valid rows of a file with bad rows (default: refuse the file)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="score a saved model", description=cmd_evaluate.__doc__)
@@ -182,8 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="exit 1 when a quality floor is missed")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="score a CSV of customers", description=cmd_predict.__doc__)
-    p.add_argument("--input", type=Path, required=True, help="CSV of customers (19 raw columns)")
+    p = sub.add_parser(
+        "predict", help="score a table of customers", description=cmd_predict.__doc__
+    )
+    p.add_argument(
+        "--input", type=Path, required=True, help="table of customers (19 raw columns + any)"
+    )
     p.add_argument(
         "--output", type=Path, default=Path("-"), help="output CSV; '-' = stdout (default)"
     )
@@ -221,11 +276,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except SchemaError as exc:
-        _err(f"invalid data: {exc}")
-        return 1
-    except FileNotFoundError as exc:
-        _err(f"error: {exc}")
-        return 1
-    except RuntimeError as exc:  # no champion to score with, a broken store: one line
-        _err(f"error: {exc}")
-        return 1
+        message = f"invalid data: {_issues_line(exc)}"
+    except (TableError, NotTrainable) as exc:
+        message = f"invalid data: {exc}"
+    except (OSError, RuntimeError) as exc:  # a missing file, no champion, a broken store
+        message = f"error: {exc}"
+    except Exception as exc:  # pylint: disable=broad-exception-caught  # one line, no traceback
+        message = f"error: {type(exc).__name__}: {exc}".splitlines()[0]
+    _err(message)
+    return 1
+
+
+def _issues_line(exc: SchemaError, shown: int = 3) -> str:
+    """A schema error on one line: the count, the first issues, and how to see them all."""
+    issues = exc.report.issues
+    first = "; ".join(str(issue) for issue in issues[:shown])
+    more = f" (+{len(issues) - shown} more: `churnops validate` lists them)"
+    return f"{len(issues)} issue(s): {first}" + (more if len(issues) > shown else "")

@@ -16,7 +16,12 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.model_selection import train_test_split
 
-from core.schema import FEATURE_NAMES, POSITIVE_LABEL, TARGET, check_frame
+from core.schema import FEATURE_NAMES, POSITIVE_LABEL, TARGET, YES_NO, SchemaError
+from core.tables import Table, read_path
+
+# Fewest rows of each class a training file must have: the stratified holdout (20 %), the
+# validation part (20 % of the rest) and the CV folds each need both classes.
+MIN_ROWS_PER_CLASS = 10
 
 
 class SplitParams(BaseModel):
@@ -62,20 +67,109 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_dataset(path: Path) -> pd.DataFrame:
-    """Read a churn CSV (modeldata or BigML spelling), validate it and return the typed table.
+def load_dataset(path: Path, *, drop_invalid_rows: bool = False) -> pd.DataFrame:
+    """Read a labelled churn file (any format and spelling :mod:`core.tables` reads), validate it
+    and return the typed table.
 
     Args:
-        path: CSV file with the 19 raw features and the ``churn`` target.
+        path: a CSV/TSV/workbook with the 19 raw features and the ``churn`` label.
+        drop_invalid_rows: keep only the valid rows instead of refusing a file with bad rows
+            (missing columns still refuse it); :func:`labelled_rows` says how many were dropped.
 
     Returns:
         A new DataFrame with the canonical columns in schema order and ``churn`` (``yes``/``no``).
 
     Raises:
+        OSError: when the file cannot be read.
+        core.tables.TableError: when it is not a readable table.
         core.schema.SchemaError: listing every bad row and column.
     """
-    raw = pd.read_csv(path, skipinitialspace=True)
-    return check_frame(raw, require_target=True)
+    return labelled_rows(read_path(path, require_target=True), drop_invalid_rows=drop_invalid_rows)
+
+
+def labelled_rows(table: Table, *, drop_invalid_rows: bool = False) -> pd.DataFrame:
+    """The valid rows of a table read with ``require_target=True``.
+
+    Args:
+        table: the table.
+        drop_invalid_rows: drop the invalid rows instead of refusing the table (a table with a
+            column-level issue, e.g. a missing column or no rows, is refused all the same).
+
+    Returns:
+        The typed rows (``len(table.source) - len(result)`` were dropped).
+
+    Raises:
+        core.schema.SchemaError: when the table has issues that are not dropped.
+    """
+    report = table.report
+    if report.ok:
+        return report.frame
+    if not drop_invalid_rows or any(issue.row is None for issue in report.issues):
+        raise SchemaError(report)
+    return report.frame.loc[report.valid_rows].reset_index(drop=True)
+
+
+class NotTrainable(ValueError):
+    """A valid table that a model cannot be trained and judged on (e.g. too few rows per class).
+
+    Attributes:
+        reasons: every reason, one line each.
+    """
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
+
+
+def check_trainable(
+    frame: pd.DataFrame, params: SplitParams | None = None, cv_folds: int = 0
+) -> None:
+    """Refuse, before any fitting, a labelled table that training would fail on.
+
+    The check runs the real split (:func:`split_dataset`), so it cannot disagree with training:
+    every part (train, validation, holdout) must hold both classes, and the rows outside the
+    holdout must give each of the ``cv_folds`` folds both classes.
+
+    Args:
+        frame: the validated table (``churn`` = ``yes``/``no``).
+        params: the split the training will use.
+        cv_folds: the folds of the cross-validated F1 (0 = none).
+
+    Raises:
+        NotTrainable: with every reason.
+    """
+    counts = {label: int((frame[TARGET] == label).sum()) for label in YES_NO}
+    needed = max(MIN_ROWS_PER_CLASS, cv_folds)
+    short = [f"{counts[label]} {label!r}" for label in YES_NO if counts[label] < needed]
+    if short:
+        raise NotTrainable(
+            [
+                f"too few rows per class to train: {' and '.join(short)} row(s); "
+                f"at least {needed} of each class are needed (holdout, validation and CV folds "
+                "are drawn from them)"
+            ]
+        )
+    try:
+        split = split_dataset(frame, params)
+    except ValueError as exc:
+        raise NotTrainable([f"the table cannot be split for training: {exc}"]) from exc
+    reasons = [
+        f"the {name} part would hold one class only; add rows of the other class"
+        for name, part in (
+            ("train", split.train),
+            ("validation", split.valid),
+            ("holdout", split.test),
+        )
+        if part[TARGET].nunique() < 2
+    ]
+    dev = pd.concat([split.train, split.valid])[TARGET]
+    if cv_folds and int(dev.value_counts().min()) < cv_folds:
+        reasons.append(
+            f"{cv_folds}-fold cross-validation needs {cv_folds} rows of each class outside the "
+            f"holdout, there are {int(dev.value_counts().min())}; add rows or lower the folds"
+        )
+    if reasons:
+        raise NotTrainable(reasons)
 
 
 def to_xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:

@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.data import DatasetSplit, file_sha256, load_dataset, split_dataset, to_xy
+from core.data import (
+    DatasetSplit,
+    check_trainable,
+    file_sha256,
+    load_dataset,
+    split_dataset,
+    to_xy,
+)
 from core.evaluate import CVResult, Metrics, choose_threshold, cross_validate_f1, evaluate
 from core.features import RAW_COLUMNS
 from core.persist import BundleMeta, ModelBundle, mark_latest, save_bundle
@@ -214,26 +221,36 @@ def register_candidate(settings: Settings, trained: TrainedModel, data_path: Pat
 
 
 def train_and_register(
-    settings: Settings, config: TrainConfig, on_progress: Progress | None = None
+    settings: Settings,
+    config: TrainConfig,
+    on_progress: Progress | None = None,
+    *,
+    drop_invalid_rows: bool = False,
 ) -> TrainResult:
     """Train on ``settings.data_path``, save the local bundle, then register and gate it.
+
+    The whole file is read and checked before anything is fitted.
 
     Args:
         settings: paths (data, ``var/``) and registry location.
         config: the training configuration.
         on_progress: ``(step, fraction)`` callback, fraction in [0, 1].
+        drop_invalid_rows: train on the valid rows of a file with bad rows instead of refusing it.
 
     Returns:
         The :class:`TrainResult` (``summary()`` is the ``make train`` JSON line).
 
     Raises:
+        core.tables.TableError: when the data file is not a readable table.
         core.schema.SchemaError: when the data file is invalid.
+        core.data.NotTrainable: when it has too few rows of a class to train and judge a model.
     """
     progress = on_progress or _no_progress
     started = time.perf_counter()
     progress("load", 0.0)
     data_path = settings.data_path
-    frame = load_dataset(data_path)
+    frame = load_dataset(data_path, drop_invalid_rows=drop_invalid_rows)
+    check_trainable(frame, config.split, config.cv_folds)
     digest = file_sha256(data_path)
     trained = fit_and_evaluate(frame, config, digest, progress)
     progress("save", 0.9)

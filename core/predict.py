@@ -78,7 +78,7 @@ class Predictor:
         """
         if not records:
             return []
-        customers = [Customer.model_validate(dict(record)).model_dump() for record in records]
+        customers = [Customer.model_validate(dict(record)).features() for record in records]
         probability = self.predict_proba_raw(encode_records(customers))
         return [
             Prediction(probability=float(p), label=str(label), threshold=self.threshold)

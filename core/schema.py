@@ -10,13 +10,22 @@ drift), and the normaliser that accepts the BigML CSV spelling course projects u
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 FeatureKind = Literal["category", "integer", "number"]
 
@@ -134,6 +143,7 @@ FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in FEATURES)
 NUMERIC_FEATURES: tuple[str, ...] = tuple(s.name for s in FEATURES if s.is_numeric)
 CATEGORICAL_FEATURES: tuple[str, ...] = tuple(s.name for s in FEATURES if not s.is_numeric)
 SPECS: dict[str, FeatureSpec] = {spec.name: spec for spec in FEATURES}
+_FEATURE_SET: frozenset[str] = frozenset(FEATURE_NAMES)
 
 # Both examples are real rows of data/raw/churn.csv: the churner is a holdout row labelled "yes"
 # (international plan, only 2 international calls, heavy usage, 4 service calls; its state MD shown
@@ -143,7 +153,8 @@ EXAMPLE_LOYAL: dict[str, Any] = {spec.name: spec.loyal for spec in FEATURES}
 
 
 # ---------------------------------------------------------------------------------------------
-# Normalisation of the spellings found in the wild
+# Normalisation of the spellings found in the wild: ONE normaliser of field names and values,
+# used for tables (normalise_frame) and for single records (the Customer model) alike.
 # ---------------------------------------------------------------------------------------------
 def _key(column: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", column.strip().lower()).strip("_")
@@ -154,68 +165,188 @@ COLUMN_ALIASES: dict[str, str] = {
     **{_key(spec.name): spec.name for spec in FEATURES},
     "churn": TARGET,
 }
-_TRUTHY = {"yes", "true", "true.", "1", "y", "t"}
-_FALSY = {"no", "false", "false.", "0", "n", "f"}
+KNOWN_FIELDS: frozenset[str] = frozenset((*FEATURE_NAMES, TARGET))
+# What people type for yes/no (English, French, Excel's and pandas' booleans, BigML's "True.").
+_TRUTHY = frozenset({"yes", "y", "true", "true.", "t", "1", "1.0", "vrai", "oui"})
+_FALSY = frozenset({"no", "n", "false", "false.", "f", "0", "0.0", "faux", "non"})
+_AREA_CODE = re.compile(r"(?:area[ _-]?code[ _-]?)?(\d{3})(?:\.0+)?", re.IGNORECASE)
+
+
+def canonical_column(column: object) -> str | None:
+    """The schema field a column name stands for, in any case and spacing, or ``None``.
+
+    ``Account length``, ``account_length``, ``ACCOUNT LENGTH`` and ``account-length`` all give
+    ``account_length``; ``Churn``/``churn`` give the target; anything else gives ``None``.
+    """
+    return COLUMN_ALIASES.get(_key(str(column)))
+
+
+class DuplicateColumnsError(ValueError):
+    """Two or more columns (or keys) spell the same field, e.g. ``Churn`` and ``churn``.
+
+    Attributes:
+        fields: canonical field name → the given names that all stand for it, in input order.
+    """
+
+    def __init__(self, fields: dict[str, tuple[str, ...]]) -> None:
+        self.fields = fields
+        parts = [
+            " and ".join(repr(name) for name in names) + f" are both the field {field!r}"
+            for field, names in fields.items()
+        ]
+        super().__init__("; ".join(parts) + ": keep one of each")
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """How the columns of a table map onto the schema (see :func:`map_columns`).
+
+    Attributes:
+        renames: given name → canonical field name, for every known column.
+        extra: the given names that are not schema fields, in input order.
+    """
+
+    renames: dict[str, str]
+    extra: tuple[str, ...]
+
+
+def map_columns(columns: Iterable[object]) -> ColumnMap:
+    """Map given column names (or record keys) onto the schema's fields.
+
+    Raises:
+        DuplicateColumnsError: when two names stand for the same field.
+    """
+    renames: dict[str, str] = {}
+    extra: list[str] = []
+    seen: dict[str, list[str]] = {}
+    for column in columns:
+        name = str(column)
+        field_name = canonical_column(name)
+        if field_name is None:
+            extra.append(name)
+            continue
+        seen.setdefault(field_name, []).append(name)
+        renames[name] = field_name
+    duplicates = {f: tuple(names) for f, names in seen.items() if len(names) > 1}
+    if duplicates:
+        raise DuplicateColumnsError(duplicates)
+    return ColumnMap(renames, tuple(extra))
 
 
 def normalise_yes_no(value: Any) -> Any:
-    """Map ``Yes``/``True``/``1`` to ``yes`` and ``No``/``False``/``0`` to ``no``; keep the rest."""
+    """Map yes/true/1/``True.``/vrai/oui (any case) to ``yes`` and their opposites to ``no``.
+
+    Anything else (including a missing value) is returned unchanged, for the validator to report.
+    """
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
-    text = str(value).strip().lower()
-    if text in _TRUTHY:
-        return "yes"
-    if text in _FALSY:
-        return "no"
+    if isinstance(value, (str, int, float, np.integer, np.floating)):
+        text = str(value).strip().lower()
+        if text in _TRUTHY:
+            return "yes"
+        if text in _FALSY:
+            return "no"
     return value
 
 
 def normalise_area_code(value: Any) -> Any:
-    """Map ``415``/``"415"``/``415.0`` to ``area_code_415``; keep the rest."""
-    if isinstance(value, (bool, np.bool_)):
+    """Map ``415``/``"415"``/``415.0``/``Area code 415``/``AREA_CODE_415`` to ``area_code_415``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (str, int, float, np.integer, np.floating)
+    ):
         return value
     text = str(value).strip()
-    if re.fullmatch(r"\d{3}(\.0+)?", text):
-        return f"area_code_{text[:3]}"
-    return text
+    found = _AREA_CODE.fullmatch(text)
+    return f"area_code_{found.group(1)}" if found else text
 
 
-def _map_unique(column: pd.Series, normalise: Callable[[Any], Any]) -> pd.Series:
-    """Apply ``normalise`` to each distinct value once (not once per row); missing values stay."""
-    codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    if len(uniques) == 0:
-        return column.copy()
-    mapped = np.array([normalise(value) for value in uniques], dtype=object)
-    values = np.where(codes >= 0, mapped[codes], column.to_numpy(dtype=object))
-    return pd.Series(values, index=column.index, name=column.name, dtype=object)
-
-
-def _normalise_state(value: Any) -> Any:
+def normalise_state(value: Any) -> Any:
+    """Upper-case a state code without surrounding spaces (``" nj"`` → ``NJ``)."""
     return value.strip().upper() if isinstance(value, str) else value
 
 
-def normalise_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return a copy with canonical column names and category spellings.
+# Numbers need no normaliser: numeric text (" 184.5", "1e2", "128.0" for an integer) is parsed by
+# pandas for tables and by pydantic for records alike; decimal commas are a property of a whole
+# file, handled by core.tables when it reads one.
+VALUE_NORMALISERS: dict[str, Callable[[Any], Any]] = {
+    "state": normalise_state,
+    "area_code": normalise_area_code,
+    "international_plan": normalise_yes_no,
+    "voice_mail_plan": normalise_yes_no,
+    TARGET: normalise_yes_no,
+}
 
-    Accepts the modeldata spelling unchanged and the BigML spelling (``Account length``,
-    ``Area code`` as ``415``, ``Yes``/``No`` plans, ``Churn`` ``True``/``False``). Columns it does
-    not know are kept as they are so the validator can report them.
+
+def _is_scalar(value: Any) -> bool:
+    return not isinstance(value, (list, tuple, dict, set))
+
+
+_SCALAR_KINDS = frozenset(
+    {"string", "floating", "integer", "mixed-integer-float", "boolean", "empty", "decimal"}
+)
+
+
+def non_scalar(column: pd.Series) -> np.ndarray:
+    """Boolean mask of the cells holding a list, tuple, dict or set (e.g. from nested JSON)."""
+    if column.dtype != object or pd.api.types.infer_dtype(column, skipna=True) in _SCALAR_KINDS:
+        return np.zeros(len(column), dtype=bool)  # told in C, without a Python loop
+    return np.fromiter((not _is_scalar(v) for v in column), dtype=bool, count=len(column))
+
+
+def _map_unique(column: pd.Series, normalise: Callable[[Any], Any]) -> pd.Series:
+    """Apply ``normalise`` to each distinct value once (not once per row); missing values,
+    lists and objects stay as they are."""
+    keep = non_scalar(column)
+    scalars = column[~keep] if keep.any() else column
+    codes, uniques = pd.factorize(scalars, use_na_sentinel=True)
+    if len(uniques) == 0:
+        return column.astype(object)
+    mapped = np.array([normalise(value) for value in uniques], dtype=object)
+    values = column.to_numpy(dtype=object).copy()
+    positions = np.flatnonzero(~keep)
+    known = codes >= 0
+    values[positions[known]] = mapped[codes[known]]
+    return pd.Series(values, index=column.index, name=column.name, dtype=object)
+
+
+def normalise_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return a copy with canonical column names and value spellings.
+
+    Column names in any case and spacing (modeldata, BigML, Kaggle) become the canonical ones;
+    yes/no, area codes and state codes get their canonical spelling (:data:`VALUE_NORMALISERS`);
+    numbers given as text keep their text (the validator parses them). Columns it does not know
+    are kept as they are.
 
     Args:
-        frame: a raw table as read from a CSV.
+        frame: a raw table as read from a file.
 
     Returns:
         A new DataFrame; the input is not modified.
+
+    Raises:
+        DuplicateColumnsError: when two columns stand for the same field.
     """
-    renamed = frame.rename(columns=lambda c: COLUMN_ALIASES.get(_key(str(c)), c))
-    out = renamed.copy()
-    for name in ("international_plan", "voice_mail_plan", TARGET):
-        if name in out.columns:
-            out[name] = _map_unique(out[name], normalise_yes_no)
-    if "area_code" in out.columns:
-        out["area_code"] = _map_unique(out["area_code"], normalise_area_code)
-    if "state" in out.columns:
-        out["state"] = _map_unique(out["state"], _normalise_state)
+    columns = map_columns(frame.columns)
+    out = frame.rename(columns=columns.renames)
+    for name in columns.renames.values():
+        if name in VALUE_NORMALISERS:
+            out[name] = _map_unique(out[name], VALUE_NORMALISERS[name])
+    return out
+
+
+def canonical_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """One record with the canonical key of every feature (the label and unknown keys kept as
+    they are: they are passed through). Values are normalised by the :class:`Customer` model
+    with the same :data:`VALUE_NORMALISERS` as tables.
+
+    Raises:
+        DuplicateColumnsError: when two keys stand for the same field.
+    """
+    renames = map_columns(data).renames
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = renames.get(key)
+        out[key if name is None or name == TARGET else name] = value
     return out
 
 
@@ -240,38 +371,82 @@ def _field(spec: FeatureSpec) -> tuple[Any, Any]:
     )
 
 
-class _CustomerBase(BaseModel):
-    """Common configuration: unknown fields and NaN/Infinity are rejected."""
+class CustomerRecord(BaseModel):
+    """What a validated customer offers: its features and its passthrough fields."""
+
+    def features(self) -> dict[str, Any]:
+        """The 19 canonical fields (what is scored and stored), without passthrough fields."""
+        return {name: getattr(self, name) for name in FEATURE_NAMES}
+
+    @property
+    def passthrough(self) -> dict[str, Any]:
+        """The fields that are not features (an id, the label...), unchanged, in input order."""
+        return dict(self.model_extra or {})
+
+
+class _CustomerBase(CustomerRecord):
+    """Common configuration: names and values in any known spelling, NaN/Infinity rejected,
+    unknown fields kept apart (:attr:`passthrough`)."""
 
     model_config = ConfigDict(
-        extra="forbid",
+        extra="allow",
         allow_inf_nan=False,
         frozen=True,
         json_schema_extra={"examples": [EXAMPLE_CHURNER, EXAMPLE_LOYAL]},
     )
 
-    @field_validator("international_plan", "voice_mail_plan", mode="before", check_fields=False)
+    @model_validator(mode="before")
     @classmethod
-    def _yes_no(cls, value: Any) -> Any:
-        return normalise_yes_no(value) if isinstance(value, (str, bool)) else value
+    def _names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not _FEATURE_SET.issuperset(data):
+            return canonical_keys(data)  # DuplicateColumnsError is a ValueError: a 422
+        return data
 
-    @field_validator("area_code", mode="before", check_fields=False)
+    @field_validator(*VALUE_NORMALISERS, mode="before", check_fields=False)
     @classmethod
-    def _area(cls, value: Any) -> Any:
-        return normalise_area_code(value) if isinstance(value, (str, int)) else value
-
-    @field_validator("state", mode="before", check_fields=False)
-    @classmethod
-    def _state(cls, value: Any) -> Any:
-        return value.strip().upper() if isinstance(value, str) else value
+    def _values(cls, value: Any, info: ValidationInfo) -> Any:
+        normalise = VALUE_NORMALISERS.get(info.field_name or "")
+        return normalise(value) if normalise is not None and _is_scalar(value) else value
 
 
 Customer: type[_CustomerBase] = create_model(  # type: ignore[call-overload]
     "Customer",
     __base__=_CustomerBase,
-    __doc__="One telecom customer: the 19 raw features the churn model scores.",
+    __doc__="One telecom customer: the 19 raw features the churn model scores. Names and values "
+    "may use the BigML/Kaggle spellings (`Account length`, area code `415`, plans `Yes`/`1`/"
+    "`VRAI`); any other field (an id, the label) is not scored and comes back in `passthrough`.",
     **{spec.name: _field(spec) for spec in FEATURES},
 )
+
+
+# The 19 fields with pydantic-core's validation only: it accepts exactly the records whose every
+# name and value is already canonical, which the normalisers above map to themselves.
+class _CanonicalBase(CustomerRecord):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+_CanonicalCustomer: type[CustomerRecord] = create_model(  # type: ignore[call-overload]
+    "CanonicalCustomer",
+    __base__=_CanonicalBase,
+    **{spec.name: _field(spec) for spec in FEATURES},
+)
+
+
+def customer_from_json(raw: bytes | str) -> CustomerRecord:
+    """One customer from JSON text, with the features and passthrough fields
+    ``Customer.model_validate_json`` gives.
+
+    A canonical record is validated by pydantic-core alone (no Python normaliser runs: they map
+    canonical values to themselves); any other spelling, unknown field or bad value goes
+    through :class:`Customer`, whose answer (or error) it is.
+
+    Raises:
+        pydantic.ValidationError: naming the field and the reason.
+    """
+    try:
+        return _CanonicalCustomer.model_validate_json(raw)
+    except ValidationError:
+        return Customer.model_validate_json(raw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,7 +501,10 @@ class SchemaError(ValueError):
 
 
 def _check_numeric(spec: FeatureSpec, raw: pd.Series) -> tuple[pd.Series, list[Issue]]:
-    values = pd.to_numeric(raw, errors="coerce").astype("float64")
+    try:  # numbers, or numeric text as read from a file: converted in C
+        values = raw.astype("float64")
+    except (TypeError, ValueError):  # anything else: parsed cell by cell, bad cells NaN
+        values = pd.to_numeric(raw, errors="coerce").astype("float64")
     issues: list[Issue] = []
     finite = np.isfinite(values.to_numpy())
     missing = raw.isna().to_numpy()
@@ -362,18 +540,32 @@ def _check_category(spec: FeatureSpec, raw: pd.Series) -> tuple[pd.Series, list[
     return raw.where(known).astype("object"), issues
 
 
-def validate_frame(
-    frame: pd.DataFrame, *, require_target: bool = False, allow_extra: bool = True
-) -> ValidationReport:
+_TARGET_SPEC = FeatureSpec(TARGET, "category", "Whether the customer churned.", "yes", "no",
+                           "Churn", allowed=YES_NO)  # fmt: skip
+
+
+def _describe(value: Any) -> str:
+    kind = "an object" if isinstance(value, dict) else f"a {type(value).__name__}"
+    return f"{kind} is not a single value: {str(value)[:60]}"
+
+
+def validate_frame(frame: pd.DataFrame, *, require_target: bool = False) -> ValidationReport:
     """Normalise and check a table against the schema, reporting every bad row and column.
 
+    Unknown columns are not checked and not returned (:mod:`core.tables` passes them through).
+    The label is checked only when it is required: a table to score may carry a label in any
+    spelling, or a broken one, and is scored all the same.
+
     Args:
-        frame: raw table (modeldata or BigML spelling).
-        require_target: whether the ``churn`` column must be present (training data).
-        allow_extra: whether unknown columns are tolerated (they are dropped from the result).
+        frame: raw table (column names and values in any spelling :func:`normalise_frame` knows).
+        require_target: whether the ``churn`` column must be present and valid (training data).
 
     Returns:
-        A :class:`ValidationReport` with the typed frame, the issues and the mask of valid rows.
+        A :class:`ValidationReport` with the typed frame (the 19 features, then ``churn`` when
+        required), the issues and the mask of valid rows.
+
+    Raises:
+        DuplicateColumnsError: when two columns stand for the same field.
     """
     data = normalise_frame(frame).reset_index(drop=True)
     issues: list[Issue] = []
@@ -383,26 +575,25 @@ def validate_frame(
     for name in expected:
         if name not in data.columns:
             issues.append(Issue(None, name, "missing column"))
-    keep = [c for c in expected if c in data.columns] + (
-        [TARGET] if TARGET in data.columns and not require_target else []
-    )
-    extra = [c for c in data.columns if c not in keep]
-    if extra and not allow_extra:
-        issues += [Issue(None, str(c), "unknown column") for c in extra]
     out = pd.DataFrame(index=data.index)
     bad = np.zeros(len(data), dtype=bool)
-    for name in keep:
-        spec = SPECS.get(name)
-        if spec is None:  # the target
-            spec = FeatureSpec(TARGET, "category", "Whether the customer churned.", "yes", "no",
-                               "Churn", allowed=YES_NO)  # fmt: skip
+    for name in (c for c in expected if c in data.columns):
+        spec = SPECS.get(name, _TARGET_SPEC)
+        raw = data[name]
+        nested = non_scalar(raw)
+        if nested.any():  # a list or an object in a cell (nested JSON): reported, not parsed
+            issues += [Issue(int(r), name, _describe(raw.iloc[r])) for r in np.flatnonzero(nested)]
+            raw = raw.mask(nested)
         checker = _check_numeric if spec.is_numeric else _check_category
-        column, found = checker(spec, data[name])
+        column, found = checker(spec, raw)
         out[name] = column
-        issues += found
         for issue in found:
             if issue.row is not None:
+                if nested[issue.row]:
+                    continue  # already reported as nested, not as missing
                 bad[issue.row] = True
+            issues.append(issue)
+        bad |= nested
     column_level = any(i.row is None for i in issues)
     valid = np.zeros(len(data), dtype=bool) if column_level else ~bad
     issues.sort(key=lambda i: (-1 if i.row is None else i.row, i.column))

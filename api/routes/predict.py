@@ -16,8 +16,6 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Body, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 
 from api.deps import ModelDep, WriterDep, get_model
 from api.schemas import (
@@ -28,21 +26,29 @@ from api.schemas import (
     ExplainResponse,
     PredictionResponse,
     ValidateResponse,
+    upload_schema,
 )
 from api.serving import ServedModel
 from api.state import AppState
 from api.tables import (
-    unprocessable,
     issue_items,
     new_id,
     new_ids,
-    parse_csv,
-    read_table,
-    read_upload,
-    validate_rows,
+    parse_json,
+    read_request_table,
+    unprocessable,
 )
-from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURE_NAMES, FEATURES, Customer
+from core.schema import (
+    EXAMPLE_CHURNER,
+    EXAMPLE_LOYAL,
+    FEATURE_NAMES,
+    FEATURES,
+    Customer,
+    CustomerRecord,
+    customer_from_json,
+)
 from core.store import BatchRows
+from core.tables import Table, passthrough_records, passthrough_warnings, with_results
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 INTEGERS = {spec.name: "int64" for spec in FEATURES if spec.kind == "integer"}
@@ -61,8 +67,12 @@ CUSTOMER_EXAMPLES: dict[str, Any] = {
 }
 CustomerBody = Annotated[CustomerIn, Body(openapi_examples=CUSTOMER_EXAMPLES)]
 RESPONSES = ERROR_RESPONSES | NOT_READY
-CSV_TABLE = {"type": "string", "description": "CSV with a header row (modeldata or BigML names)."}
-UPLOAD = {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+CSV_TABLE = {
+    "type": "string",
+    "description": "CSV/TSV with a header row (modeldata, BigML or Kaggle names, any separator, "
+    "decimal mark and encoding; a `charset=` parameter is honoured).",
+}
+UPLOAD = upload_schema("CSV/TSV (any separator, decimal mark, encoding) or workbook (.xlsx).")
 BATCH_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -111,10 +121,12 @@ def _score(model: ServedModel, record: dict[str, Any]) -> tuple[float, str, floa
 def answer(
     model: ServedModel,
     writer: Any,
-    record: dict[str, Any],
+    customer: CustomerRecord,
     request_id: str,
 ) -> dict[str, Any]:
-    """Score one validated record, queue it for the database, return the response body."""
+    """Score one validated :class:`core.schema.Customer`, queue it for the database, return the
+    response body (its fields that are not features come back unchanged in ``passthrough``)."""
+    record = customer.features()
     probability, label, latency_ms = _score(model, record)
     prediction_id = new_id()
     writer.submit(
@@ -132,6 +144,7 @@ def answer(
             "feedback_at": None,
         }
     )
+    passthrough = customer.passthrough
     return {
         "prediction_id": prediction_id,
         "churn_probability": probability,
@@ -140,7 +153,19 @@ def answer(
         "threshold": model.threshold,
         "model_version": model.version,
         "latency_ms": round(latency_ms, 4),
+        "passthrough": passthrough,
+        "warnings": passthrough_warnings(passthrough) if passthrough else [],
     }
+
+
+def parse_customer(raw: bytes, content_type: str | None) -> CustomerRecord:
+    """One :class:`core.schema.Customer` from a JSON body (BOM and declared charset honoured).
+
+    Raises:
+        RequestValidationError: naming the field and the reason.
+    """
+    parsed: CustomerRecord = parse_json(Customer, raw, content_type, customer_from_json)
+    return parsed
 
 
 PREDICT_BODY: dict[str, Any] = {
@@ -163,18 +188,10 @@ async def predict(request: Request) -> Response:
     # ~5 µs instead of json.loads + validate_python); the schema above documents the same model.
     # It takes the model like ModelDep does, without FastAPI's dependency machinery (~2x faster).
     model = await get_model(request)
-    try:
-        customer = Customer.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise RequestValidationError(body_errors(exc)) from exc
+    customer = parse_customer(await request.body(), request.headers.get("content-type"))
     state: AppState = request.app.state.churnops
-    body = answer(model, state.writer, customer.model_dump(), _request_id(request))
+    body = answer(model, state.writer, customer, _request_id(request))
     return Response(json.dumps(body), media_type="application/json")
-
-
-def body_errors(exc: ValidationError) -> list[dict[str, Any]]:
-    """Pydantic errors located under ``body`` like FastAPI's own."""
-    return [{**err, "loc": ("body", *err["loc"])} for err in exc.errors(include_url=False)]
 
 
 def _drivers(model: ServedModel, record: dict[str, Any], top: int) -> list[dict[str, Any]]:
@@ -198,7 +215,7 @@ def _drivers(model: ServedModel, record: dict[str, Any], top: int) -> list[dict[
 @router.post("/explain", response_model=ExplainResponse, responses=RESPONSES)
 async def explain(customer: CustomerBody, model: ModelDep) -> Response:
     """The features that move one customer's churn probability most (nothing is stored)."""
-    record = customer.model_dump()
+    record = customer.features()
     probability = model.score_one(record)
     label = model.label(probability)
     body = {
@@ -213,9 +230,9 @@ async def explain(customer: CustomerBody, model: ModelDep) -> Response:
 
 
 def _score_batch(
-    model: ServedModel, frame: pd.DataFrame, request_id: str, writer: Any
+    model: ServedModel, table: Table, request_id: str, writer: Any
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    report = validate_rows(frame)
+    report = table.report
     if not report.ok:
         raise unprocessable(issue_items(report))
     valid = report.frame[list(FEATURE_NAMES)].astype(INTEGERS)
@@ -256,6 +273,15 @@ def _wants_csv(request: Request) -> bool:
     return "text/csv" in accept and "application/json" not in accept.split(",")[0]
 
 
+def scored_csv(valid: pd.DataFrame, table: Table, scored: pd.DataFrame) -> str:
+    """The features as validated, the passthrough columns unchanged, then the results (see
+    :func:`core.tables.with_results` for a passthrough column named like a result)."""
+    inputs = pd.concat([valid.reset_index(drop=True), table.passthrough], axis=1)
+    results = {name: scored[name].to_numpy() for name in ("prediction_id", "churn_probability")}
+    results["label"] = scored["label"].to_numpy()
+    return with_results(inputs, results).to_csv(index=False)
+
+
 @router.post(
     "/batch",
     response_model=BatchResponse,
@@ -264,38 +290,48 @@ def _wants_csv(request: Request) -> bool:
     openapi_extra=BATCH_BODY,
 )
 async def predict_batch(request: Request, model: ModelDep, writer: WriterDep) -> Response:
-    """Score up to 10,000 customers (JSON array or CSV upload); `Accept: text/csv` for CSV out."""
+    """Score up to 10,000 customers (JSON array, CSV/TSV/.xlsx upload); CSV out on request."""
     started = time.perf_counter()
-    frame = await read_table(request)
+    table = await read_request_table(request)
     scored, valid = await run_in_threadpool(
-        _score_batch, model, frame, _request_id(request), writer
+        _score_batch, model, table, _request_id(request), writer
     )
     elapsed = f"{(time.perf_counter() - started) * 1000:.2f}"
-    headers = {"X-Process-Time-Ms": elapsed, "X-Model-Version": model.version}
+    headers = {
+        "X-Process-Time-Ms": elapsed,
+        "X-Model-Version": model.version,
+        "X-Read-As": table.read_as.encode("ascii", "backslashreplace").decode(),
+    }
     if _wants_csv(request):
-        table = pd.concat([valid.reset_index(drop=True), scored.drop(columns=["row"])], axis=1)
-        csv = table.to_csv(index=False)
+        csv = await run_in_threadpool(scored_csv, valid, table, scored)
         return Response(csv, media_type="text/csv", headers=headers)
     return Response(
-        _results_json(model.version, scored), media_type="application/json", headers=headers
+        _results_json(model.version, table, scored), media_type="application/json", headers=headers
     )
 
 
-_RESULT = '{{"row":{},"prediction_id":"{}","churn_probability":{!r},"label":"{}"}}'
+_RESULT = '{{"row":{},"prediction_id":"{}","churn_probability":{!r},"label":"{}"'
 
 
-def _results_json(version: str, scored: pd.DataFrame) -> str:
-    """The batch answer as JSON, probabilities with full precision (repr round-trips exactly)."""
-    items = ",".join(
-        map(
-            _RESULT.format,
-            range(len(scored)),
-            scored["prediction_id"].tolist(),
-            scored["churn_probability"].tolist(),
-            scored["label"].tolist(),
+def _results_json(version: str, table: Table, scored: pd.DataFrame) -> str:
+    """The batch answer as JSON, probabilities with full precision (repr round-trips exactly);
+    each result carries its row's passthrough columns when the table has any."""
+    heads = map(
+        _RESULT.format,
+        range(len(scored)),
+        scored["prediction_id"].tolist(),
+        scored["churn_probability"].tolist(),
+        scored["label"].tolist(),
+    )
+    if table.passthrough.shape[1]:
+        tails = (
+            f',"passthrough":{json.dumps(p, default=str)}}}' for p in passthrough_records(table)
         )
-    )
-    return f'{{"model_version":{json.dumps(version)},"results":[{items}]}}'
+    else:
+        tails = ("}" for _ in range(len(scored)))
+    items = ",".join(head + tail for head, tail in zip(heads, tails))
+    meta = f'"read_as":{json.dumps(table.read_as)},"warnings":{json.dumps(list(table.warnings))}'
+    return f'{{"model_version":{json.dumps(version)},{meta},"results":[{items}]}}'
 
 
 @router.post(
@@ -305,13 +341,19 @@ def _results_json(version: str, scored: pd.DataFrame) -> str:
     openapi_extra=CSV_BODY,
 )
 async def validate(request: Request) -> ValidateResponse:
-    """Check a CSV against the schema without scoring it: every bad row and column, and why."""
-    frame = parse_csv(await read_upload(request))
-    report = await run_in_threadpool(validate_rows, frame)
+    """Check a table without scoring it: what was read, every bad row and column, and why."""
+    table = await read_request_table(request)
+    report = table.report
     issues = [
         {"row": issue.row, "column": issue.column, "reason": issue.reason}
         for issue in report.issues[:5000]
     ]
     return ValidateResponse.model_validate(
-        {"rows": len(report.frame), "valid_rows": int(report.valid_rows.sum()), "issues": issues}
+        {
+            "rows": len(report.frame),
+            "valid_rows": int(report.valid_rows.sum()),
+            "issues": issues,
+            "read_as": table.read_as,
+            "warnings": list(table.warnings),
+        }
     )

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Request, status
+import pandas as pd
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import AdminDep, StateDep
 from api.jobs import JobConflict
-from api.schemas import ADMIN_RESPONSES, ERROR_RESPONSES, NOT_FOUND, RetrainAccepted, RetrainStatus
-from api.tables import issue_items, parse_csv, read_upload, unprocessable
-from core.schema import validate_frame
+from api.state import AppState
+from api.schemas import (
+    ADMIN_RESPONSES,
+    ERROR_RESPONSES,
+    NOT_FOUND,
+    RetrainAccepted,
+    RetrainStatus,
+    upload_schema,
+)
+from api.tables import issue_items, read_request_table, unprocessable
+from core.data import NotTrainable, check_trainable, labelled_rows
+from core.schema import SchemaError
 from core.store import RetrainJob, as_utc
+from core.tables import Table
+from core.train import TrainConfig
 
 router = APIRouter(prefix="/retrain", tags=["retrain"])
 UPLOAD_BODY: dict[str, Any] = {
@@ -22,16 +35,10 @@ UPLOAD_BODY: dict[str, Any] = {
         "required": False,
         "content": {
             "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "Optional training CSV with a churn column.",
-                        }
-                    },
-                }
+                "schema": upload_schema(
+                    "Optional training table with a churn column: CSV/TSV (any separator, "
+                    "decimal mark and encoding) or workbook (.xlsx)."
+                )
             }
         },
     }
@@ -52,6 +59,29 @@ def _status(job: RetrainJob) -> RetrainStatus:
     )
 
 
+DropInvalidRows = Annotated[
+    bool,
+    Query(
+        description="Train on the valid rows of an uploaded file with bad rows (their number is "
+        "in `dropped_rows`) instead of refusing it with 422."
+    ),
+]
+
+
+def _trainable(table: Table, drop_invalid_rows: bool, config: TrainConfig) -> pd.DataFrame:
+    """The rows to train on, or a 422 with every reason the upload cannot be trained on."""
+    try:
+        frame = labelled_rows(table, drop_invalid_rows=drop_invalid_rows)
+        check_trainable(frame, config.split, config.cv_folds)
+    except SchemaError as exc:
+        raise unprocessable(issue_items(exc.report)) from exc
+    except NotTrainable as exc:
+        raise unprocessable(
+            [{"row": None, "column": "churn", "reason": r, "msg": r} for r in exc.reasons]
+        ) from exc
+    return frame
+
+
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
@@ -59,24 +89,45 @@ def _status(job: RetrainJob) -> RetrainStatus:
     responses=ADMIN_RESPONSES | ERROR_RESPONSES | {409: {"description": "A retrain is running."}},
     openapi_extra=UPLOAD_BODY,
 )
-async def start_retrain(request: Request, state: StateDep, _: AdminDep) -> RetrainAccepted:
-    """Retrain in the background (stored data or an uploaded CSV), gate, hot-swap if promoted."""
-    data_path = None
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raw = await read_upload(request)
-        frame = parse_csv(raw)
-        report = await run_in_threadpool(validate_frame, frame, require_target=True)
-        if report.issues and not report.valid_rows.any():
-            raise unprocessable(issue_items(report))
-        uploads = state.settings.var_dir / "uploads"
-        uploads.mkdir(parents=True, exist_ok=True)
-        data_path = (uploads / f"{uuid.uuid4().hex}.csv").resolve()
-        data_path.write_bytes(raw)
+async def start_retrain(
+    request: Request, state: StateDep, _: AdminDep, drop_invalid_rows: DropInvalidRows = False
+) -> RetrainAccepted:
+    """Retrain in the background (stored data or an uploaded table), gate, hot-swap if promoted.
+
+    An upload is read and checked whole before the answer: 422 with every reason when it cannot
+    be trained on. The job trains on its valid rows, stored in canonical form; nothing is kept
+    for a refused request.
+    """
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        job_id = await _submit(state, None)
+        return RetrainAccepted(job_id=job_id)
+    table = await read_request_table(request, require_target=True)
+    config = TrainConfig.model_validate(state.settings.retrain_config)  # what the job trains
+    frame = await run_in_threadpool(_trainable, table, drop_invalid_rows, config)
+    uploads = state.settings.var_dir / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    data_path = (uploads / f"{uuid.uuid4().hex}.csv").resolve()
+    await run_in_threadpool(frame.to_csv, data_path, index=False)
     try:
-        job_id = await run_in_threadpool(state.runner.submit, data_path)
+        job_id = await _submit(state, data_path)
+    except HTTPException:
+        data_path.unlink(missing_ok=True)  # refused: nothing is kept
+        raise
+    return RetrainAccepted(
+        job_id=job_id,
+        rows=len(frame),
+        dropped_rows=len(table.source) - len(frame),
+        read_as=table.read_as,
+        warnings=list(table.warnings),
+    )
+
+
+async def _submit(state: AppState, data_path: pathlib.Path | None) -> str:
+    try:
+        job_id: str = await run_in_threadpool(state.runner.submit, data_path)
     except JobConflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    return RetrainAccepted(job_id=job_id)
+    return job_id
 
 
 @router.get("/{job_id}", response_model=RetrainStatus, responses=NOT_FOUND | ERROR_RESPONSES)

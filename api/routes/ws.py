@@ -7,14 +7,15 @@ import json
 import logging
 from typing import Any
 
+import pydantic_core
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from api.errors import error_items
 from api.routes.predict import answer
-from api.tables import reject_constant
 from api.state import AppState
 from core.schema import Customer
+from core.tables import TableError, json_body
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/ws", tags=["websocket"])
@@ -39,8 +40,8 @@ def _parse(text: str) -> tuple[Any, str | None]:
     """The payload and the optional client id of one message."""
     if len(text) > MAX_MESSAGE:
         raise _BadMessage(f"message over {MAX_MESSAGE} bytes")
-    try:
-        data = json.loads(text, parse_constant=reject_constant)
+    try:  # NaN/Infinity refused, as on /predict
+        data = pydantic_core.from_json(text.removeprefix("\ufeff"), allow_inf_nan=False)
     except ValueError as exc:
         raise _BadMessage(f"invalid JSON: {exc}") from exc
     if isinstance(data, dict) and "customer" in data:
@@ -65,7 +66,7 @@ def _handle(state: AppState, text: str) -> str:
     except _BadMessage as bad:
         return _error(bad.detail, bad.request_id)
     rid = request_id or "ws"
-    answers = [answer(model, state.writer, c.model_dump(), rid) for c in customers]
+    answers = [answer(model, state.writer, c, rid) for c in customers]
     if isinstance(data, list):
         return json.dumps({"type": "predictions", "id": request_id, "predictions": answers})
     return json.dumps({"type": "prediction", "id": request_id, **answers[0]})
@@ -83,10 +84,10 @@ async def ws_predict(websocket: WebSocket) -> None:
                 break
             text = message.get("text")
             if text is None:
-                raw = message.get("bytes") or b""
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError:
+                try:  # a binary frame: UTF-8, or UTF-16/32 with a byte-order mark
+                    body = json_body(message.get("bytes") or b"")
+                    text = body if isinstance(body, str) else body.decode("utf-8")
+                except (TableError, UnicodeDecodeError):
                     await websocket.send_text(_error("messages must be UTF-8 JSON"))
                     continue
             await websocket.send_text(_handle(state, text))

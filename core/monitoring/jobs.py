@@ -26,7 +26,8 @@ from core.monitoring.read import recent_predictions
 from core.monitoring.sink import get_event_sink
 from core.monitoring.store import MonitoringStore
 from core.reference import Reference, load_reference
-from core.schema import FEATURE_NAMES, normalise_frame
+from core.schema import FEATURE_NAMES
+from core.tables import read_path
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,13 @@ def window_from_db(settings: Settings, hours: float = 24.0, limit: int = 5000) -
 
 
 def window_from_csv(path: Path) -> Window:
-    """The raw features of a CSV (modeldata or BigML spelling)."""
-    frame = normalise_frame(pd.read_csv(path))
+    """The features of a table file (any format and spelling :mod:`core.tables` reads), typed;
+    a bad cell is missing (``NaN``), a missing column absent.
+
+    Raises:
+        core.tables.TableError: when the file is not a readable table.
+    """
+    frame = read_path(path).report.frame
     return Window(frame[[c for c in FEATURE_NAMES if c in frame.columns]], f"csv:{path.name}")
 
 

@@ -41,6 +41,43 @@ def test_admin_needs_the_key(client: TestClient, path: str, key: str | None) -> 
     assert answer.headers["www-authenticate"] == "APIKey"
 
 
+BODIES: list[dict[str, Any]] = [
+    {"json": {"version": "2"}},
+    {"content": b"{not json", "headers": {"content-type": "application/json"}},
+    {"content": b"version=2", "headers": {"content-type": "text/plain"}},
+    {"content": b"\x00\xff", "headers": {"content-type": "application/octet-stream"}},
+    {"files": {"file": ("t.csv", b"a,b\n1,2\n", "text/csv")}},
+]
+
+
+@pytest.mark.parametrize("path", ["/retrain", "/model/promote"])
+@pytest.mark.parametrize("body", BODIES, ids=["json", "bad-json", "text", "binary", "multipart"])
+@pytest.mark.parametrize("key", [None, "wrong"])
+def test_admin_authenticates_before_it_looks_at_the_body(
+    client: TestClient, path: str, body: dict[str, Any], key: str | None
+) -> None:
+    """401 first, whatever the content type or the body: never 415 or 422 to a stranger."""
+    headers = {**body.get("headers", {}), **({"X-API-Key": key} if key else {})}
+    answer = client.post(path, **{**body, "headers": headers})
+    assert answer.status_code == 401, answer.text
+    uploads = client.app.state.churnops.settings.var_dir / "uploads"  # type: ignore[attr-defined]
+    assert not uploads.exists()
+
+
+def test_with_the_key_the_content_type_and_body_are_judged(client: TestClient) -> None:
+    """After the key: 415 for a content type the route does not take, 422 for a bad body."""
+    assert client.post("/retrain", json={"x": 1}, headers=ADMIN).status_code == 415
+    assert client.post("/model/promote", data={"v": "2"}, headers=ADMIN).status_code == 415
+    bad = client.post(
+        "/model/promote",
+        content=b"{not json",
+        headers={**ADMIN, "content-type": "application/json"},
+    )
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][0] == "body"
+    wrong = client.post("/model/promote", json={"version": "x"}, headers=ADMIN)
+    assert wrong.status_code == 422 and wrong.json()["detail"][0]["column"] == "version"
+
+
 def test_promote_validation_and_registry_errors(client: TestClient) -> None:
     """Promote validates the body; registry failures are 409/502, never 500."""
     assert client.post("/model/promote", json={"version": "x"}, headers=ADMIN).status_code == 422
@@ -224,6 +261,86 @@ def test_retrain_on_uploaded_csv(
         _wait(lambda: client.get(f"/retrain/{job}").json()["status"] == "succeeded")
     used = trainer.seen_data[-1]
     assert used.is_file() and pd.read_csv(used).shape == frame.shape
+
+
+def _uploads(settings: Settings) -> list[Path]:
+    folder = settings.var_dir / "uploads"
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+def _labelled(holdout: tuple[pd.DataFrame, Any]) -> pd.DataFrame:
+    return holdout[0].assign(churn=["yes" if v else "no" for v in holdout[1]])
+
+
+def test_retrain_refuses_up_front_what_it_cannot_train_on_and_keeps_nothing(
+    make_app: AppFactory, champion: Champion, settings: Settings, holdout: tuple[pd.DataFrame, Any]
+) -> None:
+    """422 with the reasons before any job (bad rows, too few rows of a class); no upload kept."""
+    trainer = FakeTrainer(champion, champion.loaded, promoted=False)
+    frame = _labelled(holdout)
+    bad = frame.astype({"state": object}).copy()
+    bad.loc[bad.index[3], "state"] = "ZZ"
+    few = pd.concat(
+        [frame[frame["churn"] == "no"].head(30), frame[frame["churn"] == "yes"].head(4)]
+    )
+    with TestClient(make_app(trainer=trainer)) as client:
+        answer = client.post(
+            "/retrain", headers=ADMIN, files={"file": ("t.csv", bad.to_csv(index=False))}
+        )
+        assert answer.status_code == 422
+        assert answer.json()["detail"][0]["row"] == 3
+        assert "unknown value 'ZZ'" in answer.json()["detail"][0]["reason"]
+        answer = client.post(
+            "/retrain", headers=ADMIN, files={"file": ("t.csv", few.to_csv(index=False))}
+        )
+        assert answer.status_code == 422
+        assert "4 'yes' row(s); at least 10 of each class" in answer.json()["detail"][0]["reason"]
+        assert not _uploads(settings) and not trainer.seen_data
+
+
+def test_retrain_drop_invalid_rows_trains_on_the_valid_rows_and_says_how_many(
+    make_app: AppFactory, champion: Champion, settings: Settings, holdout: tuple[pd.DataFrame, Any]
+) -> None:
+    """drop_invalid_rows=true: 202, the count dropped, the job trains on the valid rows only;
+    Excel's empty rows at the end are not rows at all."""
+    trainer = FakeTrainer(champion, champion.loaded, promoted=False)
+    frame = _labelled(holdout).astype({"state": object})
+    frame.loc[frame.index[[3, 8]], "state"] = "ZZ"
+    text = frame.to_csv(index=False, sep=";", decimal=",") + ";" * 19 + "\n" + ";" * 19 + "\n"
+    with TestClient(make_app(trainer=trainer)) as client:
+        answer = client.post(
+            "/retrain?drop_invalid_rows=true",
+            headers=ADMIN,
+            files={"file": ("t.csv", text.encode(), "text/csv")},
+        )
+        assert answer.status_code == 202, answer.text
+        body = answer.json()
+        assert (body["rows"], body["dropped_rows"]) == (len(frame) - 2, 2)
+        assert body["read_as"] == "read as ;-separated, decimal comma, UTF-8"
+        assert "2 empty row(s) ignored" in body["warnings"]
+        _wait(lambda: client.get(f"/retrain/{body['job_id']}").json()["status"] == "succeeded")
+    stored = pd.read_csv(trainer.seen_data[-1])
+    assert len(stored) == len(frame) - 2 and "ZZ" not in set(stored["state"])
+
+
+def test_a_refused_retrain_409_keeps_no_upload(
+    make_app: AppFactory, champion: Champion, settings: Settings, holdout: tuple[pd.DataFrame, Any]
+) -> None:
+    """While a job runs, a second upload is refused (409) and its file is not kept."""
+    trainer = FakeTrainer(champion, champion.loaded, promoted=False)
+    trainer.release.clear()
+    upload = {"file": ("t.csv", _labelled(holdout).to_csv(index=False))}
+    with TestClient(make_app(trainer=trainer)) as client:
+        first = client.post("/retrain", headers=ADMIN, files=upload)
+        assert first.status_code == 202
+        kept = _uploads(settings)
+        assert len(kept) == 1
+        assert client.post("/retrain", headers=ADMIN, files=upload).status_code == 409
+        assert _uploads(settings) == kept
+        trainer.release.set()
+        _wait(
+            lambda: client.get(f"/retrain/{first.json()['job_id']}").json()["status"] != "running"
+        )
 
 
 def test_ws_predict(client: TestClient) -> None:

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from core.data import file_sha256, load_dataset
-from core.schema import FEATURE_NAMES, TARGET, SchemaError, validate_frame
+from core.schema import FEATURE_NAMES, TARGET, SchemaError
+from core.tables import TableError, read_path
 from tests.factories import DATA_CSV, ROOT, raw_rows, to_bigml, write_csv
 
 
@@ -22,8 +23,11 @@ def test_committed_csv_matches_its_checksum_and_readme() -> None:
 def test_committed_csv_is_the_full_valid_table() -> None:
     raw = pd.read_csv(DATA_CSV)
     assert list(raw.columns) == [*FEATURE_NAMES, TARGET]
-    report = validate_frame(raw, require_target=True, allow_extra=False)
+    table = read_path(DATA_CSV, require_target=True)
+    report = table.report
     assert report.ok and bool(report.valid_rows.all()) and len(report.frame) == len(raw)
+    assert table.passthrough.shape[1] == 0 and table.warnings == ()
+    assert table.read_as == "read as ,-separated, decimal point, UTF-8"
     churn_rate = (raw[TARGET] == "yes").mean()
     assert 0.05 < churn_rate < 0.5  # imbalanced, both classes well represented
 
@@ -89,7 +93,7 @@ def test_empty_file_is_refused(tmp_path: Path) -> None:
         load_dataset(header_only)
     nothing = tmp_path / "nothing.csv"
     nothing.write_text("", encoding="utf-8")
-    with pytest.raises(pd.errors.EmptyDataError):
+    with pytest.raises(TableError, match="the file is empty"):
         load_dataset(nothing)
 
 

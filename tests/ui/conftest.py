@@ -246,7 +246,7 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
     def predict_batch(self, records: Any) -> dict[str, Any]:
         rows = list(records)
         self._call("predict_batch", len(rows))
-        answer = {"model_version": "2",
+        answer = {"model_version": "2", "read_as": "read as a JSON array", "warnings": [],
                   "results": [{"row": i, "prediction_id": f"b-{i}",
                                "churn_probability": 0.9 if r["international_plan"] == "yes"
                                else 0.1,
@@ -293,9 +293,19 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
                   "memory_percent": 61.0, "disk_percent": 44.25}  # fmt: skip
         return self._serve("monitoring_host", answer)
 
-    def start_retrain(self, api_key: str, csv: bytes | None = None, filename: str = "x") -> str:
-        self._call("start_retrain", api_key, csv is not None, filename)
-        return self._serve("start_retrain", {"job_id": "job-123"}, api_key, csv, filename)
+    def start_retrain(
+        self,
+        api_key: str,
+        csv: bytes | None = None,
+        filename: str = "x",
+        drop_invalid_rows: bool = False,
+    ) -> str:
+        self._call(
+            "start_retrain", api_key, csv is not None, filename, *([True] * drop_invalid_rows)
+        )
+        return self._serve(
+            "start_retrain", {"job_id": "job-123"}, api_key, csv, filename, drop_invalid_rows
+        )
 
     def retrain_status(self, job_id: str) -> dict[str, Any]:
         self._call("retrain_status", job_id)

@@ -89,9 +89,9 @@ def test_api_down_while_scoring_shows_url_and_retry(open_page, fake_api):
 
 def test_score_chunks_reports_progress_and_keeps_the_uploaded_spelling():
     api = FakeApi()
-    original, report = validate(bigml_csv([EXAMPLE_LOYAL, EXAMPLE_CHURNER] * 2 + [BAD]))
+    table = validate(bigml_csv([EXAMPLE_LOYAL, EXAMPLE_CHURNER] * 2 + [BAD]))
     seen: list[tuple[int, int]] = []
-    result = score(api, original, report, lambda d, t: seen.append((d, t)), chunk_rows=3)
+    result = score(api, table, lambda d, t: seen.append((d, t)), chunk_rows=3)
     assert api.called("predict_batch") == [(3,), (1,)]
     assert seen == [(3, 4), (4, 4)]
     assert (result.scored, result.skipped, result.model_version) == (4, 1, "2")
@@ -103,15 +103,15 @@ def test_score_chunks_reports_progress_and_keeps_the_uploaded_spelling():
 
 
 def test_records_are_typed_for_the_api():
-    original, report = validate(template_csv())
-    assert report.ok
-    assert issues_table(report).empty
+    table = validate(template_csv())
+    assert table.report.ok
+    assert issues_table(table.report).empty
     api = FakeApi()
     captured: list[list[dict]] = []
     api.predict_batch = lambda rows: (
         captured.append(list(rows)),
         FakeApi.predict_batch(api, rows),
     )[1]
-    score(api, original, report)
+    score(api, table)
     assert captured[0] == [EXAMPLE_LOYAL, EXAMPLE_CHURNER]
     assert isinstance(captured[0][0]["account_length"], int)

@@ -76,7 +76,7 @@ class Stub(BaseHTTPRequestHandler):
             ok = self.headers.get("X-API-Key") == "k"
             self._send(200 if ok else 401, {"version": "2"} if ok else {"detail": "bad key"})
         elif self.path == "/retrain":
-            self._send(202, {"job_id": "j1"} if b"text/csv" in body else {"job_id": "j0"})
+            self._send(202, {"job_id": "j1"} if b"filename=" in body else {"job_id": "j0"})
         else:
             self._send(404, {"detail": "Not Found"})
 

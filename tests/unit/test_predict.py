@@ -47,16 +47,22 @@ def test_bigml_spellings_score_like_the_canonical_ones(trained_model: TrainedMod
         customer(number_customer_service_calls=-1),
         customer(total_day_charge=float("nan")),
         customer(state="XX"),
-        {**customer(), "tenure": 3},
+        {**customer(), "Account length": 3},
         {k: v for k, v in customer().items() if k != "state"},
     ],
-    ids=["negative", "nan", "unknown-state", "extra-field", "missing-field"],
+    ids=["negative", "nan", "unknown-state", "duplicate-field", "missing-field"],
 )
 def test_invalid_records_are_refused(
     trained_model: TrainedModel, record: dict[str, object]
 ) -> None:
     with pytest.raises(ValidationError):
         Predictor(trained_model.bundle).predict_records([record])
+
+
+def test_fields_that_are_not_features_are_not_scored(trained_model: TrainedModel) -> None:
+    predictor = Predictor(trained_model.bundle)
+    plain = predictor.predict_records([customer()])[0]
+    assert predictor.predict_records([{**customer(), "tenure": 3, "Churn": "VRAI"}])[0] == plain
 
 
 def test_invalid_frames_are_refused_with_the_reason(trained_model: TrainedModel) -> None:

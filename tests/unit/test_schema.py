@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from core.schema import (
     EXAMPLE_CHURNER,
+    EXAMPLE_LOYAL,
     FEATURE_NAMES,
+    FEATURES,
+    SPECS,
     Customer,
+    customer_from_json,
     normalise_frame,
     validate_frame,
 )
@@ -65,7 +73,8 @@ def test_customer_accepts_bigml_spellings(field: str, value: object) -> None:
         ({"total_day_minutes": float("inf")}, "total_day_minutes"),
         ({"account_length": -1}, "account_length"),
         ({"state": "XX"}, "state"),
-        ({"surprise": 1}, "surprise"),
+        ({"state": ["KS"]}, "state"),
+        ({"international_plan": "maybe"}, "international_plan"),
     ],
 )
 def test_customer_rejects_bad_values_naming_the_field(patch: dict[str, object], field: str) -> None:
@@ -80,3 +89,58 @@ def test_customer_schema_documents_every_field_with_examples() -> None:
     for name, prop in properties.items():
         assert prop["description"], name
         assert len(prop["examples"]) == 2, name
+
+
+def _field_values(name: str) -> st.SearchStrategy[Any]:
+    spec = SPECS[name]
+    if spec.kind == "category":
+        spellings = [*spec.allowed, "Yes", "TRUE", "vrai", "0", 1, 415, "415.0", " nj", "XX"]
+        return st.sampled_from(spellings)
+    finite = st.floats(-10, (spec.maximum or 0) + 10, allow_nan=False)
+    return st.one_of(finite, st.integers(-5, 600), finite.map(str), st.just("many"))
+
+
+@given(
+    values=st.fixed_dictionaries({spec.name: _field_values(spec.name) for spec in FEATURES}),
+    extra=st.dictionaries(st.sampled_from(["id", "Churn", "Account length"]), st.integers()),
+)
+def test_the_canonical_fast_path_answers_like_the_customer_model(
+    values: dict[str, Any], extra: dict[str, Any]
+) -> None:
+    """customer_from_json == Customer.model_validate_json: same features, passthrough, errors."""
+    raw = json.dumps({**values, **extra})
+    try:
+        want = Customer.model_validate_json(raw)
+    except ValidationError as error:
+        with pytest.raises(ValidationError) as caught:
+            customer_from_json(raw)
+        assert caught.value.errors(include_context=False) == error.errors(include_context=False)
+        return
+    got = customer_from_json(raw)
+    assert got.features() == want.features() and got.passthrough == want.passthrough
+
+
+def test_record_and_table_spellings_agree() -> None:
+    """The same spellings give the same canonical values for one record and for a table."""
+    renamed = ("international_plan", "area_code", "state")
+    spelled = {k: v for k, v in EXAMPLE_LOYAL.items() if k not in renamed} | {
+        "International plan": "VRAI",
+        "Area code": 415.0,
+        "STATE": " ks ",
+        "voice_mail_plan": "oui",
+        "Churn": "FAUX",
+    }
+    record = Customer.model_validate(spelled)
+    table = validate_frame(pd.DataFrame([spelled]))
+    assert table.ok
+    typed = {
+        k: int(v) if SPECS[k].kind == "integer" else v
+        for k, v in table.frame.iloc[0].to_dict().items()
+    }
+    assert record.features() == typed
+    assert record.passthrough == {"Churn": "FAUX"}
+    assert (typed["international_plan"], typed["area_code"], typed["state"]) == (
+        "yes",
+        "area_code_415",
+        "KS",
+    )

@@ -1,16 +1,16 @@
-"""Batch: upload a CSV (modeldata or BigML spelling), see per-row issues, score, download."""
+"""Batch: upload a table (CSV/TSV, workbook, JSON; any spelling), see what was read and per-row
+issues, score, download with every uploaded column kept."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
-from core.schema import ValidationReport
+from core.tables import FILE_TYPES, Table, TableError
 from ui import client
-from ui.batch_scoring import BatchResult, CsvReadError, issues_table, score, template_csv, validate
+from ui.batch_scoring import BatchResult, issues_table, score, template_csv, validate
 from ui.client import ApiError
 from ui.components import pct, show_api_error
 
@@ -18,9 +18,7 @@ STATE_RESULT = "batch_result"
 STATE_PENDING = "batch_pending"
 
 
-def _score(
-    original_name: str, digest: str, original: pd.DataFrame, report: ValidationReport
-) -> None:
+def _score(original_name: str, digest: str, table: Table) -> None:
     """Score with a progress bar; keep the result in session state for this file."""
     progress = st.progress(0.0, text="Scoring…")
 
@@ -28,7 +26,7 @@ def _score(
         progress.progress(done / max(total, 1), text=f"Scored {done:,} of {total:,} rows")
 
     try:
-        result = score(client.get_client(), original, report, on_progress)
+        result = score(client.get_client(), table, on_progress)
     except ApiError as err:
         progress.empty()
         show_api_error(err, "score the file")
@@ -70,8 +68,10 @@ def main() -> None:
     """Draw the page."""
     st.title("Batch scoring")
     st.caption(
-        "Upload a CSV of customers in the modeldata spelling (`account_length`, `area_code_415`) "
-        "or the BigML one (`Account length`, `415`, `Yes`/`No`). Rows are checked before sending."
+        "Upload customers as CSV/TSV (any separator, decimal mark and encoding: Excel's "
+        "exports too), a workbook (.xlsx) or JSON, in the modeldata spelling (`account_length`, "
+        "`area_code_415`) or the BigML one (`Account length`, `415`, `Yes`/`No`). Rows are "
+        "checked before sending; other columns (ids...) come back unchanged in the scored file."
     )
     st.download_button(
         "Download a template CSV",
@@ -81,17 +81,21 @@ def main() -> None:
         key="batch_template",
         on_click="ignore",
     )
-    upload = st.file_uploader("Customers CSV", type=["csv"], key="batch_file")
+    upload = st.file_uploader("Customers table", type=list(FILE_TYPES), key="batch_file")
     if upload is None:
         st.session_state.pop(STATE_RESULT, None)
         return
     content = upload.getvalue()
     digest = hashlib.sha256(content).hexdigest()
     try:
-        original, report = validate(content)
-    except CsvReadError as err:
+        table = validate(content, upload.name)
+    except TableError as err:
         st.error(f"Cannot read `{upload.name}`: {err}")
         return
+    report, original = table.report, table.source
+    st.caption(f"`{upload.name}`: {table.read_as}")
+    for warning in table.warnings:
+        st.warning(warning, icon=":material/info:")
 
     valid = int(report.valid_rows.sum())
     cols = st.columns(3)
@@ -101,8 +105,8 @@ def main() -> None:
     with st.expander("Preview of the upload", expanded=False):
         st.dataframe(original.head(20), hide_index=True, key="batch_preview_upload")
     if report.issues:
-        table = issues_table(report)
-        whole = table[table["row"].isna()]
+        issues = issues_table(report)
+        whole = issues[issues["row"].isna()]
         if not whole.empty:
             st.error(
                 "The file cannot be scored: "
@@ -110,10 +114,12 @@ def main() -> None:
             )
         else:
             st.warning(
-                f"{len(table):,} issue(s) in {len(original) - valid:,} row(s); those rows are "
+                f"{len(issues):,} issue(s) in {len(original) - valid:,} row(s); those rows are "
                 "skipped and keep their reason in the `issues` column of the scored file."
             )
-        st.dataframe(table.head(1000).astype({"row": "Int64"}), hide_index=True, key="batch_issues")
+        st.dataframe(
+            issues.head(1000).astype({"row": "Int64"}), hide_index=True, key="batch_issues"
+        )
     if valid == 0:
         return
 
@@ -125,7 +131,7 @@ def main() -> None:
         st.session_state[STATE_PENDING] = digest
         held = None
     if held is None and st.session_state.get(STATE_PENDING) == digest:
-        _score(upload.name, digest, original, report)  # kept pending on failure: Retry re-runs it
+        _score(upload.name, digest, table)  # kept pending on failure: Retry re-runs it
         held = st.session_state.get(STATE_RESULT)
     if held is not None:
         _show_result(held[1], held[2])

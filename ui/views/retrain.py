@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.tables import FILE_TYPES
 from ui import client
 from ui.client import ApiError
 from ui.components import admin_key_input, num, show_api_error
@@ -19,12 +20,20 @@ POLL_SECONDS = 1.0
 def _start() -> None:
     st.subheader("Start a retrain")
     st.caption(
-        "Trains a challenger on the stored data (or on an uploaded CSV), evaluates it on the "
-        "holdout and promotes it only if the gate accepts it. Needs the API's admin key."
+        "Trains a challenger on the stored data (or on an uploaded table), evaluates it on the "
+        "holdout and promotes it only if the gate accepts it. Needs the API's admin key. An "
+        "upload is checked whole before the job starts: every reason it cannot be trained on "
+        "is shown."
     )
     key = admin_key_input("retrain_api_key")
     upload = st.file_uploader(
-        "Optional training CSV (with a churn column)", type=["csv"], key="retrain_file"
+        "Optional training table with a churn column (CSV/TSV, workbook)",
+        type=list(FILE_TYPES),
+        key="retrain_file",
+    )
+    drop = st.checkbox(
+        "Train on the valid rows only (drop invalid rows instead of refusing the file)",
+        key="retrain_drop_invalid",
     )
     if not st.button("Start retrain", type="primary", key="retrain_start"):
         return
@@ -34,7 +43,7 @@ def _start() -> None:
     csv = upload.getvalue() if upload is not None else None
     name = upload.name if upload is not None else "data.csv"
     try:
-        job_id = client.get_client().start_retrain(key, csv, name)
+        job_id = client.get_client().start_retrain(key, csv, name, drop_invalid_rows=drop)
     except ApiError as err:
         if err.status == 409:
             st.warning(f"A retrain is already running: {err.message}")
