@@ -114,8 +114,10 @@ class GateRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    decision: Literal["promoted", "rejected"] | None = Field(
-        None, description="The gate's decision; None when the gate never judged this version."
+    decision: Literal["promoted", "rejected", "not_enough_rows"] | None = Field(
+        None,
+        description="The gate's decision (`not_enough_rows`: too few holdout rows neither model "
+        "was trained on to judge); None when the gate never judged this version.",
     )
     reason: str | None = Field(None, examples=["f1 0.9237 beats champion v2 0.9101 by >= 0.002"])
     metric: str | None = Field(None, description="Compared metric.", examples=["f1"])
@@ -123,6 +125,19 @@ class GateRecord(BaseModel):
     challenger_score: str | None = Field(None, examples=["0.923700"])
     champion_score: str | None = Field(None, examples=["0.910100"])
     champion_version: str | None = Field(None, examples=["2"])
+    compared_rows: str | None = Field(
+        None,
+        description="Holdout rows neither model was trained on: the ones compared.",
+        examples=["1000"],
+    )
+    compared_churners: str | None = Field(
+        None, description="Churners among them.", examples=["141"]
+    )
+    excluded_rows: str | None = Field(
+        None,
+        description="Holdout rows left out because a model was trained on them.",
+        examples=["0"],
+    )
     at: str | None = Field(None, description="When the gate decided (ISO 8601).")
     promotion: dict[str, str] = Field(default_factory=dict, description="Manual promotion.")
     rollback: dict[str, str] = Field(default_factory=dict, description="Rollback events.")
