@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core import schema
+from core.labelled import LabelledReport
 from core.pipelines import TrainResult
 
 if TYPE_CHECKING:
@@ -262,10 +263,25 @@ class BatchResult(BaseModel):
 
 
 class BatchResponse(BaseModel):
-    """A scored batch."""
+    """A scored batch, and what its label column says about the model (when it has one)."""
 
     model_version: str = Field(description="Model version that answered.", examples=["3"])
     results: list[BatchResult] = Field(description="One result per input row, in order.")
+    labelled: LabelledReport | None = Field(
+        None,
+        description="Only when the batch has a label column (`churn`, or `Churn` True/False as "
+        "in the BigML file): precision, recall, F1, accuracy, ROC-AUC, PR-AUC and Brier score "
+        "with 95 % intervals (`quality`) on the labelled rows the model never trained on, how "
+        "many labelled rows it had already seen (`seen`, left out), and whether the rest are "
+        "enough to judge it (`enough_rows`). With `Accept: text/csv`, the same object is the "
+        "`X-Labelled-Quality` header (compact JSON).",
+    )
+    feedback_recorded: int = Field(
+        0,
+        description="Outcomes stored as feedback with this batch's predictions "
+        "(`record_feedback=true`; also the `X-Feedback-Recorded` header).",
+        examples=[0],
+    )
 
 
 class IssueOut(BaseModel):

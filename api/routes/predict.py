@@ -1,5 +1,10 @@
 """Scoring: one customer, its drivers, a batch (JSON or CSV, CSV out on request), CSV validation.
 
+A batch with a label column (``churn``/``Churn`` in any spelling the schema accepts) is also
+scored against it: the answer reports the model's quality on the labelled rows it never trained
+on (:func:`core.labelled.labelled_report`), and ``record_feedback=true`` stores those labels as
+the outcomes of the predictions just made (bulk feedback).
+
 The single-row handler is the hot path: it is ``async`` (no thread-pool hop), scores through the
 compiled evaluator of :mod:`core.fastpath`, queues the row for the batched DB writer and returns
 pre-built JSON (the response model documents it; re-validating our own output would only cost time).
@@ -9,17 +14,18 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Body, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from api.deps import ModelDep, WriterDep, get_model
+from api.deps import ModelDep, StateDep, WriterDep, get_model
 from api.schemas import (
     ERROR_RESPONSES,
     NOT_READY,
@@ -41,7 +47,17 @@ from api.tables import (
     read_upload,
     validate_rows,
 )
-from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURE_NAMES, FEATURES, Customer
+from core.labelled import LabelledReport, SampleRule, labelled_report
+from core.schema import (
+    EXAMPLE_CHURNER,
+    EXAMPLE_LOYAL,
+    FEATURE_NAMES,
+    FEATURES,
+    TARGET,
+    YES_NO,
+    Customer,
+)
+from core.settings import Settings
 from core.store import BatchRows
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -212,18 +228,57 @@ async def explain(customer: CustomerBody, model: ModelDep) -> Response:
     return Response(json.dumps(body), media_type="application/json")
 
 
+@dataclass(frozen=True)
+class ScoredBatch:
+    """A scored batch: one result per row, the features as validated, and what its labels say."""
+
+    results: pd.DataFrame
+    features: pd.DataFrame
+    labelled: LabelledReport | None
+    feedback_recorded: int
+
+
+def _outcomes(table: pd.DataFrame) -> list[str | None]:
+    """The label column's outcome of each row (``yes``/``no``; None where there is none)."""
+    return [value if value in YES_NO else None for value in table[TARGET].tolist()]
+
+
+def _labelled(
+    model: ServedModel, table: pd.DataFrame, probabilities: np.ndarray, settings: Settings
+) -> LabelledReport | None:
+    """The served model's quality on the labelled rows it never trained on (None: no labels)."""
+    return labelled_report(
+        table,
+        probabilities,
+        model.threshold,
+        model.predictor.bundle.seen_rows,
+        SampleRule.from_settings(settings),
+    )
+
+
 def _score_batch(
-    model: ServedModel, frame: pd.DataFrame, request_id: str, writer: Any
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+    model: ServedModel,
+    frame: pd.DataFrame,
+    request_id: str,
+    writer: Any,
+    settings: Settings,
+    record_feedback: bool = False,
+) -> ScoredBatch:
     report = validate_rows(frame)
     if not report.ok:
         raise unprocessable(issue_items(report))
-    valid = report.frame[list(FEATURE_NAMES)].astype(INTEGERS)
+    table = report.frame
+    if record_feedback and TARGET not in table.columns:
+        reason = "record_feedback=true needs a label column (churn, or Churn in the BigML file)"
+        raise unprocessable([{"row": None, "column": TARGET, "reason": reason, "msg": reason,
+                              "loc": ["query", "record_feedback"], "type": "value_error"}])  # fmt: skip
+    valid = table[list(FEATURE_NAMES)].astype(INTEGERS)
     started = time.perf_counter()
     probabilities = model.score_frame(valid)
     latency_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(valid))
     labels = np.where(probabilities >= model.threshold, "yes", "no")
     ids = new_ids(len(valid))
+    actuals = _outcomes(table) if record_feedback else None
     # the rows (and their features' JSON) are built by the writer thread, off this request
     writer.submit_batch(
         BatchRows(
@@ -238,6 +293,8 @@ def _score_batch(
             probabilities=probabilities,
             labels=labels,
             features=valid,
+            actuals=actuals,
+            feedback_at=_now() if actuals is not None else None,
         )
     )
     out = pd.DataFrame(
@@ -248,7 +305,8 @@ def _score_batch(
             "label": labels,
         }
     )
-    return out, valid
+    recorded = 0 if actuals is None else sum(a is not None for a in actuals)
+    return ScoredBatch(out, valid, _labelled(model, table, probabilities, settings), recorded)
 
 
 def _wants_csv(request: Request) -> bool:
@@ -263,17 +321,40 @@ def _wants_csv(request: Request) -> bool:
     | {200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "model": BatchResponse}},
     openapi_extra=BATCH_BODY,
 )
-async def predict_batch(request: Request, model: ModelDep, writer: WriterDep) -> Response:
-    """Score up to 10,000 customers (JSON array or CSV upload); `Accept: text/csv` for CSV out."""
+async def predict_batch(
+    request: Request,
+    model: ModelDep,
+    writer: WriterDep,
+    state: StateDep,
+    record_feedback: Annotated[
+        bool,
+        Query(
+            description="Record the label column's outcomes (churn yes/no, any accepted "
+            "spelling) as the feedback of the predictions this batch stores (bulk feedback)."
+        ),
+    ] = False,
+) -> Response:
+    """Score up to 10,000 customers (JSON array or CSV upload); `Accept: text/csv` for CSV out.
+
+    With a label column, also the model's quality on the labelled rows it never trained on
+    (`labelled`; header `X-Labelled-Quality` with CSV out)."""
     started = time.perf_counter()
     frame = await read_table(request)
-    scored, valid = await run_in_threadpool(
-        _score_batch, model, frame, _request_id(request), writer
+    scored = await run_in_threadpool(
+        _score_batch,
+        model,
+        frame,
+        _request_id(request),
+        writer,
+        state.settings,
+        record_feedback,
     )
     elapsed = f"{(time.perf_counter() - started) * 1000:.2f}"
     headers = {"X-Process-Time-Ms": elapsed, "X-Model-Version": model.version}
+    headers |= _labelled_headers(scored)
     if _wants_csv(request):
-        table = pd.concat([valid.reset_index(drop=True), scored.drop(columns=["row"])], axis=1)
+        results = scored.results.drop(columns=["row"])
+        table = pd.concat([scored.features.reset_index(drop=True), results], axis=1)
         csv = table.to_csv(index=False)
         return Response(csv, media_type="text/csv", headers=headers)
     return Response(
@@ -281,21 +362,35 @@ async def predict_batch(request: Request, model: ModelDep, writer: WriterDep) ->
     )
 
 
+def _labelled_headers(scored: ScoredBatch) -> dict[str, str]:
+    """What the labels say, for CSV out: the ``labelled`` object as compact JSON, and the count
+    of outcomes recorded as feedback."""
+    headers = {"X-Feedback-Recorded": str(scored.feedback_recorded)}
+    if scored.labelled is not None:
+        headers["X-Labelled-Quality"] = scored.labelled.model_dump_json()
+    return headers
+
+
 _RESULT = '{{"row":{},"prediction_id":"{}","churn_probability":{!r},"label":"{}"}}'
 
 
-def _results_json(version: str, scored: pd.DataFrame) -> str:
+def _results_json(version: str, scored: ScoredBatch) -> str:
     """The batch answer as JSON, probabilities with full precision (repr round-trips exactly)."""
+    results = scored.results
     items = ",".join(
         map(
             _RESULT.format,
-            range(len(scored)),
-            scored["prediction_id"].tolist(),
-            scored["churn_probability"].tolist(),
-            scored["label"].tolist(),
+            range(len(results)),
+            results["prediction_id"].tolist(),
+            results["churn_probability"].tolist(),
+            results["label"].tolist(),
         )
     )
-    return f'{{"model_version":{json.dumps(version)},"results":[{items}]}}'
+    labelled = "null" if scored.labelled is None else scored.labelled.model_dump_json()
+    return (
+        f'{{"model_version":{json.dumps(version)},"results":[{items}],'
+        f'"labelled":{labelled},"feedback_recorded":{scored.feedback_recorded}}}'
+    )
 
 
 @router.post(
