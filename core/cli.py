@@ -18,9 +18,10 @@ import pandas as pd
 
 from core.data import file_sha256, load_dataset, split_dataset, to_xy
 from core.evaluate import QUALITY_THRESHOLDS, evaluate
+from core.labelled import SampleRule, labelled_report
 from core.persist import ModelBundle, latest_bundle_dir, load_bundle
 from core.predict import Predictor
-from core.schema import SchemaError, validate_frame
+from core.schema import SchemaError, check_frame, validate_frame
 from core.settings import get_settings
 from core.train import MODEL_FAMILIES, TrainConfig
 
@@ -76,9 +77,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"; {config.cv_folds}-fold CV F1 {cv}; bundle {result.bundle_dir};"
         f" {result.duration_s:.1f} s"
     )
-    failures = QUALITY_THRESHOLDS.failures(metrics)
-    if failures:
-        _err("below the quality floors: " + "; ".join(failures))
+    if result.reason:  # the promotion gate's verdict (floors judged on the rows it compared)
+        _err(f"gate: {result.verdict} - {result.reason}")
     _out(json.dumps(result.summary()))
     return 0
 
@@ -120,12 +120,32 @@ def _scoring_bundle(model_dir: Path | None) -> ModelBundle:
     return loaded.bundle
 
 
+def _print_labelled(bundle: ModelBundle, frame: pd.DataFrame, probabilities: Any) -> None:
+    """With a label column: the model's quality on the labelled rows it never trained on, on
+    stderr (nothing without one)."""
+    report = labelled_report(
+        check_frame(frame),
+        probabilities,
+        bundle.threshold,
+        bundle.seen_rows,
+        SampleRule.from_settings(get_settings()),
+    )
+    if report is None:
+        return
+    _err(f"labels: {report.note}")
+    for name in ("precision", "recall", "f1", "roc_auc"):
+        _err(f"  {report.quality.text(name)}")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """Score a CSV of customers with the champion (or ``--model DIR``); writes the input
-    columns plus churn_probability and churn_label."""
-    predictor = Predictor(_scoring_bundle(args.model))
+    columns plus churn_probability and churn_label. With a label column, stderr also gives the
+    model's quality on the labelled rows it never trained on."""
+    bundle = _scoring_bundle(args.model)
+    predictor = Predictor(bundle)
     frame = pd.read_csv(args.input, skipinitialspace=True)
     scored = predictor.predict_frame(frame)
+    _print_labelled(bundle, frame, scored["probability"].to_numpy())
     out = frame.assign(churn_probability=scored["probability"], churn_label=scored["label"])
     if str(args.output) == "-":
         out.to_csv(sys.stdout, index=False)
