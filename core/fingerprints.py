@@ -11,9 +11,9 @@ already seen.
 The hash (format :data:`FORMAT`): BLAKE2b with an 8-byte digest (RFC 7693, ``hashlib``) of the
 row's values in schema order — each number as an IEEE-754 ``float64`` in little-endian byte order
 (``-0.0`` written as ``0.0``, so integers and floats of the same value agree), each category as its
-canonical spelling in ASCII (every allowed value is), zero-padded to 16 bytes — read as a big-endian unsigned integer. Two
-different rows share a fingerprint with probability about 2**-64 per pair: for 4,000 training
-rows and a 10,000-row file, about 2e-12 of one false "already seen".
+canonical spelling in ASCII (every allowed value is), zero-padded to 16 bytes — read as a
+big-endian unsigned integer. Two different rows share a fingerprint with probability about 2**-64
+per pair: for 4,000 training rows and a 10,000-row file, about 2e-12 of one false "already seen".
 """
 
 from __future__ import annotations

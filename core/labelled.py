@@ -1,4 +1,4 @@
-"""Quality of scored rows whose true outcome is known: every figure with its sample size and interval.
+"""Quality of scored rows whose true outcome is known: figures with their sample size and interval.
 
 * :func:`labelled_quality` — precision, recall, F1, accuracy, ROC-AUC, PR-AUC and Brier score of
   churn probabilities against labels, each with a percentile-bootstrap confidence interval: one

@@ -1,8 +1,9 @@
 """The local model bundle: the fitted pipeline (skops, never pickle) plus ``bundle.json``.
 
 A bundle directory holds ``model.skops``, ``bundle.json`` (threshold, holdout metrics and
-metadata) and ``fingerprints.npy`` (the training rows' fingerprints, :mod:`core.fingerprints`). Loading only accepts the types listed in :data:`TRUSTED_TYPES` on top of skops' own
-defaults: a file that holds anything else is refused, never unpickled.
+metadata) and ``fingerprints.npy`` (the training rows' fingerprints, :mod:`core.fingerprints`).
+Loading only accepts the types listed in :data:`TRUSTED_TYPES` on top of skops' own defaults: a
+file that holds anything else is refused, never unpickled.
 """
 
 from __future__ import annotations

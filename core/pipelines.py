@@ -182,10 +182,13 @@ def _fit_and_evaluate(
         cv=cv,
         fingerprint_format=fingerprints.FORMAT,
     )
-    # The rows it learned from: fitted on (train) or tuned on (valid: threshold, early stopping).
-    seen = fingerprints.fingerprint_set(pd.concat([split.train, split.valid]))
     bundle = ModelBundle(
-        pipeline=pipeline, threshold=threshold, metrics=metrics, meta=meta, fingerprints=seen
+        pipeline=pipeline,
+        threshold=threshold,
+        metrics=metrics,
+        meta=meta,
+        # the rows it learned from: fitted on (train) or tuned on (valid: threshold)
+        fingerprints=fingerprints.fingerprint_set(pd.concat([split.train, split.valid])),
     )
     return TrainedModel(bundle=bundle, split=split, curve=curve)
 

@@ -270,8 +270,9 @@ def _score_batch(
     table = report.frame
     if record_feedback and TARGET not in table.columns:
         reason = "record_feedback=true needs a label column (churn, or Churn in the BigML file)"
-        raise unprocessable([{"row": None, "column": TARGET, "reason": reason, "msg": reason,
-                              "loc": ["query", "record_feedback"], "type": "value_error"}])  # fmt: skip
+        item = {"row": None, "column": TARGET, "reason": reason, "msg": reason,
+                "loc": ["query", "record_feedback"], "type": "value_error"}  # fmt: skip
+        raise unprocessable([item])
     valid = table[list(FEATURE_NAMES)].astype(INTEGERS)
     started = time.perf_counter()
     probabilities = model.score_frame(valid)

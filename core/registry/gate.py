@@ -211,7 +211,10 @@ def decide(
         verdict, reason = "rejected", f"below the quality floors {where}: {'; '.join(failed)}"
     elif champion is None:
         verdict = "promoted"
-        reason = f"passes the quality floors and there is no champion ({challenger.text(metric)} {where})"
+        reason = (
+            f"passes the quality floors and there is no champion ({challenger.text(metric)} "
+            f"{where})"
+        )
     elif champion_score is not None and score >= champion_score + policy.margin:
         verdict = "promoted"
         reason = (

@@ -3,7 +3,8 @@
 * :func:`log_training` records one training run: parameters, holdout metrics, the training curve as
   step metrics, the dataset as an MLflow input, provenance tags, figures, the classification report,
   ``bundle.json``, the drift reference ``reference.json``, the training rows' fingerprints
-  ``fingerprints.npy`` and the model (skops, signature, input example). System metrics are sampled while it runs.
+  ``fingerprints.npy`` and the model (skops, signature, input example). System metrics are
+  sampled while it runs.
 * :func:`register` makes the run's model a version of ``churn-model`` with alias ``challenger``.
 """
 

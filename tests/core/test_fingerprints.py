@@ -1,4 +1,4 @@
-"""core.fingerprints: one stable hash per customer row, whatever its spelling; kept without pickle."""
+"""core.fingerprints: one stable hash per customer row, whatever its spelling; no pickle."""
 
 from __future__ import annotations
 

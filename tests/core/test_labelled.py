@@ -1,4 +1,4 @@
-"""core.labelled: realized quality with sample size and intervals, and the report of a labelled file."""
+"""core.labelled: realized quality with sample size and intervals; a labelled file's report."""
 
 from __future__ import annotations
 

@@ -21,8 +21,8 @@ RUNNING = {
 DONE = {**RUNNING, "status": "succeeded",
         "progress": RUNNING["progress"]
         + [{"step": "gate", "fraction": 1.0, "at": "2025-01-03T00:00:09Z"}],
-        "result": train_result(reason="F1 0.85 beats 0.83", compared_rows=117,
-                               compared_churners=21, excluded_rows=417).model_dump(mode="json")}  # fmt: skip
+        "result": train_result(reason="F1 0.85 beats 0.83", compared_rows=117, compared_churners=21,
+                               excluded_rows=417).model_dump(mode="json")}  # fmt: skip
 
 
 def _metric(at, name: str) -> str:

@@ -45,7 +45,8 @@ def test_no_champion_promotes_a_challenger_above_the_floors() -> None:
     assert "no champion" in decision.reason and "on 1000 holdout rows" in decision.reason
     assert decision.champion_score is None and decision.failed_floors == []
     low, high = decision.challenger_interval or (None, None)
-    assert low is not None and high is not None and low < GOOD.f1.value < high  # type: ignore[operator]
+    assert low is not None and high is not None and GOOD.f1.value is not None
+    assert low < GOOD.f1.value < high
 
 
 def test_a_floor_is_failed_only_when_the_interval_shows_it() -> None:
