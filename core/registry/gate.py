@@ -164,6 +164,13 @@ def _on_rows(rows: ComparisonRows) -> str:
     return text
 
 
+def _scores_there(metric: str, score: float | None, champion: float | None, who: str) -> str:
+    """The scores a verdict of not_enough_rows did not judge, for the record."""
+    shown = [f"challenger {score:.4f}"] if score is not None else []
+    shown += [f"{who} {champion:.4f}"] if champion is not None else []
+    return f" ({metric} there: {', '.join(shown)})" if shown else ""
+
+
 def _bounds(quality: Quality, metric: str) -> tuple[float | None, float | None]:
     figure = quality.figure(metric)
     return figure.low, figure.high
@@ -202,6 +209,7 @@ def decide(
     if shortfall is not None or score is None:
         verdict = "not_enough_rows"
         reason = f"not enough rows to judge {where}: {shortfall or f'{metric} undefined'}"
+        reason += _scores_there(metric, score, champion_score, who)
     elif failed := policy.floors.shown_failures(
         {
             name: (challenger.figure(name).value, *_bounds(challenger, name))

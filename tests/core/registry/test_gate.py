@@ -84,6 +84,7 @@ def test_too_few_rows_to_judge_says_so(quality: Quality, why: str) -> None:
     decision = decide("4", quality, quality, "2", rows, POLICY)
     assert not decision.promoted and decision.verdict == "not_enough_rows"
     assert why in decision.reason and "417 the champion was trained on left out" in decision.reason
+    assert f"(f1 there: challenger {quality.f1.value:.4f}, champion v2 " in decision.reason
     assert decision.challenger_score == pytest.approx(quality.f1.value)
     assert decision.champion_score == pytest.approx(quality.f1.value)
     assert decision.rows == rows and decision.rows.excluded_rows == 417
