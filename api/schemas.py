@@ -344,6 +344,51 @@ class LiveMetrics(BaseModel):
     f1: float | None = Field(None, examples=[0.87])
 
 
+# --- monitoring ----------------------------------------------------------------------------------
+class DriftFeature(BaseModel):
+    """One feature of a drift report (core.monitoring.drift); new fields are null on older runs."""
+
+    feature: str = Field(examples=["total_day_minutes"])
+    kind: str | None = Field(None, description="numeric or categorical", examples=["numeric"])
+    rows: int | None = Field(None, description="Non-missing window values.", examples=[500])
+    test: str | None = Field(
+        None,
+        description="ks, z, fisher, chi2 or chi2_monte_carlo (null: not enough rows)",
+        examples=["ks"],
+    )
+    statistic: float | None = Field(None, examples=[0.41])
+    p_value: float | None = Field(None, examples=[1e-12])
+    p_value_adjusted: float | None = Field(
+        None, description="Holm-adjusted over the features tested together.", examples=[1.9e-11]
+    )
+    distance: float | None = Field(
+        None, description="Normed Wasserstein or Jensen-Shannon distance.", examples=[0.83]
+    )
+    psi: float = Field(description="Population stability index (descriptive).", examples=[0.31])
+    ks_statistic: float | None = Field(None, description="The KS test's statistic (KS only).")
+    ks_pvalue: float | None = Field(None, description="The KS test's p-value (KS only).")
+    drifted: bool = Field(description="Adjusted p-value <= threshold (the report's alpha).")
+
+
+class DriftReport(BaseModel):
+    """The newest drift run: its verdict and every feature's test."""
+
+    run_id: str
+    computed_at: str = Field(description="When it was computed (ISO 8601).")
+    reference_rows: int = Field(description="Training rows of the reference.", examples=[3200])
+    current_rows: int = Field(description="Rows of the window compared.", examples=[500])
+    threshold: float = Field(
+        description="Alpha: the report's family-wise false-alarm rate (0.2, a PSI level, on "
+        "runs stored before the tests).",
+        examples=[0.05],
+    )
+    min_rows: int | None = Field(None, description="Fewest rows with a verdict.", examples=[50])
+    verdict: str = Field(description="drift, no_drift or not_enough_rows", examples=["drift"])
+    model_version: str | None = None
+    drifted: bool
+    features: list[DriftFeature]
+
+
 # --- retrain -------------------------------------------------------------------------------------
 class RetrainAccepted(BaseModel):
     """A retrain was queued."""

@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_predict)
 
-    for name, text in REGISTRY_COMMANDS.items():  # issue 3: delegated to core.registry_cli
+    for name, text in REGISTRY_COMMANDS.items():  # delegated to core.registry_cli
         sub.add_parser(name, help=text, description=text)  # listed here, run by main()
     return parser
 

@@ -78,10 +78,6 @@ class QualityThresholds(BaseModel):
             found.append(f"brier {metrics.brier:.4f} > {self.max_brier}")
         return found
 
-    def passes(self, metrics: Metrics) -> bool:
-        """Whether ``metrics`` reaches every floor."""
-        return not self.failures(metrics)
-
     def shown_failures(
         self, bounds: Mapping[str, tuple[float | None, float | None, float | None]]
     ) -> list[str]:
@@ -184,8 +180,9 @@ def cross_validate_f1(
     """Stratified k-fold churn-class F1, each fold run exactly like a real training.
 
     In every fold a validation part is carved from the fold's training rows (same share and seed
-    as ``config.split``), the pipeline is fitted on the rest, the threshold is chosen on that
-    validation part, and F1 is measured on the held-out fold.
+    as ``config.split``), the pipeline is fitted on the rest (early stopping on that validation
+    part), the threshold is chosen on that validation part, and F1 is measured on the held-out
+    fold.
 
     Args:
         config: the training configuration.
@@ -218,12 +215,197 @@ def _cross_validate(
             stratify=y[rest],
             random_state=config.split.seed,
         )
-        pipeline = fit_pipeline(config, x.iloc[fit_rows], y[fit_rows])
-        threshold = choose_threshold(
-            y[valid_rows], pipeline.predict_proba(x.iloc[valid_rows])[:, 1]
-        )
+        x_valid, y_valid = x.iloc[valid_rows], y[valid_rows]
+        pipeline = fit_pipeline(config, x.iloc[fit_rows], y[fit_rows], valid=(x_valid, y_valid))
+        threshold = choose_threshold(y_valid, pipeline.predict_proba(x_valid)[:, 1])
         labels = pipeline.predict_proba(x.iloc[held])[:, 1] >= threshold
         scores.append(float(f1_score(y[held], labels, zero_division=0)))
         if on_fold is not None:
             on_fold(k, folds)
     return CVResult(scores=scores, mean=float(np.mean(scores)), std=float(np.std(scores)))
+
+
+class Interval(BaseModel):
+    """A point value and its interval (``None`` where the metric is undefined, e.g. 0/0)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: float | None
+    low: float | None
+    high: float | None
+
+
+class PerformanceEstimate(BaseModel):
+    """Churn-class performance of a window estimated from its probabilities alone (CBPE)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    n: int = Field(description="Predictions in the window.")
+    threshold: float = Field(description="Probability at or above which a label is churn.")
+    predicted_churners: int = Field(description="Predictions at or above the threshold.")
+    expected_churners: float = Field(description="Sum of the probabilities.")
+    confidence: float = Field(description="Coverage of the intervals (e.g. 0.95).")
+    precision: Interval
+    recall: Interval
+    f1: Interval
+    accuracy: Interval
+
+
+def _ratio(num: np.ndarray | float, den: np.ndarray | float) -> np.ndarray:
+    num_, den_ = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    out = np.full(np.broadcast(num_, den_).shape, np.nan)
+    result: np.ndarray = np.divide(num_, den_, out=out, where=den_ > 0)
+    return result
+
+
+def _scores(
+    tp: np.ndarray | float, fp: np.ndarray | float, fn: np.ndarray | float, n: int
+) -> dict[str, np.ndarray]:
+    """Precision, recall, F1 and accuracy of (expected or simulated) confusion counts."""
+    tp, fp, fn = np.asarray(tp, np.float64), np.asarray(fp, np.float64), np.asarray(fn, np.float64)
+    return {
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "accuracy": _ratio(n - fp - fn, n),
+    }
+
+
+def _realized(p: np.ndarray, churn: np.ndarray, draws: int, seed: int) -> dict[str, np.ndarray]:
+    """The metrics of ``draws`` label sets drawn as independent Bernoulli(``p``) (seeded)."""
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {"precision": [], "recall": [], "f1": [], "accuracy": []}
+    chunk = max(1, 2_000_000 // p.size)  # bounded memory: at most ~2 M simulated labels at once
+    for start in range(0, draws, chunk):
+        labels = rng.random((min(chunk, draws - start), p.size)) < p
+        tp = (labels & churn).sum(axis=1)
+        fn = (labels & ~churn).sum(axis=1)
+        for name, values in _scores(tp, churn.sum() - tp, fn, p.size).items():
+            parts[name].append(values)
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def _interval(value: np.ndarray, realized: np.ndarray, confidence: float) -> Interval:
+    finite = realized[np.isfinite(realized)]
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    number = float(value)
+    return Interval(
+        value=number if np.isfinite(number) else None,
+        low=float(np.percentile(finite, tail)) if finite.size else None,
+        high=float(np.percentile(finite, 100.0 - tail)) if finite.size else None,
+    )
+
+
+def estimate_performance(
+    probabilities: np.ndarray,
+    threshold: float,
+    confidence: float = 0.95,
+    draws: int = 2000,
+    seed: int = 0,
+) -> PerformanceEstimate:
+    """Expected precision, recall, F1 and accuracy of a window before any label arrives.
+
+    Confidence-based performance estimation (CBPE, NannyML's *Estimation of Performance of the
+    Monitored Model*, "Binary classification"): when the probabilities are calibrated, row ``j``
+    labelled churn (``p_j >= threshold``) is a true positive with probability ``p_j`` and a false
+    positive with ``1 - p_j``; a row labelled stay is a false negative with probability ``p_j``.
+    Summing gives the expected confusion counts, and the point estimates are the metrics of those
+    counts (``F1 = 2 TP / (2 TP + FP + FN)``). The interval is where the *realized* metric falls
+    once the labels arrive: labels are drawn ``draws`` times as independent Bernoulli(``p_j``)
+    (seeded), and the interval holds the central ``confidence`` share of the realized metrics.
+    Valid only as far as the probabilities are calibrated (``make bench-drift`` reports the
+    holdout's reliability) and ``P(churn | features)`` has not changed (no concept drift).
+
+    Args:
+        probabilities: churn probabilities of the window, shape ``(n,)``.
+        threshold: the model's decision threshold.
+        confidence: coverage of the intervals, in (0, 1).
+        draws: simulated label sets for the intervals.
+        seed: seed of the simulation.
+
+    Returns:
+        The :class:`PerformanceEstimate`; a metric is ``None`` when undefined (e.g. precision
+        with no predicted churner).
+
+    Raises:
+        ValueError: on an empty window, probabilities outside [0, 1] or a bad ``confidence``.
+    """
+    p = np.asarray(probabilities, dtype=np.float64).ravel()
+    if p.size == 0:
+        raise ValueError("no predictions to estimate the performance of")
+    if not np.all((p >= 0.0) & (p <= 1.0)):
+        raise ValueError("probabilities must lie in [0, 1]")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    churn = p >= threshold
+    # NannyML's expected confusion counts: TP = sum of p over churn labels, FP = sum of 1 - p there,
+    # FN = sum of p over stay labels
+    expected = _scores(np.sum(p[churn]), np.sum(1.0 - p[churn]), np.sum(p[~churn]), p.size)
+    realized = _realized(p, churn, draws, seed)
+    return PerformanceEstimate(
+        n=int(p.size),
+        threshold=float(threshold),
+        predicted_churners=int(churn.sum()),
+        expected_churners=float(p.sum()),
+        confidence=confidence,
+        **{name: _interval(value, realized[name], confidence) for name, value in expected.items()},
+    )
+
+
+class ReliabilityBin(BaseModel):
+    """One bin of a reliability diagram: probabilities in ``[low, high)`` (the last bin holds 1)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    low: float = Field(description="Lower edge of the bin.")
+    high: float = Field(description="Upper edge of the bin.")
+    n: int
+    mean_probability: float
+    churn_rate: float
+
+
+class Reliability(BaseModel):
+    """How well probabilities match observed churn rates (calibration)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    n: int
+    mean_probability: float = Field(description="Mean predicted churn probability.")
+    churn_rate: float = Field(description="Observed churn rate.")
+    ece: float = Field(description="Expected calibration error: the n-weighted mean gap per bin.")
+    bins: list[ReliabilityBin]
+
+
+def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> Reliability:
+    """Reliability of churn probabilities against labels, in ``bins`` equal-width bins of [0, 1].
+
+    Args:
+        y: true labels (0/1).
+        p: predicted churn probabilities of the same rows.
+        bins: number of bins (empty bins are left out).
+
+    Returns:
+        The :class:`Reliability` (bins ordered by probability).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    index = np.clip((p * bins).astype(int), 0, bins - 1)
+    found = [
+        ReliabilityBin(
+            low=k / bins,
+            high=(k + 1) / bins,
+            n=int(mask.sum()),
+            mean_probability=float(p[mask].mean()),
+            churn_rate=float(y[mask].mean()),
+        )
+        for k in range(bins)
+        if (mask := index == k).any()
+    ]
+    ece = sum(b.n * abs(b.mean_probability - b.churn_rate) for b in found) / max(p.size, 1)
+    return Reliability(
+        n=int(p.size),
+        mean_probability=float(p.mean()) if p.size else 0.0,
+        churn_rate=float(y.mean()) if y.size else 0.0,
+        ece=float(ece),
+        bins=found,
+    )

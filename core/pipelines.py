@@ -153,7 +153,7 @@ def _fit_and_evaluate(
     (x_train, y_train), (x_valid, y_valid) = to_xy(split.train), to_xy(split.valid)
     x_test, y_test = to_xy(split.test)
     progress("fit", 0.1)
-    pipeline = fit_pipeline(config, x_train, y_train)
+    pipeline = fit_pipeline(config, x_train, y_train, valid=(x_valid, y_valid))
     progress("threshold", 0.35)
     threshold = choose_threshold(y_valid, pipeline.predict_proba(x_valid)[:, 1])
     progress("evaluate", 0.4)
@@ -213,7 +213,7 @@ def register_candidate(settings: Settings, trained: TrainedModel, data_path: Pat
     Returns:
         The :class:`Registration`.
     """
-    # Imported here: mlflow is heavy and only registration needs it (issue 3).
+    # Imported here: mlflow is heavy and only registration needs it.
     from core import registry  # pylint: disable=import-outside-toplevel
 
     record = registry.TrainingRecord(

@@ -4,7 +4,7 @@
 ``Customer`` model, tables through the vectorised validator) and then scores the encoded
 ``float64`` matrix of :func:`core.features.encode_records` / :func:`~core.features.encode_frame`.
 All scoring goes through :meth:`Predictor.predict_proba_raw`, the one seam where a compiled fast
-path (ONNX or exact numpy, issue 4) replaces the sklearn pipeline; ``compiled`` says which is used.
+path (ONNX or exact numpy) replaces the sklearn pipeline; ``compiled`` says which is used.
 """
 
 from __future__ import annotations

@@ -53,12 +53,20 @@ class HGBParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["hgb"] = "hgb"
-    max_iter: int = Field(300, ge=1, description="Boosting iterations (trees).")
-    learning_rate: float = Field(0.05, gt=0, le=1)
+    max_iter: int = Field(
+        600, ge=1, description="Most boosting iterations (trees); early stopping picks fewer."
+    )
+    learning_rate: float = Field(0.03, gt=0, le=1)
     max_leaf_nodes: int = Field(15, ge=2)
     max_depth: int | None = Field(None, ge=1)
     min_samples_leaf: int = Field(20, ge=1)
     l2_regularization: float = Field(1.0, ge=0)
+    early_stopping: bool = Field(
+        True,
+        description="Stop when the validation log-loss has not improved for n_iter_no_change "
+        "iterations (the validation split; without one, max_iter trees are fitted).",
+    )
+    n_iter_no_change: int = Field(20, ge=1, description="Patience of early stopping (iterations).")
 
 
 class RFParams(BaseModel):
@@ -147,7 +155,8 @@ def _estimator(config: TrainConfig) -> Any:
             max_depth=params.max_depth,
             min_samples_leaf=params.min_samples_leaf,
             l2_regularization=params.l2_regularization,
-            early_stopping=False,
+            early_stopping=params.early_stopping,
+            n_iter_no_change=params.n_iter_no_change,
             random_state=config.seed,
         )
     if isinstance(params, RFParams):
@@ -182,20 +191,40 @@ def build_pipeline(config: TrainConfig) -> Pipeline:
     return Pipeline(steps)
 
 
-def fit_pipeline(config: TrainConfig, x: pd.DataFrame | np.ndarray, y: np.ndarray) -> Pipeline:
+def fit_pipeline(
+    config: TrainConfig,
+    x: pd.DataFrame | np.ndarray,
+    y: np.ndarray,
+    valid: tuple[pd.DataFrame | np.ndarray, np.ndarray] | None = None,
+) -> Pipeline:
     """Build and fit the pipeline on raw features.
+
+    With ``valid`` rows and an HGB configured for early stopping, boosting stops when the log-loss
+    on those rows (through the fitted feature steps) has not improved for ``n_iter_no_change``
+    iterations (scikit-learn's ``X_val``/``y_val``); the caller passes its validation split, never
+    the holdout. Without ``valid``, HGB fits ``max_iter`` trees (no internal split is carved).
 
     Args:
         config: the training configuration.
         x: raw table (19 canonical columns) or the encoded ``(n, 19)`` array.
         y: 0/1 labels.
+        valid: raw features and 0/1 labels of the validation split, for early stopping.
 
     Returns:
-        The fitted pipeline (a new object; ``X`` and ``y`` are not modified).
+        The fitted pipeline (a new object; ``x``, ``y`` and ``valid`` are not modified).
     """
     pipeline = build_pipeline(config)
+    model = pipeline.steps[-1][1]
+    stops_early = isinstance(model, HistGradientBoostingClassifier) and model.early_stopping
     with thread_limit(config.n_threads):
-        pipeline.fit(x, y)
+        if not stops_early or valid is None:
+            if stops_early:
+                model.set_params(early_stopping=False)
+            pipeline.fit(x, y)
+            return pipeline
+        prep = pipeline[:-1]  # the same step objects: fitting them fits the pipeline
+        features = prep.fit_transform(x, y)
+        model.fit(features, y, X_val=prep.transform(valid[0]), y_val=np.asarray(valid[1]))
     return pipeline
 
 

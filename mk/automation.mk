@@ -1,4 +1,4 @@
-# Automation (issue 6): distinct pipelines, each a chain of gates that stops at the first failure,
+# Automation: distinct pipelines, each a chain of gates that stops at the first failure,
 # run through core.automation (times each step, keeps its log under var/pipelines/, notifies at the
 # end); `make watch` runs the matching pipeline on every change; CI files, pre-commit, SonarQube.
 # Each pipeline's steps are make targets listed in one variable, so `make -n pipeline-code` shows them.

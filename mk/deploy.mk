@@ -1,4 +1,4 @@
-# Containers and Docker Swarm (issue 7): images, Docker Hub, stack deploy, smoke test.
+# Containers and Docker Swarm: images, Docker Hub, stack deploy, smoke test.
 # Settings come from deploy/stack.env (copy deploy/stack.env.example): the environment and the
 # make command line win over the file. Secrets are files in SECRETS_DIR (`make secrets`).
 # `docker-build`, `docker-push`, `deploy`, `undeploy`, `stack-status`, `smoke` need a Docker engine;

@@ -1,4 +1,4 @@
-# ML pipeline (issue 2): data, validation, training, evaluation and batch prediction with `core`.
+# ML pipeline: data, validation, training, evaluation and batch prediction with `core`.
 # Every target runs `churnops ...` (ops/cli.py) (see docs/ml.md); VAR_DIR (default var/) holds the models.
 
 DATA_CSV ?= data/raw/churn.csv

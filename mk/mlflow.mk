@@ -1,4 +1,4 @@
-# MLflow: hyper-parameter search, manual promotion/rollback, and the tracking UI (issue 3).
+# MLflow: hyper-parameter search, manual promotion/rollback, and the tracking UI.
 # The embedded store is var/mlflow.db with artifacts under var/mlartifacts (core.settings); the UI
 # serves that same store, so runs logged without a server show up in it.
 

@@ -1,9 +1,10 @@
-# Monitoring (issue 8): Elasticsearch templates, MLflow export, drift, host agent, prediction shipper,
+# Monitoring: Elasticsearch templates, MLflow export, drift, host agent, prediction shipper,
 # Kibana, local ES.
 ES_PORT ?= 9200
 DRIFT_ARGS ?=
 AGENT_ARGS ?=
 SHIP_ARGS ?=
+BENCH_DRIFT_ARGS ?=
 
 .PHONY: monitoring-setup
 monitoring-setup: $(STAMP) ## Install the ES index/component templates (SQLite tables when ES_URL is unset)
@@ -14,8 +15,12 @@ export-mlflow: $(STAMP) ## Sync MLflow runs, metrics and step curves into Elasti
 	$(CLI) monitoring export-mlflow
 
 .PHONY: drift
-drift: $(STAMP) ## PSI/KS drift of recent predictions vs the champion reference (DRIFT_ARGS="--csv f.csv --retrain")
+drift: $(STAMP) ## Drift tests of recent predictions vs the champion reference, 5 % false alarms (DRIFT_ARGS="--csv f.csv --retrain")
 	$(CLI) monitoring drift $(DRIFT_ARGS)
+
+.PHONY: bench-drift
+bench-drift: $(STAMP) ## Drift false-alarm rate + power at n=50..1000, CBPE error on the holdout (BENCH_DRIFT_ARGS="--windows 200"); last line JSON
+	$(PY) scripts/bench_drift.py $(BENCH_DRIFT_ARGS)
 
 .PHONY: agent
 agent: $(STAMP) ## Run the host metrics agent in the foreground (AGENT_ARGS="--interval 5")

@@ -12,12 +12,12 @@ times a 10,000-row ``POST /predict/batch`` (server time from ``X-Process-Time-Ms
 
 With ``--es-url`` (``make bench`` starts the test Elasticsearch at nice ``BENCH_ES_NICE``), one more
 API (fresh database) is loaded at c=8 ``--pairs`` times without and with the prediction shipper
-(``churnops monitoring ship``) running against it, alternating (issue 8's on/off figure, as
+(``churnops monitoring ship``) running against it, alternating (the shipper's on/off figure, as
 medians), and the time it takes, after each load, until Elasticsearch holds every stored
 prediction is timed.
 
 A champion must exist (``make train``). The last stdout line is one JSON object with every figure,
-the ratios and whether each floor of issue 4 holds.
+the ratios and whether each floor holds.
 """
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             results[f"api_health_c{conns}"] = run_wrk(
                 f"{api}/health", "GET", "", conns, args.seconds, tmp
             )
-    if args.es_url:  # the same load with the prediction shipper on (issue 8's figure)
+    if args.es_url:  # the same load with the prediction shipper on
         results.update(shipper_figures(args, api_cmd, api, api_env, tmp))
     with server(mlflow_cmd, env, f"{mlf}/ping", tmp / "mlflow.log"):
         post(f"{mlf}/invocations", mlflow_body.encode())
@@ -339,7 +339,7 @@ def es_count(es_url: str, index: str) -> int:
 
 
 def judge(results: dict[str, Any]) -> dict[str, Any]:
-    """Add the ratios and the floors of issue 4 to the figures."""
+    """Add the ratios and the benchmark's floors to the figures."""
     for conns in (1, 8):
         predict = results[f"api_predict_c{conns}"]["rps"]
         results[f"ratio_vs_mlflow_c{conns}"] = round(
@@ -354,7 +354,7 @@ def judge(results: dict[str, Any]) -> dict[str, Any]:
         "p99_ms_c8": results["api_predict_c8"]["p99_ms"] <= FLOORS["p99_ms_c8"],
         "batch_ms": results["batch"]["server_ms"] <= FLOORS["batch_ms"],
     }
-    if results.get("api_predict_es_c8"):  # issue 8: shipping events must not slow predictions
+    if results.get("api_predict_es_c8"):  # shipping events must not slow predictions
         off, on = results["api_predict_es_off_c8"], results["api_predict_es_c8"]
         results["es_p50_ratio_c8"] = round(on["p50_ms"] / off["p50_ms"], 3)
         results["es_p99_ratio_c8"] = round(on["p99_ms"] / off["p99_ms"], 3)

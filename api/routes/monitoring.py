@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import SettingsDep
+from api.schemas import DriftReport
 from core.monitoring.es import ES_ERRORS
 from core.monitoring.read import latest_drift, latest_host, prediction_summary
 
@@ -44,10 +45,11 @@ async def summary(
     return await _read(prediction_summary, settings, hours, source)
 
 
-@router.get("/drift")
-async def drift(settings: SettingsDep) -> dict[str, Any]:
-    """The newest drift run: PSI per feature (KS for numeric), drifted flags."""
-    return _found(await _read(latest_drift, settings), "no drift run yet: run `make drift`")
+@router.get("/drift", response_model=DriftReport)
+async def drift(settings: SettingsDep) -> DriftReport:
+    """The newest drift run: its verdict, and per feature the test, adjusted p-value and PSI."""
+    found = _found(await _read(latest_drift, settings), "no drift run yet: run `make drift`")
+    return DriftReport.model_validate(found)
 
 
 @router.get("/host")

@@ -57,7 +57,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
-    """Compute drift; exit 3 when features drifted (for schedulers)."""
+    """Compute drift; exit 3 when the verdict is drift (for schedulers)."""
     from core.monitoring.jobs import (  # pylint: disable=import-outside-toplevel
         DriftOptions,
         run_drift,
@@ -65,9 +65,10 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
     from core.reference import load_reference  # pylint: disable=import-outside-toplevel
 
     reference = load_reference(args.reference) if args.reference else None
+    alpha = DriftOptions.alpha if args.alpha is None else args.alpha
     outcome = run_drift(
         settings,
-        DriftOptions(args.hours, args.limit, args.threshold, not args.no_notify, args.retrain),
+        DriftOptions(args.hours, args.limit, alpha, not args.no_notify, args.retrain),
         csv=args.csv,
         reference=reference,
         indices=Indices(args.prefix),
@@ -77,9 +78,13 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
         {
             "drift": "ok",
             "stored_in": outcome.stored_in,
+            "verdict": report.verdict,
             "current_rows": report.current_rows,
-            "max_psi": round(report.max_psi, 4),
+            "min_rows": report.min_rows,
+            "alpha": report.alpha,
             "drifted_features": report.drifted_features,
+            "min_p_value_adjusted": report.min_p_value_adjusted,
+            "max_psi": round(report.max_psi, 4),
             "notified": outcome.notified,
             "retrain_job": outcome.retrain_job,
         }
@@ -196,15 +201,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("export-mlflow", help="sync MLflow runs/metrics into Elasticsearch")
     sub.set_defaults(func=cmd_export)
 
-    sub = commands.add_parser("drift", help="PSI/KS drift of recent predictions or a CSV")
+    sub = commands.add_parser(
+        "drift", help="drift tests (KS, z, chi-squared; Holm) of recent predictions or a CSV"
+    )
     sub.add_argument("--csv", type=Path, help="compare this CSV instead of recent predictions")
     sub.add_argument("--reference", type=Path, help="reference.json (default: the champion's)")
     sub.add_argument("--hours", type=float, default=24.0, help="window of recent predictions")
     sub.add_argument("--limit", type=int, default=5000, help="most recent predictions to use")
-    sub.add_argument("--threshold", type=float, default=0.2, help="PSI alert threshold")
+    sub.add_argument(
+        "--alpha", type=float, help="family-wise false-alarm rate of the verdict (default 0.05)"
+    )
     sub.add_argument("--no-notify", action="store_true", help="do not send a notification")
     sub.add_argument("--retrain", action="store_true", help="POST /retrain to the API on drift")
-    sub.add_argument("--fail-on-drift", action="store_true", help="exit 3 when drift is found")
+    sub.add_argument(
+        "--fail-on-drift", action="store_true", help="exit 3 when the verdict is drift"
+    )
     sub.set_defaults(func=cmd_drift)
 
     sub = commands.add_parser("agent", help="host metrics (psutil + Docker socket) at an interval")

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 import requests
 
-from core.monitoring.drift import PSI_THRESHOLD, DriftReport, compute_drift, drift_documents
+from core.monitoring.drift import ALPHA, DriftReport, compute_drift, drift_documents, feature_row
 from core.monitoring.events import model_fields, utc_iso
 from core.monitoring.indices import Indices
 from core.monitoring.read import recent_predictions
@@ -132,13 +132,7 @@ def store_results(
             {
                 "run_id": report.run_id,
                 "computed_at": report.computed_at,
-                "feature": f.feature,
-                "kind": f.kind,
-                "psi": f.psi,
-                "ks_statistic": f.ks_statistic,
-                "ks_pvalue": f.ks_pvalue,
-                "drifted": f.drifted,
-                "threshold": report.threshold,
+                **feature_row(report, f),
                 "reference_rows": report.reference_rows,
                 "current_rows": report.current_rows,
                 "model_version": report.model_version,
@@ -166,12 +160,16 @@ def alert(settings: Settings, report: DriftReport) -> bool:
     """Notify (desktop + email, through :mod:`core.notify`) that features drifted."""
     from core import notify  # pylint: disable=import-outside-toplevel  # plyer is optional
 
-    names = ", ".join(report.drifted_features)
-    title = f"churnops: data drift on {len(report.drifted_features)} feature(s)"
+    drifted = [f for f in report.features if f.drifted]
+    title = f"churnops: data drift on {len(drifted)} feature(s)"
+    lines = [
+        f"{f.feature}: {f.test} test, adjusted p = {f.p_value_adjusted:.2g}, PSI {f.psi:.3f}"
+        for f in drifted
+    ]
     body = (
-        f"PSI above {report.threshold} for: {names}\n"
-        f"max PSI {report.max_psi:.3f}, {report.current_rows} rows ({report.source}), "
-        f"model v{report.model_version or '?'}"
+        "\n".join(lines) + f"\nFamily-wise false-alarm rate {report.alpha:g} over "
+        f"{sum(f.test is not None for f in report.features)} features tested; "
+        f"{report.current_rows} rows ({report.source}), model v{report.model_version or '?'}"
     )
     shown = notify.notify_desktop(title, body)
     mailed = notify.send_email(title, body, settings)
@@ -203,14 +201,14 @@ class DriftOptions:
     Attributes:
         hours: window of recent predictions.
         limit: most recent predictions used.
-        threshold: PSI above which a feature drifted.
-        notify: send a notification when something drifted.
-        retrain: ask the API to retrain when something drifted.
+        alpha: family-wise false-alarm rate of the verdict (:mod:`core.monitoring.drift`).
+        notify: send a notification when the verdict is ``drift``.
+        retrain: ask the API to retrain when the verdict is ``drift``.
     """
 
     hours: float = 24.0
     limit: int = 5000
-    threshold: float = PSI_THRESHOLD
+    alpha: float = ALPHA
     notify: bool = True
     retrain: bool = False
 
@@ -236,6 +234,9 @@ def run_drift(
 ) -> DriftOutcome:
     """Compare recent predictions (or ``csv``) with the champion's reference; store and alert.
 
+    Only a ``drift`` verdict notifies or asks for a retrain; a window too small for a verdict
+    (``not_enough_rows``) is stored as such and does neither.
+
     Raises:
         ValueError: when the window is empty.
     """
@@ -245,7 +246,7 @@ def run_drift(
         raise ValueError("no data to compare: no recent predictions (or an empty CSV)")
     if reference is None:
         reference, model_version = champion_reference(settings)
-    report = compute_drift(reference, window.frame, options.threshold).model_copy(
+    report = compute_drift(reference, window.frame, options.alpha).model_copy(
         update={
             "source": window.source,
             "window_start": window.start,

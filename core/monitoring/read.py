@@ -172,21 +172,35 @@ def prediction_summary(
     return {**summary_from_db(settings, hours), "source": "db"}
 
 
+#: The per-feature fields of ``GET /monitoring/drift`` (stored alike in SQLite and Elasticsearch).
+DRIFT_FEATURE_FIELDS: tuple[str, ...] = (
+    "feature",
+    "kind",
+    "rows",
+    "test",
+    "statistic",
+    "p_value",
+    "p_value_adjusted",
+    "distance",
+    "psi",
+    "ks_statistic",
+    "ks_pvalue",
+)
+
+
 def _drift_shape(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``GET /monitoring/drift`` from the stored per-feature rows of one run.
+
+    Runs stored before the drift tests have no ``verdict``: it is then read from their flags.
+    """
     if not rows:
         return None
     first = rows[0]
     features = [
-        {
-            "feature": r["feature"],
-            "kind": r["kind"],
-            "psi": r["psi"],
-            "ks_statistic": r["ks_statistic"],
-            "ks_pvalue": r["ks_pvalue"],
-            "drifted": bool(r["drifted"]),
-        }
+        {**{name: r.get(name) for name in DRIFT_FEATURE_FIELDS}, "drifted": bool(r["drifted"])}
         for r in rows
     ]
+    drifted = any(f["drifted"] for f in features)
     computed = first["computed_at"]
     return {
         "run_id": first["run_id"],
@@ -194,8 +208,10 @@ def _drift_shape(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         "reference_rows": first["reference_rows"],
         "current_rows": first["current_rows"],
         "threshold": first["threshold"],
+        "min_rows": first.get("min_rows"),
+        "verdict": first.get("verdict") or ("drift" if drifted else "no_drift"),
         "model_version": first["model_version"],
-        "drifted": any(f["drifted"] for f in features),
+        "drifted": drifted,
         "features": features,
     }
 
@@ -228,17 +244,17 @@ def latest_drift_from_es(client: Elasticsearch, indices: Indices) -> dict[str, A
     rows = []
     for hit in answer["hits"]["hits"]:
         src = hit["_source"]
+        drift = src["drift"]
         rows.append(
             {
+                **{name: drift.get(name) for name in DRIFT_FEATURE_FIELDS},
+                "kind": drift.get("feature_kind"),
                 "run_id": run_id,
                 "computed_at": src["@timestamp"],
-                "feature": src["drift"]["feature"],
-                "kind": src["drift"].get("feature_kind"),
-                "psi": src["drift"]["psi"],
-                "ks_statistic": src["drift"].get("ks_statistic"),
-                "ks_pvalue": src["drift"].get("ks_pvalue"),
-                "drifted": src["drift"]["drifted"],
-                "threshold": src["drift"]["threshold"],
+                "drifted": drift["drifted"],
+                "threshold": drift["threshold"],
+                "verdict": drift.get("verdict"),
+                "min_rows": drift.get("min_rows"),
                 "reference_rows": src["reference"]["rows"],
                 "current_rows": src["window"]["rows"],
                 "model_version": src.get("model", {}).get("version"),

@@ -117,11 +117,20 @@ DRIFT = Table(
     Column("ks_statistic", Float),
     Column("ks_pvalue", Float),
     Column("drifted", Boolean, nullable=False),
-    Column("threshold", Float, nullable=False),
+    Column("threshold", Float, nullable=False, doc="alpha of the adjusted p-values"),
     Column("reference_rows", Integer, nullable=False),
     Column("current_rows", Integer, nullable=False),
     Column("model_version", String(32)),
     Column("source", String(32)),
+    # Added with the drift tests (revision 0003); rows of older runs hold NULL here.
+    Column("rows", Integer, doc="non-missing window values of the feature"),
+    Column("test", String(32), doc="ks, z, fisher, chi2 or chi2_monte_carlo"),
+    Column("statistic", Float),
+    Column("p_value", Float),
+    Column("p_value_adjusted", Float, doc="Holm-adjusted over the features tested together"),
+    Column("distance", Float, doc="normed Wasserstein or Jensen-Shannon distance"),
+    Column("verdict", String(32), doc="drift, no_drift or not_enough_rows (the run's)"),
+    Column("min_rows", Integer),
 )
 
 QUALITY = Table(

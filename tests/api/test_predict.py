@@ -17,7 +17,7 @@ from core.persist import ModelBundle
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURE_NAMES, SPECS
 from tests.api.conftest import AppFactory
 
-PARITY = 1e-6  # issue 4: the compiled path (ONNX Runtime) vs the sklearn pipeline
+PARITY = 1e-6  # the compiled path (ONNX Runtime) vs the sklearn pipeline
 
 
 def test_examples_churner_and_loyal(client: TestClient, bundle: ModelBundle) -> None:

@@ -42,7 +42,7 @@ def test_one_save_starts_exactly_one_pipeline(tmp_path: Path) -> None:
             assert time.monotonic() - started < HANG_GUARD_S
             time.sleep(0.5)
         schema = clone / "core" / "schema.py"
-        schema.write_text(schema.read_text(encoding="utf-8") + "# saved\n", encoding="utf-8")
+        schema.write_text(schema.read_text(encoding="utf-8") + "\n\n# saved\n", encoding="utf-8")
         while not _runs(log):  # the pipeline started by the save, until it ends
             assert watcher.poll() is None, log.read_text(errors="replace")[-3000:]
             assert time.monotonic() - started < HANG_GUARD_S, "the pipeline never ended"

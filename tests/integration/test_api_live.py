@@ -36,7 +36,7 @@ from tests.mlflow_factory import holdout, record
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ADMIN = {"X-API-Key": API_KEY}
 
-PARITY = 1e-6  # issue 4: compiled vs sklearn probabilities
+PARITY = 1e-6  # compiled vs sklearn probabilities
 
 
 STORE_SCRIPT = """

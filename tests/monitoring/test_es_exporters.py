@@ -15,7 +15,7 @@ from elasticsearch import Elasticsearch
 from core.monitoring.es import ES_ERRORS, connect
 from core.monitoring.host import collect_host, run_agent
 from core.monitoring.indices import Indices, load_templates, setup
-from core.monitoring.kibana import find_panel, panel_query
+from tests.monitoring.kibana_checks import find_panel, panel_query
 from core.monitoring.mlflow_export import MetricPoint as Point
 from core.monitoring.mlflow_export import RunHistory, VersionRef, export_histories
 from core.monitoring.read import (
@@ -187,6 +187,19 @@ def test_drift_exporter_panels_and_read(
     found = latest_drift(es_settings, indices)
     assert found is not None and found["run_id"] == report.run_id and len(found["features"]) == 19
     assert {f["feature"] for f in found["features"] if f["drifted"]} == set(report.drifted_features)
+    assert found["verdict"] == "drift" and found["threshold"] == report.alpha
+    assert found["min_rows"] == report.min_rows
+    stored = {f["feature"]: f for f in found["features"]}
+    for item in report.features:
+        assert stored[item.feature]["test"] == item.test
+        assert stored[item.feature]["p_value_adjusted"] == pytest.approx(item.p_value_adjusted)
+    adjusted = es.search(index=indices.drift, body=panel_query(find_panel("drift", "p-adjusted")))
+    by_feature = {b["key"]: min(x["m0"]["value"] for x in b["x"]["buckets"] if x["doc_count"])
+                  for b in adjusted["aggregations"]["breakdown"]["buckets"]}  # fmt: skip
+    assert by_feature == pytest.approx({f.feature: f.p_value_adjusted for f in report.features})
+    drifted = es.search(index=indices.drift, body=panel_query(find_panel("drift", "drifted")))
+    top = next(b for b in drifted["aggregations"]["x"]["buckets"] if b["doc_count"])
+    assert top["m0"]["value"] == len(report.drifted_features)
     psi = es.search(index=indices.drift, body=panel_query(find_panel("drift", "psi")))
     by_feature = {b["key"]: max(x["m0"]["value"] or 0 for x in b["x"]["buckets"])
                   for b in psi["aggregations"]["breakdown"]["buckets"]}  # fmt: skip

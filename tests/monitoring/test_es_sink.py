@@ -46,7 +46,6 @@ def test_nothing_lost_across_an_elasticsearch_restart(
     sink = BulkEventSink(
         connect(elasticsearch.url, timeout=5.0), tmp_path / "spool", indices, config
     )
-    timings: list[float] = []
     stopper = threading.Thread(target=elasticsearch.stop)
     for i, row in enumerate(rows):
         if i == 2_000:
@@ -55,9 +54,7 @@ def test_nothing_lost_across_an_elasticsearch_restart(
             stopper.join()
             assert sink.flush(timeout=1.0) is False  # ES is down: events wait in the spool
             assert sink.spool.pending_records() > 0
-        began = time.perf_counter()
         sink.submit("prediction", [row])
-        timings.append(time.perf_counter() - began)
         if i % 100 == 0:
             time.sleep(0.01)
     elasticsearch.start()
@@ -65,12 +62,5 @@ def test_nothing_lost_across_an_elasticsearch_restart(
     sink.close()
     es.indices.refresh(index=indices.predictions)
     stored = count(es, indices.predictions)
-    timings.sort()
-    p99, slowest = timings[int(len(timings) * 0.99)], timings[-1]
-    print(
-        f"FIGURE restart: submitted 6000, stored {stored}, spooled {sink.stats.spooled}, "
-        f"submit p99 {p99 * 1e6:.0f} µs, slowest {slowest * 1e3:.2f} ms"
-    )
     assert stored == 6_000
     assert sink.stats.spooled > 0
-    assert p99 < 0.005  # a prediction never waits for Elasticsearch (2 shared cores: no max)

@@ -19,14 +19,20 @@ from fastapi.testclient import TestClient
 from api.deps import get_settings_dep
 from api.routes.monitoring import router
 from core import logs
+from core.monitoring import jobs
 from core.monitoring.cli import main
 from core.monitoring.host import DockerStats, collect_host, container_document, run_agent
-from core.monitoring.read import latest_host, prediction_summary
+from core.monitoring.read import latest_drift, latest_host, prediction_summary
 from core.monitoring.store import MonitoringStore
 from core.reference import build_reference
 from core.settings import Settings
 from tests.monitoring.conftest import free_port
-from tests.monitoring.helpers import prediction_rows, seed_predictions, training_frame
+from tests.monitoring.helpers import (
+    prediction_rows,
+    reference,
+    seed_predictions,
+    training_frame,
+)
 
 STATS = {
     "cpu_stats": {"cpu_usage": {"total_usage": 300}, "system_cpu_usage": 2000, "online_cpus": 2},
@@ -171,6 +177,9 @@ def test_cli_without_elasticsearch(
     assert code == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["stored_in"] == "sqlite" and out["current_rows"] == 500
+    assert out["verdict"] == "no_drift" and out["alpha"] == 0.05 and out["drifted_features"] == []
+    assert main(["drift", "--csv", str(csv), "--reference", str(ref), "--alpha", "2"]) == 1
+    assert "alpha must be in (0, 1)" in capsys.readouterr().err
     assert main(["kibana-import"]) == 2
     assert main(["drift", "--reference", str(ref)]) == 1  # no predictions yet
     with_es = {"ES_URL": f"http://127.0.0.1:{free_port()}"}
@@ -197,6 +206,13 @@ def test_monitoring_routes(settings: Settings) -> None:
     assert answer.json() == {**prediction_summary(settings, 24), "source": "db"}
     MonitoringStore(settings.db_url).add_host(collect_host()[0])
     assert client.get("/monitoring/host").json()["memory_percent"] > 0
+    run = jobs.run_drift(
+        settings, jobs.DriftOptions(notify=False), reference=reference(), model_version="3"
+    )
+    drift = client.get("/monitoring/drift")
+    assert drift.status_code == 200 and drift.json() == latest_drift(settings)
+    assert drift.json()["verdict"] == "not_enough_rows" and drift.json()["current_rows"] == 20
+    assert drift.json()["run_id"] == run.report.run_id and len(drift.json()["features"]) == 19
     broken = settings.model_copy(update={"es_url": f"http://127.0.0.1:{free_port()}"})
     app.dependency_overrides[get_settings_dep] = lambda: broken
     assert client.get("/monitoring/host").status_code == 503

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from core.monitoring import kibana
+from tests.monitoring import kibana_checks
 from core.monitoring.indices import DEPLOY_DIR, ELASTIC_VERSION, load_templates
 
 KIBANA_DIR = DEPLOY_DIR / "kibana"
@@ -24,9 +25,9 @@ def test_committed_ndjson_is_the_rendered_specs() -> None:
 
 @pytest.mark.parametrize("name", sorted(p.name for p in KIBANA_DIR.glob("*.ndjson")))
 def test_ndjson_parses_references_resolve_fields_exist(name: str) -> None:
-    objects = kibana.parse_ndjson((KIBANA_DIR / name).read_text(encoding="utf-8"))
+    objects = kibana_checks.parse_ndjson((KIBANA_DIR / name).read_text(encoding="utf-8"))
     assert objects
-    assert kibana.validate_objects(objects, load_templates()) == []
+    assert kibana_checks.validate_objects(objects, load_templates()) == []
     for obj in objects:
         if obj["type"] == "dashboard":
             panels = json.loads(obj["attributes"]["panelsJSON"])
@@ -45,16 +46,16 @@ def test_validation_catches_problems() -> None:
     lens = kibana.lens_object(board, board.panels[0])
     lens["attributes"]["state"]["query"]["query"] = "nope.field:1"
     dashboard = kibana.dashboard_object(board)
-    problems = kibana.validate_objects([lens, dashboard], load_templates())
+    problems = kibana_checks.validate_objects([lens, dashboard], load_templates())
     assert any("not in the file" in p for p in problems)
     view = kibana.data_view_object("model-metrics")
-    problems = kibana.validate_objects([view, lens, lens], load_templates())
+    problems = kibana_checks.validate_objects([view, lens, lens], load_templates())
     assert "duplicate (type, id)" in problems
     assert any("nope.field" in p for p in problems)
     with pytest.raises(ValueError):
-        kibana.parse_ndjson("{}\n{not json")
+        kibana_checks.parse_ndjson("{}\n{not json")
     with pytest.raises(KeyError):
-        kibana.find_panel("host", "nope")
+        kibana_checks.find_panel("host", "nope")
 
 
 class _Kibana(BaseHTTPRequestHandler):

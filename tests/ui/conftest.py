@@ -106,6 +106,22 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
         self.fail: dict[str, ApiError] = {}
         self.probability = 0.7312
         self.retrain_states: list[dict[str, Any]] = []
+        # GET /monitoring/drift as core.monitoring.read shapes it (one drifted feature)
+        self.drift: dict[str, Any] = {
+            "run_id": "run-1", "computed_at": "2025-01-03T00:00:00Z", "reference_rows": 3200,
+            "current_rows": 500, "threshold": 0.05, "min_rows": 50, "verdict": "drift",
+            "model_version": "2", "drifted": True,
+            "features": [
+                {"feature": "state", "kind": "categorical", "rows": 500,
+                 "test": "chi2_monte_carlo", "statistic": 48.1, "p_value": 0.58,
+                 "p_value_adjusted": 1.0, "distance": 0.19, "psi": 0.36, "ks_statistic": None,
+                 "ks_pvalue": None, "drifted": False},
+                {"feature": "total_day_minutes", "kind": "numeric", "rows": 500, "test": "ks",
+                 "statistic": 0.41, "p_value": 1e-12, "p_value_adjusted": 1.9e-11,
+                 "distance": 0.83, "psi": 0.31, "ks_statistic": 0.41, "ks_pvalue": 1e-12,
+                 "drifted": True},
+            ],
+        }  # fmt: skip
         self._pending: Any = None
         self.predictions_items = [
             {"id": f"pred-{i:04d}", "created_at": f"2025-01-0{1 + i % 3}T1{i % 10}:00:00Z",
@@ -269,13 +285,7 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
 
     def monitoring_drift(self) -> dict[str, Any]:
         self._call("monitoring_drift")
-        answer = {"computed_at": "2025-01-03T00:00:00Z", "reference_rows": 4000,
-                  "threshold": 0.2, "current_rows": 500,
-                  "features": [{"feature": "total_day_minutes", "psi": 0.31, "ks_pvalue": 0.001,
-                                "drifted": True},
-                               {"feature": "state", "psi": 0.02, "ks_pvalue": None,
-                                "drifted": False}]}  # fmt: skip
-        return self._serve("monitoring_drift", answer)
+        return self._serve("monitoring_drift", self.drift)
 
     def monitoring_host(self) -> dict[str, Any]:
         self._call("monitoring_host")

@@ -19,15 +19,37 @@ def test_all_sections(open_page, fake_api):
     assert _metric(at, "Latency p95") == "4.56 ms"
     assert _metric(at, "Predicted churn rate") == "14.3 %"
     assert "Drift detected in 1 feature(s): total_day_minutes" in at.warning[0].value
-    assert "drifts when its PSI reaches 0.2 (dashed line)" in texts(at)
+    assert "adjusted for the features tested together (Holm), is at most 0.05" in texts(at)
+    assert "alarms at most 5.0 % of the time. PSI is shown for reference only." in texts(at)
     drift = at.dataframe[0].value
-    assert drift["feature"].tolist() == ["total_day_minutes", "state"]
+    assert drift["feature"].tolist() == ["total_day_minutes", "state"]  # strongest evidence first
+    assert drift["test"].tolist() == ["Kolmogorov-Smirnov", "chi-squared (Monte Carlo)"]
+    assert drift["drifted"].tolist() == [True, False]
     assert (_metric(at, "CPU"), _metric(at, "RAM"), _metric(at, "Disk")) == (
         "37.5 %",
         "61.0 %",
         "44.2 %",
     )
     assert not at.get("link_button"), "no Kibana link without KIBANA_URL"
+
+
+def test_small_window_says_not_enough_rows(open_page, fake_api):
+    """Below the minimum window the page gives no verdict, neither drift nor all-clear."""
+    untested = {"test": None, "p_value": None, "p_value_adjusted": None, "drifted": False}
+    fake_api.drift = {
+        **fake_api.drift,
+        "current_rows": 12,
+        "verdict": "not_enough_rows",
+        "drifted": False,
+        "features": [{**f, **untested} for f in fake_api.drift["features"]],
+    }
+    at = open_page("monitoring")
+    assert_clean(at)
+    assert "Not enough rows for a verdict: 12 recent rows, at least 50 needed." in [
+        i.value for i in at.info
+    ]
+    assert not at.warning
+    assert "No feature has drifted." not in [s.value for s in at.success]
 
 
 def test_window_is_sent(open_page, fake_api):

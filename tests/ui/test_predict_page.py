@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURES, SPECS
 from tests.ui.conftest import FAKE_URL, assert_clean, texts
 from ui.client import ApiError
@@ -135,3 +137,27 @@ def test_explain_failure_keeps_the_prediction(open_page, fake_api):
     assert_clean(at)
     assert _metric(at, "Churn probability") == "73.1 %"
     assert any("Drivers are not available" in i.value for i in at.info)
+
+
+def test_drivers_chart_and_table_share_one_order(open_page, fake_api, monkeypatch):
+    """Largest absolute effect first, in the table and in the chart, whatever the sign."""
+    original = fake_api.explain
+
+    def mixed(customer):
+        answer = original(customer)
+        answer["drivers"] = [
+            {"feature": "total_day_minutes", "value": 120.0, "contribution": 0.05},
+            {"feature": "international_plan", "value": "no", "contribution": -0.3},
+            {"feature": "number_customer_service_calls", "value": 4, "contribution": 0.1},
+        ]
+        return answer
+
+    monkeypatch.setattr(fake_api, "explain", mixed)
+    at = open_page("predict")
+    at.button(key="predict_submit").click().run()
+    assert_clean(at)
+    assert at.dataframe[0].value["contribution"].tolist() == [-0.3, 0.1, 0.05]
+    spec = json.loads(at.get("vega_lite_chart")[-1].proto.spec)
+    sort = spec["encoding"]["y"]["sort"]
+    assert sort == {"field": "magnitude", "order": "descending"}
+    assert "one usage figure" in texts(at)

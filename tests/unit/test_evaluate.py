@@ -12,7 +12,9 @@ from core.evaluate import (
     QualityThresholds,
     choose_threshold,
     cross_validate_f1,
+    estimate_performance,
     evaluate,
+    reliability,
 )
 from tests.factories import dataset, small_config
 
@@ -86,3 +88,63 @@ def test_cross_validate_f1_runs_every_fold() -> None:
     assert len(result.scores) == 3 and all(0 < s <= 1 for s in result.scores)
     assert result.mean == pytest.approx(np.mean(result.scores))
     assert result.std == pytest.approx(np.std(result.scores))
+
+
+def test_cbpe_with_certain_probabilities_is_the_realized_metric() -> None:
+    """Probabilities of 0 and 1 leave nothing to chance: estimate = interval = the metrics."""
+    p = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+    estimate = estimate_performance(p, threshold=0.5)
+    assert estimate.n == 8 and estimate.predicted_churners == 4 and estimate.expected_churners == 4
+    for interval in (estimate.precision, estimate.recall, estimate.f1, estimate.accuracy):
+        assert interval.value == interval.low == interval.high == 1.0
+
+
+def test_cbpe_expected_counts_give_the_published_formulas() -> None:
+    """All rows labelled churn at p = 0.9: precision 0.9, recall 1, F1 = 1.8 / 1.9 (CBPE)."""
+    estimate = estimate_performance(np.full(400, 0.9), threshold=0.5, seed=3)
+    assert estimate.precision.value == pytest.approx(0.9)
+    assert estimate.recall.value == pytest.approx(1.0)
+    assert estimate.f1.value == pytest.approx(1.8 / 1.9)
+    assert estimate.accuracy.value == pytest.approx(0.9)
+    # realized precision ~ Binomial(400, 0.9) / 400: sd 0.015, so the 95 % interval is ~ ±0.03
+    low, high = estimate.precision.low, estimate.precision.high
+    assert low is not None and high is not None
+    assert 0.86 < low < 0.89 < 0.91 < high < 0.94
+    assert estimate.recall.low == estimate.recall.high == 1.0  # no row labelled stay: no FN
+
+
+def test_cbpe_interval_covers_realized_f1_of_calibrated_windows() -> None:
+    """Labels drawn from the probabilities fall in the 95 % interval about 95 % of the time."""
+    rng = np.random.default_rng(7)
+    p = rng.beta(0.4, 2.0, size=300)
+    estimate = estimate_performance(p, threshold=0.5, seed=1)
+    assert estimate.f1.low is not None and estimate.f1.high is not None
+    inside = 0
+    for _ in range(400):
+        y = rng.random(p.size) < p
+        labels = p >= 0.5
+        tp, wrong = int((y & labels).sum()), int((y ^ labels).sum())
+        inside += estimate.f1.low <= 2 * tp / (2 * tp + wrong) <= estimate.f1.high
+    assert 0.90 <= inside / 400 <= 0.99
+
+
+def test_cbpe_undefined_metrics_and_bad_input() -> None:
+    none_churn = estimate_performance(np.full(50, 0.01), threshold=0.5)
+    assert none_churn.predicted_churners == 0 and none_churn.precision.value is None
+    assert none_churn.precision.low is None and none_churn.recall.value == 0.0
+    with pytest.raises(ValueError, match="no predictions"):
+        estimate_performance(np.array([]), 0.5)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        estimate_performance(np.array([0.2, 1.2]), 0.5)
+    with pytest.raises(ValueError, match="confidence"):
+        estimate_performance(np.array([0.2]), 0.5, confidence=1.0)
+
+
+def test_reliability_bins_and_expected_calibration_error() -> None:
+    y = np.array([0, 0, 1, 0, 1, 1, 1, 1])
+    p = np.array([0.05, 0.05, 0.05, 0.05, 0.95, 0.95, 0.95, 0.95])
+    found = reliability(y, p, bins=10)
+    assert [(b.low, b.n) for b in found.bins] == [(0.0, 4), (0.9, 4)]
+    assert found.bins[0].churn_rate == 0.25 and found.bins[1].churn_rate == 1.0
+    assert found.ece == pytest.approx((4 * 0.2 + 4 * 0.05) / 8)
+    assert found.mean_probability == pytest.approx(0.5) and found.churn_rate == 0.625

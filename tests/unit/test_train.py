@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
 from threadpoolctl import threadpool_info
 
 from core.data import split_dataset, to_xy
@@ -111,3 +112,24 @@ def test_thread_limit_applies_inside_the_block_only() -> None:
         )
     after = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "openmp"]
     assert after == [lib["num_threads"] for lib in openmp]
+
+
+def test_hgb_stops_early_on_the_validation_split(
+    parts: tuple[pd.DataFrame, np.ndarray, pd.DataFrame, np.ndarray],
+) -> None:
+    """Early stopping watches the given validation rows' log-loss; without them, max_iter trees."""
+    x_train, y_train, x_valid, y_valid = parts
+    params = HGBParams(max_iter=150, learning_rate=0.3, n_iter_no_change=10)
+    config = TrainConfig(params=params, cv_folds=0)
+    stopped = fit_pipeline(config, x_train, y_train, valid=(x_valid, y_valid))
+    model = stopped.named_steps["model"]
+    assert model.n_iter_ < params.max_iter
+    # no improvement over the last n_iter_no_change iterations: that is why it stopped
+    scores = model.validation_score_
+    assert len(scores) == model.n_iter_ + 1
+    assert int(np.argmax(scores)) <= model.n_iter_ - params.n_iter_no_change
+    # the scores are the negative log-loss of exactly these validation rows
+    proba = stopped.predict_proba(x_valid)[:, 1]
+    assert -scores[-1] == pytest.approx(log_loss(y_valid, proba), rel=1e-9)
+    full = fit_pipeline(config, x_train, y_train)
+    assert full.named_steps["model"].n_iter_ == params.max_iter

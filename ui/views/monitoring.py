@@ -13,7 +13,6 @@ from ui import client
 from ui.client import ApiClient, ApiError
 from ui.components import fetch, num, pct, show_api_error, time_chart
 
-PSI_WARN, PSI_ALERT = 0.1, 0.25
 WINDOWS = {1: "last hour", 6: "last 6 hours", 24: "last 24 hours", 168: "last 7 days"}
 
 
@@ -78,6 +77,15 @@ def _traffic(api: ApiClient) -> None:
             st.altair_chart(time_chart(latency, "hour", latency_cols, title="ms"))
 
 
+TESTS = {
+    "ks": "Kolmogorov-Smirnov",
+    "z": "z-test",
+    "fisher": "Fisher exact",
+    "chi2": "chi-squared",
+    "chi2_monte_carlo": "chi-squared (Monte Carlo)",
+}
+
+
 def _drift(api: ApiClient) -> None:
     st.subheader("Data drift per feature")
     drift = _optional("read the drift report", api.monitoring_drift)
@@ -87,44 +95,51 @@ def _drift(api: ApiClient) -> None:
     if features.empty:
         st.info("No drift report yet (it needs recent predictions; see `make drift`).")
         return
-    for name in ("psi", "ks_pvalue"):
+    for name in ("psi", "p_value_adjusted", "test", "drifted"):
         if name not in features.columns:
             features[name] = None
+    for name in ("psi", "p_value_adjusted"):
         features[name] = pd.to_numeric(features[name], errors="coerce")
-    if "drifted" not in features.columns:
-        features["drifted"] = features["psi"] >= float(drift.get("threshold") or PSI_ALERT)
-    features = features.sort_values("psi", ascending=False)
-    drifted = features.loc[features["drifted"].astype(bool), "feature"].astype(str).tolist()
-    try:
-        threshold = float(drift.get("threshold") or PSI_ALERT)
-    except (TypeError, ValueError):
-        threshold = PSI_ALERT
+    features["test"] = features["test"].map(TESTS)
+    features["drifted"] = features["drifted"].fillna(False).astype(bool)
+    features = features.sort_values(["p_value_adjusted", "psi"], ascending=[True, False])
+    rows, alpha = drift.get("current_rows", "—"), drift.get("threshold")
     st.caption(
-        f"Computed {drift.get('computed_at', '—')} on {drift.get('current_rows', '—')} recent rows "
-        f"against {drift.get('reference_rows', '—')} training rows. A feature drifts when its PSI "
-        f"reaches {threshold:g} (dashed line); PSI ≥ {PSI_WARN} is already a moderate shift."
+        f"Computed {drift.get('computed_at', '—')} on {rows} recent rows against "
+        f"{drift.get('reference_rows', '—')} training rows. Each feature is tested against the "
+        "training data (Kolmogorov-Smirnov for numbers, z or Fisher for yes/no, chi-squared for "
+        "categories); a feature drifts when its p-value, adjusted for the features tested "
+        f"together (Holm), is at most {num(alpha, 2)}, so a report on unchanged data alarms at "
+        f"most {pct(alpha)} of the time. PSI is shown for reference only."
     )
-    if drifted:
+    verdict = drift.get("verdict")
+    drifted = features.loc[features["drifted"], "feature"].astype(str).tolist()
+    if verdict == "not_enough_rows":
+        st.info(
+            f"Not enough rows for a verdict: {rows} recent rows, at least "
+            f"{drift.get('min_rows', '—')} needed."
+        )
+    elif drifted:
         st.warning(f"Drift detected in {len(drifted)} feature(s): {', '.join(drifted)}")
     else:
         st.success("No feature has drifted.")
     cols = st.columns([3, 2])
     with cols[0]:
-        st.altair_chart(_psi_chart(features, threshold))
+        st.altair_chart(_psi_chart(features))
     with cols[1]:
         st.dataframe(
-            features[["feature", "psi", "ks_pvalue", "drifted"]],
+            features[["feature", "test", "p_value_adjusted", "psi", "drifted"]],
             hide_index=True,
             key="monitoring_drift_table",
             column_config={
+                "p_value_adjusted": st.column_config.NumberColumn("adjusted p", format="%.3g"),
                 "psi": st.column_config.NumberColumn("PSI", format="%.3f"),
-                "ks_pvalue": st.column_config.NumberColumn("KS p-value", format="%.3g"),
             },
         )
 
 
-def _psi_chart(features: pd.DataFrame, threshold: float) -> Any:
-    """PSI per feature, largest first, drifted features in red, with the alert threshold."""
+def _psi_chart(features: pd.DataFrame) -> Any:
+    """PSI per feature (descriptive), largest first, coloured by the test's verdict."""
     import altair as alt  # pylint: disable=import-outside-toplevel  # loaded with a chart only
 
     data = features.assign(status=features["drifted"].map({True: "drifted", False: "stable"}))
@@ -132,7 +147,7 @@ def _psi_chart(features: pd.DataFrame, threshold: float) -> Any:
         alt.Chart(data)
         .mark_bar()
         .encode(
-            x=alt.X("psi:Q", title="PSI"),
+            x=alt.X("psi:Q", title="PSI (descriptive)"),
             y=alt.Y(
                 "feature:N",
                 sort="-x",
@@ -142,13 +157,18 @@ def _psi_chart(features: pd.DataFrame, threshold: float) -> Any:
             color=alt.Color(
                 "status:N",
                 scale=alt.Scale(domain=["drifted", "stable"], range=["#d62728", "#1f77b4"]),
-                legend=alt.Legend(orient="bottom", title=None),
+                legend=alt.Legend(orient="bottom", title="test verdict"),
             ),
-            tooltip=["feature", alt.Tooltip("psi:Q", format=".3f"), "status"],
+            tooltip=[
+                "feature",
+                "test",
+                alt.Tooltip("p_value_adjusted:Q", title="adjusted p", format=".3g"),
+                alt.Tooltip("psi:Q", format=".3f"),
+                "status",
+            ],
         )
     )
-    rule = alt.Chart(pd.DataFrame({"x": [threshold]})).mark_rule(strokeDash=[4, 3]).encode(x="x:Q")
-    return (bars + rule).properties(height=alt.Step(22))
+    return bars.properties(height=alt.Step(22))
 
 
 def _host(api: ApiClient) -> None:

@@ -46,6 +46,12 @@ def _drivers(explain: dict[str, Any]) -> None:
     import pandas as pd  # pylint: disable=import-outside-toplevel  # loaded only with a result
 
     st.subheader("What drives this prediction")
+    st.caption(
+        "Each bar is how much this customer's churn probability moves when that one field is set "
+        "to a typical loyal customer's value instead (positive: the field pushes towards "
+        "churn). The model reads a period's minutes and charge together as one usage figure, so "
+        "their effect is shared between them."
+    )
     if "error" in explain:
         st.info(f"Drivers are not available: {explain['error']}")
         return
@@ -62,13 +68,20 @@ def _drivers(explain: dict[str, Any]) -> None:
     frame["direction"] = [
         "towards churn" if c > 0 else "towards staying" for c in frame["contribution"]
     ]
-    frame = frame.reindex(frame["contribution"].abs().sort_values(ascending=False).index).head(10)
+    frame["magnitude"] = frame["contribution"].abs()
+    frame = frame.sort_values("magnitude", ascending=False, kind="stable").head(10)
     chart = (
         alt.Chart(frame)
         .mark_bar()
         .encode(
             x=alt.X("contribution:Q", title="contribution to the churn score"),
-            y=alt.Y("feature_label:N", sort=None, title=None, axis=alt.Axis(labelLimit=260)),
+            # the table's order: largest effect first, whatever its sign
+            y=alt.Y(
+                "feature_label:N",
+                sort=alt.EncodingSortField(field="magnitude", order="descending"),
+                title=None,
+                axis=alt.Axis(labelLimit=260),
+            ),
             color=alt.Color(
                 "direction:N",
                 scale=alt.Scale(
