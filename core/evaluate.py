@@ -234,6 +234,11 @@ class Interval(BaseModel):
     low: float | None
     high: float | None
 
+    @property
+    def width(self) -> float | None:
+        """``high - low``; None when the interval is undefined."""
+        return None if self.low is None or self.high is None else self.high - self.low
+
 
 class PerformanceEstimate(BaseModel):
     """Churn-class performance of a window estimated from its probabilities alone (CBPE)."""

@@ -27,6 +27,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
+from core.evaluate import Interval
 from core.fingerprints import seen_mask
 from core.schema import POSITIVE_LABEL, TARGET, YES_NO
 from core.settings import Settings
@@ -37,21 +38,6 @@ SEED = 0
 METRICS: tuple[str, ...] = ("precision", "recall", "f1", "accuracy", "roc_auc", "pr_auc", "brier")
 #: Resampled rows held in memory at once (resamples x rows), bounding a 10,000-row batch to ~16 MB.
 _CELLS_PER_CALL = 2_000_000
-
-
-class Interval(BaseModel):
-    """A figure and its confidence interval (``None`` where the figure is undefined, e.g. 0/0)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    value: float | None = Field(description="The figure on the rows.", examples=[0.91])
-    low: float | None = Field(description="Lower end of the interval.", examples=[0.87])
-    high: float | None = Field(description="Upper end of the interval.", examples=[0.94])
-
-    @property
-    def width(self) -> float | None:
-        """``high - low``; None when the interval is undefined."""
-        return None if self.low is None or self.high is None else self.high - self.low
 
 
 class Quality(BaseModel):

@@ -59,9 +59,11 @@ def test_intervals_hold_the_figure_are_repeatable_and_shrink_with_rows(
         assert figure.low <= figure.value <= figure.high
     for name in ("recall", "f1", "roc_auc", "pr_auc", "brier"):
         assert (half.figure(name).width or 0.0) > (whole.figure(name).width or 0.0), name
-    # No false alarm among these 250 rows: every resample agrees on precision 1 — the degenerate
-    # bootstrap SampleRule's per-class minimum is there for.
-    assert half.precision.value == half.precision.low == half.precision.high == 1.0
+    # A model right on every row: every resample agrees, a zero-width interval however few the
+    # rows (the degenerate bootstrap SampleRule's per-class minimum is there for).
+    perfect = labelled_quality(np.array([1] * 8 + [0] * 40), np.array([0.9] * 8 + [0.1] * 40), 0.5)
+    assert perfect.recall.value == perfect.recall.low == perfect.recall.high == 1.0
+    assert perfect.f1.width == 0.0
     assert whole.text("f1").startswith(f"f1 {whole.f1.value:.4f} (95 % CI ")
 
 
