@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core import schema
+from core.labelled import LabelledReport
 from core.pipelines import TrainResult
 
 if TYPE_CHECKING:
@@ -122,8 +123,10 @@ class GateRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    decision: Literal["promoted", "rejected"] | None = Field(
-        None, description="The gate's decision; None when the gate never judged this version."
+    decision: Literal["promoted", "rejected", "not_enough_rows"] | None = Field(
+        None,
+        description="The gate's decision (`not_enough_rows`: too few holdout rows neither model "
+        "was trained on to judge); None when the gate never judged this version.",
     )
     reason: str | None = Field(None, examples=["f1 0.9237 beats champion v2 0.9101 by >= 0.002"])
     metric: str | None = Field(None, description="Compared metric.", examples=["f1"])
@@ -131,6 +134,19 @@ class GateRecord(BaseModel):
     challenger_score: str | None = Field(None, examples=["0.923700"])
     champion_score: str | None = Field(None, examples=["0.910100"])
     champion_version: str | None = Field(None, examples=["2"])
+    compared_rows: str | None = Field(
+        None,
+        description="Holdout rows neither model was trained on: the ones compared.",
+        examples=["1000"],
+    )
+    compared_churners: str | None = Field(
+        None, description="Churners among them.", examples=["141"]
+    )
+    excluded_rows: str | None = Field(
+        None,
+        description="Holdout rows left out because a model was trained on them.",
+        examples=["0"],
+    )
     at: str | None = Field(None, description="When the gate decided (ISO 8601).")
     promotion: dict[str, str] = Field(default_factory=dict, description="Manual promotion.")
     rollback: dict[str, str] = Field(default_factory=dict, description="Rollback events.")
@@ -287,12 +303,27 @@ def _warnings() -> Any:
 
 
 class BatchResponse(BaseModel):
-    """A scored batch."""
+    """A scored batch, and what its label column says about the model (when it has one)."""
 
     model_version: str = Field(description="Model version that answered.", examples=["3"])
     read_as: str = _read_as()
     warnings: list[str] = _warnings()
     results: list[BatchResult] = Field(description="One result per input row, in order.")
+    labelled: LabelledReport | None = Field(
+        None,
+        description="Only when the batch has a label column (`churn`, or `Churn` True/False as "
+        "in the BigML file): precision, recall, F1, accuracy, ROC-AUC, PR-AUC and Brier score "
+        "with 95 % intervals (`quality`) on the labelled rows the model never trained on, how "
+        "many labelled rows it had already seen (`seen`, left out), and whether the rest are "
+        "enough to judge it (`enough_rows`). With `Accept: text/csv`, the same object is the "
+        "`X-Labelled-Quality` header (compact JSON).",
+    )
+    feedback_recorded: int = Field(
+        0,
+        description="Outcomes stored as feedback with this batch's predictions "
+        "(`record_feedback=true`; also the `X-Feedback-Recorded` header).",
+        examples=[0],
+    )
 
 
 class IssueOut(BaseModel):

@@ -27,6 +27,7 @@ from core.data import (
     to_xy,
 )
 from core.evaluate import QUALITY_THRESHOLDS, evaluate
+from core.labelled import SampleRule, labelled_report
 from core.persist import ModelBundle, latest_bundle_dir, load_bundle
 from core.predict import Predictor
 from core.schema import SchemaError
@@ -109,9 +110,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"; {config.cv_folds}-fold CV F1 {cv}; bundle {result.bundle_dir};"
         f" {result.duration_s:.1f} s"
     )
-    failures = QUALITY_THRESHOLDS.failures(metrics)
-    if failures:
-        _err("below the quality floors: " + "; ".join(failures))
+    if result.reason:  # the promotion gate's verdict (floors judged on the rows it compared)
+        _err(f"gate: {result.verdict} - {result.reason}")
     _out(json.dumps(result.summary()))
     return 0
 
@@ -153,16 +153,36 @@ def _scoring_bundle(model_dir: Path | None) -> ModelBundle:
     return loaded.bundle
 
 
+def _print_labelled(bundle: ModelBundle, table: Table, probabilities: Any) -> None:
+    """With a label column: the model's quality on the labelled rows it never trained on, on
+    stderr (nothing without one)."""
+    report = labelled_report(
+        table.labelled_frame(),
+        probabilities,
+        bundle.threshold,
+        bundle.seen_rows,
+        SampleRule.from_settings(get_settings()),
+    )
+    if report is None:
+        return
+    _err(f"labels: {report.note}")
+    for name in ("precision", "recall", "f1", "roc_auc"):
+        _err(f"  {report.quality.text(name)}")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """Score a table of customers with the champion (or ``--model DIR``); writes every input
     column (ids too, unchanged) plus churn_probability and churn_label, in the input's separator
-    and decimal mark."""
+    and decimal mark. With a label column, stderr also gives the model's quality on the labelled
+    rows it never trained on."""
     table = read_path(args.input)  # a broken file is refused before any model is loaded
     if not table.report.ok:
         raise SchemaError(table.report)
-    predictor = Predictor(_scoring_bundle(args.model))
+    bundle = _scoring_bundle(args.model)
+    predictor = Predictor(bundle)
     _report(args.input, table)
     scored = predictor.predict_frame(table.report.frame)
+    _print_labelled(bundle, table, scored["probability"].to_numpy())
     results = {
         "churn_probability": scored["probability"].to_numpy(),
         "churn_label": scored["label"].to_numpy(),

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -76,6 +76,39 @@ class QualityThresholds(BaseModel):
             found.append(f"roc_auc {metrics.roc_auc:.4f} < {self.min_roc_auc}")
         if metrics.brier > self.max_brier:
             found.append(f"brier {metrics.brier:.4f} > {self.max_brier}")
+        return found
+
+    def shown_failures(
+        self, bounds: Mapping[str, tuple[float | None, float | None, float | None]]
+    ) -> list[str]:
+        """The floors a model is *shown* to miss, given each figure's confidence interval.
+
+        A floor is missed only when the whole interval lies on its wrong side (upper end below a
+        minimum, lower end above a maximum): the test of "meets the floor" at 2.5 % one-sided
+        for a 95 % interval. On a small table a good model's figure can land under a floor by
+        chance; this way the table's size alone never fails it (the promotion gate's rule).
+
+        Args:
+            bounds: ``metric -> (value, low, high)`` for ``f1``, ``roc_auc`` and ``brier``; an
+                undefined end (None) shows nothing.
+
+        Returns:
+            Human-readable reasons, empty when no floor is shown to be missed.
+        """
+        found = []
+        for name, floor, below in (
+            ("f1", self.min_f1, True),
+            ("roc_auc", self.min_roc_auc, True),
+            ("brier", self.max_brier, False),
+        ):
+            value, low, high = bounds[name]
+            if value is None or low is None or high is None:
+                continue
+            shown = f"{name} {value:.4f} (interval {low:.4f}-{high:.4f})"
+            if below and high < floor:
+                found.append(f"{shown} < {floor}")
+            elif not below and low > floor:
+                found.append(f"{shown} > {floor}")
         return found
 
 
@@ -200,6 +233,11 @@ class Interval(BaseModel):
     value: float | None
     low: float | None
     high: float | None
+
+    @property
+    def width(self) -> float | None:
+        """``high - low``; None when the interval is undefined."""
+        return None if self.low is None or self.high is None else self.high - self.low
 
 
 class PerformanceEstimate(BaseModel):

@@ -1,8 +1,9 @@
 """The local model bundle: the fitted pipeline (skops, never pickle) plus ``bundle.json``.
 
-A bundle directory holds ``model.skops`` and ``bundle.json`` (threshold, holdout metrics and
-metadata). Loading only accepts the types listed in :data:`TRUSTED_TYPES` on top of skops' own
-defaults: a file that holds anything else is refused, never unpickled.
+A bundle directory holds ``model.skops``, ``bundle.json`` (threshold, holdout metrics and
+metadata) and ``fingerprints.npy`` (the training rows' fingerprints, :mod:`core.fingerprints`).
+Loading only accepts the types listed in :data:`TRUSTED_TYPES` on top of skops' own defaults: a
+file that holds anything else is refused, never unpickled.
 """
 
 from __future__ import annotations
@@ -11,16 +12,18 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import skops.io as sio  # type: ignore[import-untyped]
 import sklearn
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.pipeline import Pipeline
 
+from core import fingerprints
 from core.evaluate import CVResult, Metrics
 from core.train import TrainConfig
 
@@ -56,16 +59,37 @@ class BundleMeta(BaseModel):
     feature_names_out: list[str] = Field(default_factory=list, description="Model input columns.")
     cv: CVResult | None = Field(None, description="Cross-validated F1 of the same configuration.")
     sklearn_version: str = sklearn.__version__
+    fingerprint_format: str = Field(
+        "",
+        description="Format of the training rows' fingerprints (core.fingerprints.FORMAT); "
+        "empty: the bundle keeps none.",
+    )
+
+
+def _no_rows() -> np.ndarray:
+    return np.empty(0, dtype=np.uint64)
 
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """A fitted pipeline with its decision threshold, holdout metrics and metadata."""
+    """A fitted pipeline with its decision threshold, holdout metrics and metadata.
+
+    ``fingerprints`` are the sorted fingerprints of every row the model was trained on (fit and
+    threshold), in the format ``meta.fingerprint_format``; empty when it keeps none.
+    """
 
     pipeline: Pipeline
     threshold: float
     metrics: Metrics
     meta: BundleMeta
+    fingerprints: np.ndarray = field(default_factory=_no_rows)
+
+    @property
+    def seen_rows(self) -> np.ndarray | None:
+        """The training-row fingerprints in the current format, or None when it keeps none."""
+        if self.meta.fingerprint_format != fingerprints.FORMAT:
+            return None
+        return self.fingerprints
 
 
 def bundle_document(bundle: ModelBundle) -> dict[str, Any]:
@@ -129,7 +153,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def save_bundle(bundle: ModelBundle, directory: Path) -> Path:
-    """Write ``model.skops`` and ``bundle.json`` into ``directory`` (created if needed).
+    """Write ``model.skops``, ``bundle.json`` and ``fingerprints.npy`` into ``directory``.
+
+    The directory is created if needed; ``fingerprints.npy`` only when the bundle keeps some.
 
     Args:
         bundle: the bundle to save.
@@ -142,6 +168,8 @@ def save_bundle(bundle: ModelBundle, directory: Path) -> Path:
     _write_atomic(directory / MODEL_FILE, dumps_pipeline(bundle.pipeline))
     text = json.dumps(bundle_document(bundle), indent=2) + "\n"
     _write_atomic(directory / BUNDLE_FILE, text.encode("utf-8"))
+    if bundle.meta.fingerprint_format:
+        _write_atomic(directory / fingerprints.FILE, fingerprints.dumps(bundle.fingerprints))
     return directory
 
 
@@ -149,12 +177,18 @@ def load_bundle(directory: Path) -> ModelBundle:
     """Load a bundle saved by :func:`save_bundle`.
 
     Raises:
-        FileNotFoundError: when a file is missing.
+        FileNotFoundError: when the model or ``bundle.json`` is missing (a missing
+            ``fingerprints.npy`` gives a bundle that keeps none).
+        ValueError: when ``fingerprints.npy`` is not a fingerprints file.
         UntrustedModelError: when the model file holds an untrusted type.
     """
     pipeline = loads_pipeline((directory / MODEL_FILE).read_bytes())
     document = json.loads((directory / BUNDLE_FILE).read_text(encoding="utf-8"))
-    return bundle_from_document(pipeline, document)
+    bundle = bundle_from_document(pipeline, document)
+    seen = directory / fingerprints.FILE
+    if bundle.meta.fingerprint_format and seen.is_file():
+        return replace(bundle, fingerprints=fingerprints.load(seen))
+    return replace(bundle, meta=bundle.meta.model_copy(update={"fingerprint_format": ""}))
 
 
 LATEST_FILE = "LATEST"

@@ -28,6 +28,7 @@ from core.data import (
     to_xy,
 )
 from core.evaluate import CVResult, Metrics, choose_threshold, cross_validate_f1, evaluate
+from core import fingerprints
 from core.features import RAW_COLUMNS
 from core.persist import BundleMeta, ModelBundle, mark_latest, save_bundle
 from core.settings import Settings
@@ -67,11 +68,15 @@ class Registration(BaseModel):
     run_id: str | None = None
     model_version: str | None = None
     promoted: bool | None = None
+    verdict: str | None = None
     reason: str | None = None
     gate_metric: str | None = None
     challenger_score: float | None = None
     champion_score: float | None = None
     champion_version: str | None = None
+    compared_rows: int | None = None
+    compared_churners: int | None = None
+    excluded_rows: int | None = None
 
 
 class TrainResult(BaseModel):
@@ -88,13 +93,27 @@ class TrainResult(BaseModel):
     threshold: float
     metrics: Metrics
     cv: CVResult | None
+    verdict: str | None = Field(
+        None, description="The gate's verdict: promoted, rejected or not_enough_rows."
+    )
     reason: str | None = Field(None, description="Why it was (not) promoted.")
     gate_metric: str | None = Field(None, description="The metric the gate compared.")
-    challenger_score: float | None = Field(None, description="This model's gate metric.")
+    challenger_score: float | None = Field(
+        None, description="This model's gate metric on the compared rows."
+    )
     champion_score: float | None = Field(
-        None, description="The champion's gate metric on the same holdout (None: no champion)."
+        None, description="The champion's gate metric on the same rows (None: no champion)."
     )
     champion_version: str | None = Field(None, description="The champion it was compared with.")
+    compared_rows: int | None = Field(
+        None, description="Holdout rows neither model was trained on: what the gate compared."
+    )
+    compared_churners: int | None = Field(None, description="Churners among the compared rows.")
+    excluded_rows: int | None = Field(
+        None,
+        description="Holdout rows left out because the champion (or this model) was "
+        "trained on them.",
+    )
     bundle_dir: str = Field(description="The local bundle directory.")
     data_sha256: str
     duration_s: float
@@ -168,8 +187,16 @@ def _fit_and_evaluate(
         feature_names_in=list(RAW_COLUMNS),
         feature_names_out=[str(n) for n in pipeline.named_steps["features"].feature_names_out_],
         cv=cv,
+        fingerprint_format=fingerprints.FORMAT,
     )
-    bundle = ModelBundle(pipeline=pipeline, threshold=threshold, metrics=metrics, meta=meta)
+    bundle = ModelBundle(
+        pipeline=pipeline,
+        threshold=threshold,
+        metrics=metrics,
+        meta=meta,
+        # the rows it learned from: fitted on (train) or tuned on (valid: threshold)
+        fingerprints=fingerprints.fingerprint_set(pd.concat([split.train, split.valid])),
+    )
     return TrainedModel(bundle=bundle, split=split, curve=curve)
 
 
@@ -208,15 +235,20 @@ def register_candidate(settings: Settings, trained: TrainedModel, data_path: Pat
     run_id = registry.log_training(settings, record)
     version = registry.register(settings, run_id)
     decision = registry.gate(settings, version, trained.holdout())
+    rows = decision.rows
     return Registration(
         run_id=run_id,
         model_version=version,
         promoted=decision.promoted,
+        verdict=decision.verdict,
         reason=decision.reason,
         gate_metric=decision.metric,
         challenger_score=decision.challenger_score,
         champion_score=decision.champion_score,
         champion_version=decision.champion_version,
+        compared_rows=None if rows is None else rows.compared_rows,
+        compared_churners=None if rows is None else rows.churners,
+        excluded_rows=None if rows is None else rows.excluded_rows,
     )
 
 

@@ -99,6 +99,19 @@ class Settings(BaseSettings):
     gate_margin: float = Field(
         0.002, ge=0.0, le=0.2, description="Lead over the champion a challenger needs."
     )
+    gate_min_class_rows: int = Field(
+        30,
+        ge=1,
+        description="Fewest churners, and non-churners, neither model was trained on for the gate "
+        "(or a labelled file's report) to judge; below it the gate says not_enough_rows.",
+    )
+    gate_max_interval_width: float = Field(
+        0.10,
+        gt=0.0,
+        le=1.0,
+        description="Widest 95 % interval of ROC-AUC on those rows for the gate to judge "
+        "(Riley et al., Stat Med 2021); wider: not_enough_rows.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -60,6 +60,7 @@ from core.schema import (
     ValidationReport,
     canonical_column,
     map_columns,
+    normalise_yes_no,
     validate_frame,
 )
 
@@ -175,6 +176,20 @@ class Table:
     def read_as(self) -> str:
         """The dialect in one line (see :meth:`Dialect.describe`)."""
         return self.dialect.describe()
+
+    def labelled_frame(self) -> pd.DataFrame:
+        """``report.frame`` with the label column as ``churn`` ``yes``/``no`` (any accepted
+        spelling of the column and of its values, e.g. ``Churn`` ``VRAI``; other values left as
+        they are), when the table has one and scoring did not already require it."""
+        frame = self.report.frame
+        if TARGET in frame.columns:
+            return frame
+        renames = map_columns(self.source.columns).renames
+        label = next((column for column, name in renames.items() if name == TARGET), None)
+        if label is None:
+            return frame
+        values = [normalise_yes_no(value) for value in self.source[label].tolist()]
+        return frame.assign(**{TARGET: values})
 
 
 def read_table(

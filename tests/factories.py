@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from sklearn.model_selection import train_test_split
 
 from core.data import load_dataset
 from core.evaluate import Metrics
@@ -84,6 +85,23 @@ def small_config(family: ModelFamily = "hgb", **overrides: Any) -> TrainConfig:
 def dataset() -> pd.DataFrame:
     """The validated real data set (cached; treat as read-only)."""
     return load_dataset(DATA_CSV)
+
+
+@lru_cache(maxsize=1)
+def bigml_like() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A BigML-like 80/20 pair of tables built from the bundled data (cached; read-only).
+
+    Like the course's ``churn-bigml-80`` / ``-20`` files (2,666 and 667 rows), every row is a row
+    of ``data/raw/churn.csv``: 3,333 rows drawn stratified on churn (seed 7), split 80/20
+    stratified. Both keep the index of ``dataset()``, i.e. the row number in the bundled file.
+    """
+    table = dataset()
+    drawn, _ = train_test_split(
+        table.index, train_size=3333, stratify=table["churn"], random_state=7
+    )
+    rows = table.loc[sorted(drawn)]
+    b80, b20 = train_test_split(rows.index, test_size=667, stratify=rows["churn"], random_state=7)
+    return rows.loc[sorted(b80)].copy(), rows.loc[sorted(b20)].copy()
 
 
 @lru_cache(maxsize=1)

@@ -11,6 +11,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from core import fingerprints
 from core.data import DatasetSplit, file_sha256, load_dataset, split_dataset, to_xy
 from core.evaluate import choose_threshold, evaluate
 from core.persist import BundleMeta, ModelBundle
@@ -55,9 +56,14 @@ def record(max_iter: int = 60, learning_rate: float = 0.05) -> TrainingRecord:
         n_valid=len(x_va),
         n_test=len(x_te),
         feature_names_in=list(x_tr.columns),
+        fingerprint_format=fingerprints.FORMAT,
+    )
+    seen = fingerprints.fingerprint_set(pd.concat([split.train, split.valid]))
+    bundle = ModelBundle(
+        pipeline=pipeline, threshold=threshold, metrics=metrics, meta=meta, fingerprints=seen
     )
     return TrainingRecord(
-        bundle=ModelBundle(pipeline=pipeline, threshold=threshold, metrics=metrics, meta=meta),
+        bundle=bundle,
         train_frame=split.train,
         x_holdout=x_te,
         y_holdout=y_te,

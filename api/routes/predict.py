@@ -1,5 +1,10 @@
 """Scoring: one customer, its drivers, a batch (JSON or CSV, CSV out on request), CSV validation.
 
+A batch with a label column (``churn``/``Churn`` in any spelling the schema accepts) is also
+scored against it: the answer reports the model's quality on the labelled rows it never trained
+on (:func:`core.labelled.labelled_report`), and ``record_feedback=true`` stores those labels as
+the outcomes of the predictions just made (bulk feedback).
+
 The single-row handler is the hot path: it is ``async`` (no thread-pool hop), scores through the
 compiled evaluator of :mod:`core.fastpath`, queues the row for the batched DB writer and returns
 pre-built JSON (the response model documents it; re-validating our own output would only cost time).
@@ -9,15 +14,16 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Body, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import ModelDep, WriterDep, get_model
+from api.deps import ModelDep, StateDep, WriterDep, get_model
 from api.schemas import (
     ERROR_RESPONSES,
     NOT_READY,
@@ -47,6 +53,9 @@ from core.schema import (
     CustomerRecord,
     customer_from_json,
 )
+from core.labelled import LabelledReport, SampleRule, labelled_report
+from core.schema import TARGET, YES_NO
+from core.settings import Settings
 from core.store import BatchRows
 from core.tables import Table, passthrough_records, passthrough_warnings, with_results
 
@@ -229,18 +238,58 @@ async def explain(customer: CustomerBody, model: ModelDep) -> Response:
     return Response(json.dumps(body), media_type="application/json")
 
 
+@dataclass(frozen=True)
+class ScoredBatch:
+    """A scored batch: one result per row, the features as validated, and what its labels say."""
+
+    results: pd.DataFrame
+    features: pd.DataFrame
+    labelled: LabelledReport | None
+    feedback_recorded: int
+
+
+def _outcomes(table: pd.DataFrame) -> list[str | None]:
+    """The label column's outcome of each row (``yes``/``no``; None where there is none)."""
+    return [value if value in YES_NO else None for value in table[TARGET].tolist()]
+
+
+def _labelled(
+    model: ServedModel, table: pd.DataFrame, probabilities: np.ndarray, settings: Settings
+) -> LabelledReport | None:
+    """The served model's quality on the labelled rows it never trained on (None: no labels)."""
+    return labelled_report(
+        table,
+        probabilities,
+        model.threshold,
+        model.predictor.bundle.seen_rows,
+        SampleRule.from_settings(settings),
+    )
+
+
 def _score_batch(
-    model: ServedModel, table: Table, request_id: str, writer: Any
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    report = table.report
+    model: ServedModel,
+    source: Table,
+    request_id: str,
+    writer: Any,
+    settings: Settings,
+    record_feedback: bool = False,
+) -> ScoredBatch:
+    report = source.report
     if not report.ok:
         raise unprocessable(issue_items(report))
-    valid = report.frame[list(FEATURE_NAMES)].astype(INTEGERS)
+    table = source.labelled_frame()
+    if record_feedback and TARGET not in table.columns:
+        reason = "record_feedback=true needs a label column (churn, or Churn in the BigML file)"
+        item = {"row": None, "column": TARGET, "reason": reason, "msg": reason,
+                "loc": ["query", "record_feedback"], "type": "value_error"}  # fmt: skip
+        raise unprocessable([item])
+    valid = table[list(FEATURE_NAMES)].astype(INTEGERS)
     started = time.perf_counter()
     probabilities = model.score_frame(valid)
     latency_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(valid))
     labels = np.where(probabilities >= model.threshold, "yes", "no")
     ids = new_ids(len(valid))
+    actuals = _outcomes(table) if record_feedback else None
     # the rows (and their features' JSON) are built by the writer thread, off this request
     writer.submit_batch(
         BatchRows(
@@ -255,6 +304,8 @@ def _score_batch(
             probabilities=probabilities,
             labels=labels,
             features=valid,
+            actuals=actuals,
+            feedback_at=_now() if actuals is not None else None,
         )
     )
     out = pd.DataFrame(
@@ -265,7 +316,8 @@ def _score_batch(
             "label": labels,
         }
     )
-    return out, valid
+    recorded = 0 if actuals is None else sum(a is not None for a in actuals)
+    return ScoredBatch(out, valid, _labelled(model, table, probabilities, settings), recorded)
 
 
 def _wants_csv(request: Request) -> bool:
@@ -289,12 +341,34 @@ def scored_csv(valid: pd.DataFrame, table: Table, scored: pd.DataFrame) -> str:
     | {200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "model": BatchResponse}},
     openapi_extra=BATCH_BODY,
 )
-async def predict_batch(request: Request, model: ModelDep, writer: WriterDep) -> Response:
-    """Score up to 10,000 customers (JSON array, CSV/TSV/.xlsx upload); CSV out on request."""
+async def predict_batch(
+    request: Request,
+    model: ModelDep,
+    writer: WriterDep,
+    state: StateDep,
+    record_feedback: Annotated[
+        bool,
+        Query(
+            description="Record the label column's outcomes (churn yes/no, any accepted "
+            "spelling) as the feedback of the predictions this batch stores (bulk feedback)."
+        ),
+    ] = False,
+) -> Response:
+    """Score up to 10,000 customers (JSON array, CSV/TSV/.xlsx upload); `Accept: text/csv` for
+    CSV out.
+
+    With a label column, also the model's quality on the labelled rows it never trained on
+    (`labelled`; header `X-Labelled-Quality` with CSV out)."""
     started = time.perf_counter()
     table = await read_request_table(request)
-    scored, valid = await run_in_threadpool(
-        _score_batch, model, table, _request_id(request), writer
+    scored = await run_in_threadpool(
+        _score_batch,
+        model,
+        table,
+        _request_id(request),
+        writer,
+        state.settings,
+        record_feedback,
     )
     elapsed = f"{(time.perf_counter() - started) * 1000:.2f}"
     headers = {
@@ -302,36 +376,51 @@ async def predict_batch(request: Request, model: ModelDep, writer: WriterDep) ->
         "X-Model-Version": model.version,
         "X-Read-As": table.read_as.encode("ascii", "backslashreplace").decode(),
     }
+    headers |= _labelled_headers(scored)
     if _wants_csv(request):
-        csv = await run_in_threadpool(scored_csv, valid, table, scored)
+        csv = await run_in_threadpool(scored_csv, scored.features, table, scored.results)
         return Response(csv, media_type="text/csv", headers=headers)
     return Response(
         _results_json(model.version, table, scored), media_type="application/json", headers=headers
     )
 
 
+def _labelled_headers(scored: ScoredBatch) -> dict[str, str]:
+    """What the labels say, for CSV out: the ``labelled`` object as compact JSON, and the count
+    of outcomes recorded as feedback."""
+    headers = {"X-Feedback-Recorded": str(scored.feedback_recorded)}
+    if scored.labelled is not None:
+        headers["X-Labelled-Quality"] = scored.labelled.model_dump_json()
+    return headers
+
+
 _RESULT = '{{"row":{},"prediction_id":"{}","churn_probability":{!r},"label":"{}"'
 
 
-def _results_json(version: str, table: Table, scored: pd.DataFrame) -> str:
+def _results_json(version: str, table: Table, scored: ScoredBatch) -> str:
     """The batch answer as JSON, probabilities with full precision (repr round-trips exactly);
     each result carries its row's passthrough columns when the table has any."""
+    results = scored.results
     heads = map(
         _RESULT.format,
-        range(len(scored)),
-        scored["prediction_id"].tolist(),
-        scored["churn_probability"].tolist(),
-        scored["label"].tolist(),
+        range(len(results)),
+        results["prediction_id"].tolist(),
+        results["churn_probability"].tolist(),
+        results["label"].tolist(),
     )
     if table.passthrough.shape[1]:
         tails = (
             f',"passthrough":{json.dumps(p, default=str)}}}' for p in passthrough_records(table)
         )
     else:
-        tails = ("}" for _ in range(len(scored)))
+        tails = ("}" for _ in range(len(results)))
     items = ",".join(head + tail for head, tail in zip(heads, tails))
     meta = f'"read_as":{json.dumps(table.read_as)},"warnings":{json.dumps(list(table.warnings))}'
-    return f'{{"model_version":{json.dumps(version)},{meta},"results":[{items}]}}'
+    labelled = "null" if scored.labelled is None else scored.labelled.model_dump_json()
+    return (
+        f'{{"model_version":{json.dumps(version)},{meta},"results":[{items}],'
+        f'"labelled":{labelled},"feedback_recorded":{scored.feedback_recorded}}}'
+    )
 
 
 @router.post(

@@ -5,7 +5,8 @@ One module per job:
 * :mod:`~core.registry.client` — where the store is (``configure``: opened once per process under a
   lock), the errors, the aliases ``champion``/``challenger``;
 * :mod:`~core.registry.tracking` — one run per training or search trial, and its registration;
-* :mod:`~core.registry.gate` — the promotion decision, a pure function of two models' scores;
+* :mod:`~core.registry.gate` — the promotion gate's rules as pure functions: the rows it compares
+  on (neither model trained on them) and its decision from both models' scores there;
 * :mod:`~core.registry.versions` — the gate that moves ``champion``, manual promotion and
   rollback, the list of versions with their records;
 * :mod:`~core.registry.champion` — the champion as served, with a local copy for degraded serving;
@@ -23,7 +24,13 @@ from core.registry.client import (
     TrackingUnavailable,
     configure,
 )
-from core.registry.gate import GateDecision, decide
+from core.registry.gate import (
+    ComparisonRows,
+    GateDecision,
+    GatePolicy,
+    decide,
+    fair_holdout,
+)
 from core.registry.tracking import (
     TrainingRecord,
     log_trial,
@@ -41,7 +48,9 @@ __all__ = [
     "CHAMPION",
     "PLOT_TITLES",
     "ChampionUnavailable",
+    "ComparisonRows",
     "GateDecision",
+    "GatePolicy",
     "LoadedModel",
     "RegistryError",
     "TrackingStoreBroken",
@@ -51,6 +60,7 @@ __all__ = [
     "champion_version",
     "configure",
     "decide",
+    "fair_holdout",
     "gate",
     "list_plots",
     "list_versions",

@@ -2,13 +2,15 @@
 
 * :func:`log_training` records one training run: parameters, holdout metrics, the training curve as
   step metrics, the dataset as an MLflow input, provenance tags, figures, the classification report,
-  ``bundle.json``, the drift reference ``reference.json`` and the model (skops, signature, input
-  example). System metrics are sampled while it runs.
+  ``bundle.json``, the drift reference ``reference.json``, the training rows' fingerprints
+  ``fingerprints.npy`` and the model (skops, signature, input example). System metrics are
+  sampled while it runs.
 * :func:`register` makes the run's model a version of ``churn-model`` with alias ``challenger``.
 """
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,7 +26,7 @@ from mlflow.data.pandas_dataset import from_pandas
 from mlflow.entities import Metric, Param
 from mlflow.models import infer_signature
 
-from core import plots
+from core import fingerprints, plots
 from core.persist import TRUSTED_TYPES, ModelBundle, bundle_document
 from core.reference import build_reference
 from core.registry.client import (
@@ -211,11 +213,22 @@ def log_training(settings: Settings, record: TrainingRecord) -> str:
         reference = build_reference(record.train_frame, data_sha256=bundle.meta.data_sha256)
         mlflow.log_text(reference.to_json(), "reference.json")
         mlflow.log_dict(bundle_document(bundle), "bundle.json")
+        _log_fingerprints(bundle)
         example = record.x_holdout.head(5)
         with thread_limit(1):
             signature = infer_signature(example, bundle.pipeline.predict_proba(example))
             mlflow.set_tag(MODEL_URI_TAG, _log_model(bundle, signature, example))
     return run_id
+
+
+def _log_fingerprints(bundle: ModelBundle) -> None:
+    """``fingerprints.npy``: the rows the model was trained on (the gate leaves them out)."""
+    if not bundle.meta.fingerprint_format:
+        return
+    with tempfile.TemporaryDirectory(prefix="churnops-rows-") as tmp:
+        mlflow.log_artifact(
+            str(fingerprints.save(bundle.fingerprints, Path(tmp) / fingerprints.FILE))
+        )
 
 
 def _log_model(bundle: ModelBundle, signature: Any, example: pd.DataFrame) -> str:

@@ -1,7 +1,8 @@
 """Versions of ``churn-model``: the gate that moves ``champion``, manual promotion and rollback,
 and the list of versions with their records.
 
-:func:`gate` scores the challenger and the champion on the same rows and moves ``champion`` only
+:func:`gate` scores the challenger and the champion on the same holdout rows, neither of which
+either model was trained on (:func:`core.registry.gate.fair_holdout`), and moves ``champion`` only
 when :func:`core.registry.gate.decide` says so; :func:`promote` and :func:`rollback` are the
 recorded manual overrides. Every decision is written on the version and on its run.
 """
@@ -23,7 +24,8 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
-from core.evaluate import Metrics, evaluate
+from core import fingerprints
+from core.labelled import Quality, labelled_quality
 from core.persist import MODEL_FILE, ModelBundle, load_bundle
 from core.registry.client import (
     CHAMPION,
@@ -36,7 +38,7 @@ from core.registry.client import (
     _version_by_alias,
     configure,
 )
-from core.registry.gate import GateDecision, decide
+from core.registry.gate import FairHoldout, GateDecision, GatePolicy, decide, fair_holdout
 from core.settings import Settings
 from core.train import thread_limit
 
@@ -54,14 +56,15 @@ class VersionInfo(BaseModel):
 
 
 def _download_version(client: MlflowClient, name: str, version: ModelVersion, dst: Path) -> Path:
-    """Download a version's model (``dst/model``), ``bundle.json`` and ``reference.json``."""
+    """Download a version's model (``dst/model``), ``bundle.json``, ``reference.json`` and
+    ``fingerprints.npy``."""
     dst.mkdir(parents=True, exist_ok=True)
     mlflow.artifacts.download_artifacts(
         artifact_uri=f"models:/{name}/{version.version}",
         dst_path=str(dst / MODEL_ARTIFACT),
     )
     run_id = str(version.run_id)
-    for doc in ("bundle.json", "reference.json"):
+    for doc in ("bundle.json", "reference.json", fingerprints.FILE):
         try:
             client.download_artifacts(run_id, doc, str(dst))
         except (MlflowException, OSError) as exc:  # runs logged by hand may lack one
@@ -77,26 +80,34 @@ def _load_downloaded(folder: Path) -> ModelBundle:
     return load_bundle(folder)
 
 
-def _score(bundle: ModelBundle, holdout: tuple[pd.DataFrame, np.ndarray]) -> Metrics:
-    x, y = holdout
+def _score(bundle: ModelBundle, rows: FairHoldout) -> Quality:
     with thread_limit(1):
-        proba = bundle.pipeline.predict_proba(x)[:, 1]
-    return evaluate(np.asarray(y), proba, bundle.threshold)
+        proba = bundle.pipeline.predict_proba(rows.x)[:, 1] if len(rows.x) else np.empty(0)
+    return labelled_quality(rows.y, proba, bundle.threshold)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
 
 
 def _record_decision(client: MlflowClient, name: str, decision: GateDecision) -> None:
     tags = {
-        "gate.decision": "promoted" if decision.promoted else "rejected",
+        "gate.decision": decision.verdict,
         "gate.reason": decision.reason,
         "gate.metric": decision.metric,
         "gate.margin": f"{decision.margin:g}",
-        "gate.challenger_score": f"{decision.challenger_score:.6f}",
-        "gate.champion_score": (
-            "" if decision.champion_score is None else f"{decision.champion_score:.6f}"
-        ),
+        "gate.challenger_score": _number(decision.challenger_score),
+        "gate.champion_score": _number(decision.champion_score),
         "gate.champion_version": decision.champion_version or "",
         "gate.at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if decision.rows is not None:
+        rows = decision.rows
+        tags |= {
+            "gate.compared_rows": str(rows.compared_rows),
+            "gate.compared_churners": str(rows.churners),
+            "gate.excluded_rows": str(rows.excluded_rows),
+        }
     for key, value in tags.items():
         client.set_model_version_tag(name, decision.version, key, value)
     verdict = "PROMOTED to champion" if decision.promoted else "kept as challenger"
@@ -105,9 +116,13 @@ def _record_decision(client: MlflowClient, name: str, decision: GateDecision) ->
     if run_id:
         for key, value in tags.items():
             client.set_tag(run_id, key, value)
-        gate_metrics = [Metric("gate_challenger_score", decision.challenger_score, _now(), 0)]
-        if decision.champion_score is not None:
-            gate_metrics.append(Metric("gate_champion_score", decision.champion_score, _now(), 0))
+        scores = {
+            "gate_challenger_score": decision.challenger_score,
+            "gate_champion_score": decision.champion_score,
+            "gate_compared_rows": None if decision.rows is None else decision.rows.compared_rows,
+            "gate_excluded_rows": None if decision.rows is None else decision.rows.excluded_rows,
+        }
+        gate_metrics = [Metric(k, float(v), _now(), 0) for k, v in scores.items() if v is not None]
         client.log_batch(run_id, metrics=gate_metrics, synchronous=True)
 
 
@@ -124,41 +139,48 @@ def _set_champion(client: MlflowClient, name: str, version: str, history: list[s
 def gate(
     settings: Settings, version: str, holdout: tuple[pd.DataFrame, np.ndarray]
 ) -> GateDecision:
-    """Promote ``version`` to champion only if it passes the floors and beats the champion.
+    """Promote ``version`` to champion only if the gate's rules say so, on rows neither model saw.
 
-    Both models are loaded from the registry and scored on the same ``holdout``, each at its own
-    decision threshold; :func:`core.registry.gate.decide` decides with ``settings.gate_metric``
-    and ``settings.gate_margin``. The decision, both scores and the reason are recorded as tags
-    and description of the version and as tags/metrics of its run.
+    Both models are loaded from the registry. The holdout rows either one was trained on
+    (recognised by the ``fingerprints.npy`` each version keeps) are left out
+    (:func:`core.registry.gate.fair_holdout`); both models are scored on the rest, each at its own
+    decision threshold, with 95 % intervals (:func:`core.labelled.labelled_quality`); and
+    :func:`core.registry.gate.decide` decides with the policy of ``settings``
+    (:meth:`core.registry.gate.GatePolicy.from_settings`). The decision, both scores, the rows
+    compared and left out, and the reason are recorded as tags and description of the version
+    and as tags/metrics of its run.
 
     Args:
-        settings: where the registry is, and the gate's metric and margin.
+        settings: where the registry is, and the gate's metric, margin and sample rule.
         version: the challenger version.
-        holdout: raw features and 0/1 labels of rows neither model was trained on.
+        holdout: validated raw features and 0/1 labels of the challenger's holdout.
 
     Returns:
         The :class:`GateDecision`.
     """
     client = configure(settings)
     name = settings.model_name
+    x, y = holdout
     with tempfile.TemporaryDirectory(prefix="churnops-gate-") as tmp:
         challenger = client.get_model_version(name, version)
         bundle = _load_downloaded(_download_version(client, name, challenger, Path(tmp) / "c"))
-        metrics = _score(bundle, holdout)
         current = _version_by_alias(client, name, CHAMPION)
-        champion: Metrics | None = None
+        c_bundle: ModelBundle | None = None
         if current is not None and str(current.version) != str(version):
             c_bundle = _load_downloaded(
                 _download_version(client, name, current, Path(tmp) / "champion")
             )
-            champion = _score(c_bundle, holdout)
+        champion_seen = np.empty(0, np.uint64) if c_bundle is None else c_bundle.seen_rows
+        rows = fair_holdout(x, y, bundle.seen_rows, champion_seen)
+        quality = _score(bundle, rows)
+        champion = None if c_bundle is None else _score(c_bundle, rows)
     decision = decide(
         str(version),
-        metrics,
+        quality,
         champion,
         str(current.version) if current is not None else None,
-        metric=settings.gate_metric,
-        margin=settings.gate_margin,
+        rows.rows,
+        GatePolicy.from_settings(settings),
     )
     if decision.promoted:
         _push_history(client, name, str(version), decision.champion_version)
@@ -219,6 +241,7 @@ def promote(settings: Settings, version: str, reason: str) -> GateDecision:
     return GateDecision(
         version=str(target.version),
         promoted=True,
+        verdict="promoted",
         reason=f"forced promotion: {reason}",
         metric="manual",
         margin=0.0,
@@ -266,6 +289,7 @@ def rollback(settings: Settings, reason: str = "rollback") -> GateDecision:
     return GateDecision(
         version=previous,
         promoted=True,
+        verdict="promoted",
         reason=f"rollback from v{demoted}: {reason}",
         metric="manual",
         margin=0.0,

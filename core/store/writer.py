@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -27,13 +28,20 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchRows:
-    """A scored batch, turned into prediction rows by the writer thread (not by the request)."""
+    """A scored batch, turned into prediction rows by the writer thread (not by the request).
+
+    ``actuals`` (``yes``/``no``/None per row) records known outcomes as feedback with the rows
+    themselves (``feedback_at`` set where an outcome is given): a labelled file sent as bulk
+    feedback.
+    """
 
     common: dict[str, Any]
     ids: Sequence[str]
     probabilities: np.ndarray
     labels: np.ndarray
     features: pd.DataFrame
+    actuals: Sequence[str | None] | None = None
+    feedback_at: datetime | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -42,6 +50,7 @@ class BatchRows:
         """The prediction rows (features as JSON text)."""
         features = self.features.to_json(orient="records", lines=True, double_precision=15)
         texts = features.splitlines()
+        actuals = self.actuals if self.actuals is not None else [None] * len(self.ids)
         return [
             {
                 **self.common,
@@ -49,11 +58,11 @@ class BatchRows:
                 "probability": probability,
                 "label": label,
                 "features": texts[i],
-                "actual": None,
-                "feedback_at": None,
+                "actual": actual,
+                "feedback_at": None if actual is None else self.feedback_at,
             }
-            for i, (pid, probability, label) in enumerate(
-                zip(self.ids, self.probabilities.tolist(), self.labels.tolist())
+            for i, (pid, probability, label, actual) in enumerate(
+                zip(self.ids, self.probabilities.tolist(), self.labels.tolist(), actuals)
             )
         ]
 

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from core import fingerprints
 from core.data import DatasetSplit, SplitParams, load_dataset, split_dataset, to_xy
 from core.evaluate import choose_threshold, evaluate
 from core.persist import BundleMeta, ModelBundle
@@ -31,15 +32,24 @@ API_KEY = "test-key"
 
 
 def make_bundle(split: DatasetSplit, config: TrainConfig) -> ModelBundle:
-    """Fit, choose the threshold on validation, evaluate on the holdout."""
+    """Fit, choose the threshold on validation, evaluate on the holdout; keep the fingerprints
+    of the train and validation rows, as training does."""
     x_train, y_train = to_xy(split.train)
     x_valid, y_valid = to_xy(split.valid)
     x_test, y_test = to_xy(split.test)
     pipeline = fit_pipeline(config, x_train, y_train)
     threshold = choose_threshold(y_valid, pipeline.predict_proba(x_valid)[:, 1])
     metrics = evaluate(y_test, pipeline.predict_proba(x_test)[:, 1], threshold)
-    meta = BundleMeta(family=config.family, config=config, data_sha256="test")
-    return ModelBundle(pipeline=pipeline, threshold=threshold, metrics=metrics, meta=meta)
+    meta = BundleMeta(
+        family=config.family,
+        config=config,
+        data_sha256="test",
+        fingerprint_format=fingerprints.FORMAT,
+    )
+    seen = fingerprints.fingerprint_set(pd.concat([split.train, split.valid]))
+    return ModelBundle(
+        pipeline=pipeline, threshold=threshold, metrics=metrics, meta=meta, fingerprints=seen
+    )
 
 
 @pytest.fixture(scope="session")

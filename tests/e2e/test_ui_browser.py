@@ -198,8 +198,13 @@ def test_retrain_runs_through_the_gate(page: Any, stack: Stack) -> None:
     page.get_by_text(verdict).wait_for()
     champion = status["result"]["champion_score"]  # the stack has a champion before the retrain
     assert champion is not None
-    page.get_by_test_id("stMetric").filter(has_text="Champion score").filter(
+    metric_name = status["result"]["gate_metric"]
+    page.get_by_test_id("stMetric").filter(has_text=f"Champion {metric_name}").filter(
         has_text=f"{champion:.4f}"
+    ).wait_for()
+    rows = status["result"]["compared_rows"]  # both scores on the same rows, neither model's
+    page.get_by_test_id("stMetric").filter(has_text="Rows compared").filter(
+        has_text=str(rows)
     ).wait_for()
     screenshot(page, "retrain")
 

@@ -102,10 +102,13 @@ def test_registry_over_http_then_degraded_when_server_stops(
     version = registry.register(settings, run_id)
     decision = registry.gate(settings, version, factory.holdout())
     assert decision.promoted, decision.reason
+    assert decision.rows is not None and decision.rows.compared_rows == len(factory.holdout()[1])
     assert list((root / "mlartifacts").rglob("roc_curve.png")), "artifacts not served by server"
     assert len(registry.list_plots(settings, version)) >= 5
     loaded = registry.load_champion(settings)
     assert loaded.version == version and not loaded.degraded
+    seen = loaded.bundle.seen_rows  # fingerprints.npy came back through the served artifacts
+    assert seen is not None and np.array_equal(seen, factory.record(60).bundle.fingerprints)
     versions = registry.list_versions(settings)
     assert versions[0].aliases == ["challenger", "champion"]
 

@@ -21,7 +21,8 @@ RUNNING = {
 DONE = {**RUNNING, "status": "succeeded",
         "progress": RUNNING["progress"]
         + [{"step": "gate", "fraction": 1.0, "at": "2025-01-03T00:00:09Z"}],
-        "result": train_result(reason="F1 0.85 beats 0.83").model_dump(mode="json")}  # fmt: skip
+        "result": train_result(reason="F1 0.85 beats 0.83", compared_rows=117, compared_churners=21,
+                               excluded_rows=417).model_dump(mode="json")}  # fmt: skip
 
 
 def _metric(at, name: str) -> str:
@@ -48,9 +49,15 @@ def test_progress_then_gate_decision(open_page, fake_api):
     at.run()  # the next poll
     assert_clean(at)
     assert "Promoted to champion. F1 0.85 beats 0.83" in at.success[0].value
-    assert _metric(at, "New model F1") == "0.8500"
-    assert _metric(at, "Champion score") == "0.8300"
+    assert _metric(at, "New model f1") == "0.8500"
+    assert _metric(at, "Champion f1") == "0.8300"
     assert _metric(at, "New version") == "4"
+    assert _metric(at, "Rows compared") == "117"
+    caption = " ".join(c.value for c in at.caption)
+    assert (
+        "same 117 holdout rows, 21 of them churners, that neither model was trained on" in caption
+    )
+    assert "(417 rows a model was trained on were left out)" in caption
 
 
 def test_rejected_and_failed_jobs(open_page, fake_api):

@@ -63,14 +63,33 @@ def _decision(result: dict[str, Any]) -> None:
         st.success(f"Promoted to champion. {reason}", icon=":material/check_circle:")
     else:
         st.warning(f"Not promoted; the champion stays. {reason}", icon=":material/block:")
+    metric = str(result.get("gate_metric") or "score")
     cols = st.columns(4)
     version = result.get("model_version", result.get("version"))
     cols[0].metric("New version", str(version) if version is not None else "—")
-    cols[1].metric("New model F1", num(result.get("f1", result.get("challenger_score")), 4))
-    cols[2].metric("New model ROC AUC", num(result.get("roc_auc"), 4))
-    cols[3].metric("Champion score", num(result.get("champion_score"), 4))
+    cols[1].metric(f"New model {metric}", num(result.get("challenger_score"), 4))
+    cols[2].metric(f"Champion {metric}", num(result.get("champion_score"), 4))
+    cols[3].metric("Rows compared", num(result.get("compared_rows"), 0))
+    st.caption(_compared(result))
     with st.expander("Full result"):
         st.json(result)
+
+
+def _compared(result: dict[str, Any]) -> str:
+    """What the two scores were measured on, and the new model's figures on its own holdout."""
+    own = (
+        f"On its own holdout the new model has F1 {num(result.get('f1'), 4)} and ROC AUC "
+        f"{num(result.get('roc_auc'), 4)}."
+    )
+    rows = result.get("compared_rows")
+    if rows is None:
+        return own
+    excluded = int(result.get("excluded_rows") or 0)
+    left_out = f" ({excluded} rows a model was trained on were left out)" if excluded else ""
+    return (
+        f"Both scores are on the same {rows} holdout rows, {result.get('compared_churners')} of "
+        f"them churners, that neither model was trained on{left_out}. {own}"
+    )
 
 
 def _status(job_id: str) -> None:
