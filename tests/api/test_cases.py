@@ -12,7 +12,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import API_KEY
-from tests.conftest import ROOT, need
 from tests.factories import CASES
 
 ADMIN = {"X-API-Key": API_KEY}
@@ -26,15 +25,6 @@ def _upload(client: TestClient, name: str, path: str = "/predict/batch", **kw: A
 def _probabilities(answer: Any) -> list[float]:
     assert answer.status_code == 200, answer.text
     return [r["churn_probability"] for r in answer.json()["results"]]
-
-
-def test_the_copies_are_the_shared_cases() -> None:
-    """One test per shared case file: the copies here are exactly the files in shared/cases/."""
-    shared = ROOT.parent / "shared" / "cases" / "inputs"
-    need(shared.is_dir(), f"{shared} (the shared cases beside the clone)")
-    assert sorted(p.name for p in shared.iterdir()) == sorted(p.name for p in CASES.iterdir())
-    for path in shared.iterdir():
-        assert (CASES / path.name).read_bytes() == path.read_bytes(), path.name
 
 
 def test_fr_excel_semicolon_decimal_comma(client: TestClient) -> None:

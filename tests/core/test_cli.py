@@ -38,7 +38,7 @@ def test_predict_prints_the_quality_on_unseen_rows(
     err = capsys.readouterr().err
     scored = pd.read_csv(target)
     report = labelled_report(
-        check_frame(pd.read_csv(source)),
+        check_frame(pd.read_csv(source), require_target=True),
         scored["churn_probability"].to_numpy(),
         trained_model.bundle.threshold,
         trained_model.bundle.seen_rows,
