@@ -74,7 +74,7 @@ audit: $(DEV_STAMP) ## pip-audit of every locked dependency against PyPI's advis
 .PHONY: test
 test: $(DEV_STAMP) ## Run every test (unit, data, model, api, ui, integration, e2e) with the coverage gate
 	@mkdir -p var
-	$(RUN)/pytest --cov --cov-report=term --cov-report=xml:var/coverage.xml $(PYTEST_ARGS)
+	$(RUN)/pytest --cov --cov-report=term --cov-report=xml:var/coverage.xml --durations=40 $(PYTEST_ARGS)
 
 # The quality gates, listed once: make ci, make pipeline-code (make watch), .ci/run, GitHub
 # Actions (code.yml) and Jenkins all run `make gates`.
