@@ -102,8 +102,9 @@ def test_nothing_lost_or_doubled_across_an_elasticsearch_restart(
     stored = count(es, indices.predictions)
     stats = shipper.stats
     print(
-        f"FIGURE outbox restart ({engine.dialect.name}): written 6000, stored {stored}, waiting while down {waiting}, "
-        f"failed passes {stats.failures}, already there {stats.existing}"
+        f"FIGURE outbox restart ({engine.dialect.name}): written 6000, stored {stored}, "
+        f"waiting while down {waiting}, failed passes {stats.failures}, "
+        f"already there {stats.existing}"
     )
     assert stored == 6_000
     assert stats.delivered + stats.existing == 6_000 and stats.rejected == 0
