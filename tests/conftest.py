@@ -31,6 +31,8 @@ IN_CI = bool(os.environ.get("CI"))
 USER_STORE_VARIABLES = (
     "VAR_DIR",
     "DATABASE_URL",
+    "DATABASE_PASSWORD",
+    "DATABASE_PASSWORD_FILE",
     "DATA_PATH",
     "ES_URL",
     "ES_USERNAME",

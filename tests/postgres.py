@@ -74,8 +74,9 @@ class LocalPostgres:
             cwd=self.workdir,
         )
 
-    def init(self) -> None:
-        """``initdb`` a new cluster (superuser ``churnops``, password auth, UTF-8)."""
+    def init(self, durable: bool = False) -> None:
+        """``initdb`` a new cluster (superuser ``churnops``, password auth, UTF-8); without
+        ``durable``, writes are not synced to disk (a test cluster)."""
         if self.run_as:
             shutil.chown(self.workdir, self.run_as, self.run_as)
         pwfile = self.workdir / "pw"
@@ -93,9 +94,10 @@ class LocalPostgres:
             conf.write(
                 f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
                 f"unix_socket_directories = '{self.workdir}'\ntimezone = '{SERVER_TIMEZONE}'\n"
-                # a test cluster: durability is not what these settings are about
-                "fsync = off\nfull_page_writes = off\nmax_connections = 200\n"
+                "max_connections = 200\n"
             )
+            if not durable:  # a test cluster: a crash of the machine may lose it
+                conf.write("fsync = off\nfull_page_writes = off\n")
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""
@@ -132,8 +134,9 @@ class LocalPostgres:
             conn.execute(statement.encode())
 
 
-def start_local_postgres() -> LocalPostgres:
-    """Init and start a cluster in a new folder (as ``postgres`` when this process is root).
+def start_local_postgres(durable: bool = False) -> LocalPostgres:
+    """Init and start a cluster in a new folder (as ``postgres`` when this process is root);
+    ``durable`` keeps PostgreSQL's default fsync settings (``make bench`` measures with them).
 
     Raises:
         RuntimeError: the binaries are missing (``apt-get install postgresql``) or it failed.
@@ -156,7 +159,7 @@ def start_local_postgres() -> LocalPostgres:
     workdir.chmod(0o755)
     server = LocalPostgres(bin_dir, workdir, run_as=run_as)
     try:
-        server.init()
+        server.init(durable)
         server.start()
     except (RuntimeError, LookupError, subprocess.TimeoutExpired) as exc:
         shutil.rmtree(workdir, ignore_errors=True)

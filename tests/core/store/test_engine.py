@@ -211,3 +211,17 @@ def test_errors_are_one_clear_line(pg_url: str, tmp_path: Path) -> None:
         open_engine("churnops.db")
     with pytest.raises(StoreError, match="ships the drivers"):
         open_engine(f"mysql+nosuchdriver://u:p@127.0.0.1/{tmp_path.name}")
+
+
+def test_the_password_can_come_from_a_docker_secret_file(pg_url: str, tmp_path: Path) -> None:
+    """DATABASE_URL without a password + DATABASE_PASSWORD_FILE (a Docker secret): the store
+    opens; the URL in the environment holds no secret."""
+    from core.settings import Settings  # pylint: disable=import-outside-toplevel
+
+    secret = tmp_path / "db_password"
+    secret.write_text("test-only-pw\n", encoding="utf-8")
+    bare = pg_url.replace(":test-only-pw@", "@")
+    settings = Settings(_env_file=None, database_url=bare, database_password_file=secret)
+    assert settings.db_url == pg_url
+    assert current_revision(open_engine(settings.db_url)) == head_revision()
+    assert Settings(_env_file=None, database_url=bare).db_url == bare
