@@ -44,7 +44,8 @@ from tests.monitoring.conftest import LocalElasticsearch
 from tests.monitoring.conftest import elasticsearch  # noqa: F401  # pylint: disable=unused-import
 from tests.postgres import LocalPostgres
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# a registry, a 2-worker API and 60 s of load (Elasticsearch too): longer than the default 300 s
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 CLIENTS = 32
 SECONDS = 60.0
