@@ -128,7 +128,8 @@ def create_app(
         engine = await run_in_threadpool(open_engine, conf.db_url)
         hub = EventHub()
         hub.bind(asyncio.get_running_loop())
-        writer = PredictionWriter(engine)
+        # rows the database cannot take before shutdown are kept there and replayed on start
+        writer = PredictionWriter(engine, spool_dir=conf.var_dir / "spool" / "predictions")
         writer.start()
 
         def swapped(served: ServedModel) -> None:

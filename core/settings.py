@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL of the predictions DB; default: SQLite under var/."
     )
+    database_password: SecretStr | None = Field(
+        None, description="Password of DATABASE_URL's user, when the URL does not carry it."
+    )
+    database_password_file: Path | None = Field(
+        None, description="Docker secret file holding DATABASE_PASSWORD."
+    )
 
     es_url: str | None = Field(None, description="Elasticsearch URL; unset = monitoring to SQLite.")
     es_username: str | None = None
@@ -138,6 +144,7 @@ class Settings(BaseSettings):
             ("api_key", "api_key_file"),
             ("es_password", "es_password_file"),
             ("smtp_password", "smtp_password_file"),
+            ("database_password", "database_password_file"),
         ):
             value = _read_secret_file(getattr(self, file_attr))
             if value is not None:
@@ -158,10 +165,21 @@ class Settings(BaseSettings):
 
     @property
     def db_url(self) -> str:
-        """The predictions database URL, defaulting to SQLite under ``var/``."""
-        if self.database_url:
+        """The predictions database URL, defaulting to SQLite under ``var/``.
+
+        ``DATABASE_PASSWORD`` (or the secret file ``DATABASE_PASSWORD_FILE``) is put into
+        ``DATABASE_URL`` when set, so the URL itself (e.g. in a stack file) holds no secret.
+        """
+        if not self.database_url:
+            return f"sqlite:///{(self.var_dir / 'churnops.db').resolve()}"
+        if self.database_password is None:
             return self.database_url
-        return f"sqlite:///{(self.var_dir / 'churnops.db').resolve()}"
+        from sqlalchemy.engine import make_url  # pylint: disable=import-outside-toplevel
+
+        with_password = make_url(self.database_url).set(
+            password=self.database_password.get_secret_value()
+        )
+        return with_password.render_as_string(hide_password=False)
 
     @property
     def model_cache_dir(self) -> Path:

@@ -2,6 +2,7 @@
 
     churnops serve api|ui         start one service in the foreground (see ops.services)
     churnops prepare              create or migrate the predictions database and MLflow store
+    churnops migrate-store        copy the SQLite history into DATABASE_URL (e.g. PostgreSQL)
     churnops run                  API + UI (+ shipper), training a first model if needed
     churnops validate|train|evaluate|predict|promote|rollback|champion|tune   the ML pipeline
     churnops monitoring ...       Elasticsearch setup, shipper, drift, host agent, MLflow export
@@ -15,6 +16,7 @@ Errors are one line on stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -68,6 +70,42 @@ def _prepare(argv: Sequence[str]) -> int:
     return 0
 
 
+def _migrate_store(argv: Sequence[str]) -> int:
+    """``churnops migrate-store``: copy a predictions history (by default the embedded SQLite
+    file under VAR_DIR) into another database (by default DATABASE_URL), verified; running it
+    again copies nothing twice. Last stdout line: one JSON object of the counts."""
+    # Imported when used: the other commands do not need the store.
+    from core.store.copy import copy_store  # pylint: disable=import-outside-toplevel
+
+    settings = get_settings()
+    embedded = settings.model_copy(update={"database_url": None}).db_url
+    parser = argparse.ArgumentParser(
+        prog="churnops migrate-store", description=_migrate_store.__doc__
+    )
+    parser.add_argument("--from", dest="source", default=embedded, help=f"default: {embedded}")
+    parser.add_argument(
+        "--to", dest="target", default=settings.database_url, help="default: DATABASE_URL"
+    )
+    args = parser.parse_args(argv)
+    if not args.target:
+        print(
+            "churnops migrate-store: say where to copy the history: --to URL or DATABASE_URL "
+            "(e.g. postgresql+psycopg://churnops:PASSWORD@localhost:5432/churnops)",
+            file=sys.stderr,
+        )
+        return 2
+    done = copy_store(args.source, args.target)
+    print(f"{done.source} -> {done.target}", file=sys.stderr)
+    for table in done.tables:
+        print(
+            f"  {table.table:<20} {table.source:>9} rows, {table.copied:>9} copied, "
+            f"{table.present:>9} found in the target{'' if table.verified else '  MISSING'}",
+            file=sys.stderr,
+        )
+    print(json.dumps(done.summary(), separators=(",", ":")))
+    return 0 if done.verified else 1
+
+
 def _delegate(module: str) -> Callable[[Sequence[str]], int]:
     def run(argv: Sequence[str]) -> int:
         # Imported when used: each command pulls in only what it needs (MLflow, pandas...).
@@ -82,6 +120,7 @@ def _delegate(module: str) -> Callable[[Sequence[str]], int]:
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "serve": _serve,
     "prepare": _prepare,
+    "migrate-store": _migrate_store,
     "run": _delegate("ops.launcher"),
     "monitoring": _delegate("core.monitoring.cli"),
     "pipeline": _delegate("ops.runner"),

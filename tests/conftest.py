@@ -19,6 +19,7 @@ from core.settings import DOTENV_VARIABLE, Settings, get_settings
 
 if TYPE_CHECKING:
     from core.pipelines import TrainedModel
+    from tests.postgres import LocalPostgres
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = bool(os.environ.get("CI"))
@@ -30,6 +31,8 @@ IN_CI = bool(os.environ.get("CI"))
 USER_STORE_VARIABLES = (
     "VAR_DIR",
     "DATABASE_URL",
+    "DATABASE_PASSWORD",
+    "DATABASE_PASSWORD_FILE",
     "DATA_PATH",
     "ES_URL",
     "ES_USERNAME",
@@ -153,3 +156,40 @@ def browser() -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """The session's PostgreSQL server (Debian's binaries; see :mod:`tests.postgres`), stopped and
+    removed at the end. Skips locally, fails in CI, when it cannot start."""
+    from tests import postgres as pg  # pylint: disable=import-outside-toplevel  # only when used
+
+    try:
+        server = pg.start_local_postgres()
+    except RuntimeError as exc:
+        need(False, f"no PostgreSQL server for the tests: {exc}")
+        raise  # need() raised already; this keeps the type checker informed
+    try:
+        yield server
+    finally:
+        pg.remove(server)
+
+
+@pytest.fixture()
+def pg_url(postgres: LocalPostgres) -> Iterator[str]:
+    """A new empty database on the session's PostgreSQL (dropped after the test)."""
+    from core.store import open_engine  # pylint: disable=import-outside-toplevel
+
+    url = postgres.create_database()
+    yield url
+    open_engine.cache_clear()
+    postgres.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty predictions database on each back end: a SQLite file under ``tmp_path``, then
+    a database of the session's PostgreSQL server. Tests that take it run once per back end."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("pg_url"))

@@ -118,10 +118,11 @@ def store_results(
     quality: dict[str, Any] | None,
     indices: Indices | None = None,
 ) -> str:
-    """Write a drift report (and a quality snapshot) to Elasticsearch, or SQLite when unset.
+    """Write a drift report (and a quality snapshot) to Elasticsearch, or to the predictions
+    database (``settings.db_url``) when ``ES_URL`` is unset.
 
     Returns:
-        ``"es"`` or ``"sqlite"``.
+        ``"es"``, or the database's back end: ``"sqlite"`` or ``"postgresql"``.
     """
     if settings.es_url:
         sink = get_event_sink(settings, indices)
@@ -149,7 +150,7 @@ def store_results(
     )
     if quality is not None:
         store.add_quality(quality)
-    return "sqlite"
+    return store.engine.dialect.name
 
 
 def _quality_document(quality: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from alembic.util.exc import CommandError
 from filelock import FileLock
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 log = logging.getLogger(__name__)
 
@@ -77,23 +77,23 @@ def current_revision(engine: Engine) -> str | None:
 
 
 @contextmanager
-def _migration_lock(engine: Engine) -> Iterator[None]:
+def _file_lock(engine: Engine) -> Iterator[None]:
+    """A lock file next to a SQLite file (SQLite has no lock that outlives a transaction)."""
     path = _sqlite_file(str(engine.url))
-    if path is not None:
-        lock = FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT)
-        with lock:
-            yield
+    if path is None:
+        yield
         return
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": PG_LOCK_KEY})
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PG_LOCK_KEY})
-                conn.commit()
+    with FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT):
+        yield
+
+
+def _server_lock(conn: Connection) -> None:
+    """On PostgreSQL, take the migration's advisory lock for the rest of ``conn``'s transaction
+    (released by its commit or rollback, also when the process dies), waiting ``LOCK_TIMEOUT``."""
+    if conn.dialect.name != "postgresql":
         return
-    yield
+    conn.execute(text(f"SET LOCAL lock_timeout = '{int(LOCK_TIMEOUT * 1000)}ms'"))
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
 
 
 def prepare(engine: Engine) -> str:
@@ -113,24 +113,22 @@ def prepare(engine: Engine) -> str:
     try:
         if current_revision(engine) == head:
             return head
-        with _migration_lock(engine):
-            with engine.begin() as conn:
-                found = MigrationContext.configure(conn).get_current_revision()
-                if found != head:
-                    log.info("migrating the predictions database %s: %s -> %s", where, found, head)
-                    command.upgrade(_alembic_config(conn), "head")
-    except TimeoutError as exc:
-        raise StoreError(
-            f"another process has been migrating the predictions database {where} for more "
-            f"than {LOCK_TIMEOUT:.0f} s; stop it, or remove a stale {where}.lock"
-        ) from exc
+        with _file_lock(engine), engine.begin() as conn:
+            _server_lock(conn)
+            found = MigrationContext.configure(conn).get_current_revision()
+            if found != head:
+                log.info("migrating the predictions database %s: %s -> %s", where, found, head)
+                command.upgrade(_alembic_config(conn), "head")
+    except (TimeoutError, OperationalError) as exc:
+        if isinstance(exc, TimeoutError) or _lock_timed_out(exc):
+            stale = f", or remove a stale {where}.lock" if _sqlite_file(str(engine.url)) else ""
+            raise StoreError(
+                f"another process has been migrating the predictions database {where} for more "
+                f"than {LOCK_TIMEOUT:.0f} s; stop it{stale}"
+            ) from exc
+        raise StoreError(_unreachable(where, engine, exc)) from exc
     except SQLAlchemyError as exc:
-        raise StoreError(
-            f"the predictions database {where} cannot be opened or migrated "
-            f"({type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}). "
-            "Check DATABASE_URL; to start over with an empty history, move the file aside "
-            "(or run `make clean`)."
-        ) from exc
+        raise StoreError(_unreachable(where, engine, exc)) from exc
     except CommandError as exc:  # e.g. a revision this code does not know (a newer database)
         raise StoreError(
             f"the predictions database {where} cannot be migrated ({exc}); if a newer churnops "
@@ -139,9 +137,52 @@ def prepare(engine: Engine) -> str:
     return head
 
 
+def _lock_timed_out(exc: OperationalError) -> bool:
+    """PostgreSQL's ``lock_not_available`` (SQLSTATE 55P03): the advisory lock's wait ran out."""
+    return getattr(exc.orig, "sqlstate", None) == "55P03"
+
+
+def _unreachable(where: str, engine: Engine, exc: SQLAlchemyError) -> str:
+    """One line: which database, the driver's own reason (not the SQL), what to do."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = reason[0] if reason else type(exc).__name__
+    if _sqlite_file(str(engine.url)) is not None:
+        advice = (
+            "Check DATABASE_URL; to start over with an empty history, move the file aside "
+            "(or run `make clean`)."
+        )
+    else:
+        advice = "Check DATABASE_URL (user, password, host, port, database) and that it is up."
+    return (
+        f"the predictions database {where} cannot be opened or migrated "
+        f"({type(exc).__name__}: {first}). {advice}"
+    )
+
+
 def _describe(engine: Engine) -> str:
     path = _sqlite_file(str(engine.url))
     return str(path) if path is not None else engine.url.render_as_string(hide_password=True)
+
+
+def store_url(url: str) -> str:
+    """``url`` with the driver churnops ships for its scheme: ``postgresql://`` and
+    ``postgres://`` (the forms PostgreSQL's own tools and most hosts print) become
+    ``postgresql+psycopg://`` (psycopg 3, in the lock; SQLAlchemy would otherwise look for
+    psycopg2). Other URLs are returned unchanged.
+
+    Raises:
+        StoreError: ``url`` is not a database URL.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(
+            f"DATABASE_URL is not a database URL ({exc}); e.g. sqlite:///var/churnops.db or "
+            "postgresql+psycopg://churnops:PASSWORD@db:5432/churnops"
+        ) from exc
+    if parsed.drivername in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
 
 
 @lru_cache(maxsize=8)
@@ -149,19 +190,31 @@ def open_engine(url: str) -> Engine:
     """The process's engine for ``url``, with its schema prepared (see :func:`prepare`).
 
     SQLite gets its parent folder, WAL mode, ``synchronous=NORMAL`` and a 30 s busy timeout;
-    server databases get ``pool_pre_ping`` (a connection dropped by a restart is replaced).
+    server databases get ``pool_pre_ping`` (a connection dropped by a restart is replaced on its
+    next checkout) and a 10 s connect timeout (an unreachable host fails, it does not hang).
 
     Raises:
-        StoreError: see :func:`prepare`.
+        StoreError: see :func:`store_url` and :func:`prepare`; also a driver that is not installed.
     """
+    url = store_url(url)
     path = _sqlite_file(url)
+    backend = make_url(url).get_backend_name()
     kwargs: dict[str, Any] = {"pool_pre_ping": path is None}
-    if make_url(url).get_backend_name() == "sqlite":
+    if backend == "sqlite":
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, **kwargs)
-    if make_url(url).get_backend_name() == "sqlite":
+    elif backend == "postgresql":
+        kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        engine = create_engine(url, **kwargs)
+    except (ArgumentError, ImportError) as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise StoreError(
+            f"cannot open the predictions database {shown}: {exc}. churnops ships the drivers "
+            "for sqlite:/// and postgresql+psycopg:// URLs"
+        ) from exc
+    if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     prepare(engine)
     return engine

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, Column, DateTime, Float, Index, Integer, String, Table, Text, text
-from sqlmodel import Field, SQLModel
+from sqlalchemy import Boolean, Column, Float, Index, Integer, String, Table, Text, text
+from sqlmodel import Field, SQLModel, UTCDateTime
 
 #: The rows the shipper has not sent yet (the partial index below holds only those).
 UNSHIPPED = "shipped_at IS NULL"
 METADATA = SQLModel.metadata
+# Every timestamp column is ``UTCDateTime`` (what SQLModel gives ``datetime`` fields): TIMESTAMPTZ
+# on PostgreSQL, written from aware datetimes only (a naive one is a ValueError, not a silent shift
+# by the server's time zone) and read back as aware UTC datetimes on both back ends.
 
 
 def utcnow() -> datetime:
@@ -25,8 +28,9 @@ def utcnow() -> datetime:
 
 
 def as_utc(value: datetime) -> datetime:
-    """Attach UTC to the naive datetimes SQLite gives back."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    """``value`` in UTC: a naive value (SQLite keeps no offset) is taken as UTC, an aware one
+    (PostgreSQL answers in its session's time zone) is converted."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Prediction(SQLModel, table=True):
@@ -94,7 +98,7 @@ HOST = Table(
     "monitoring_host",
     METADATA,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), index=True, nullable=False),
+    Column("at", UTCDateTime(), index=True, nullable=False),
     Column("host", String(255), nullable=False),
     Column("metricset", String(32), nullable=False, index=True),
     Column("name", String(255), nullable=True, doc="container name / core id"),
@@ -110,7 +114,7 @@ DRIFT = Table(
     METADATA,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("run_id", String(64), index=True, nullable=False),
-    Column("computed_at", DateTime(timezone=True), index=True, nullable=False),
+    Column("computed_at", UTCDateTime(), index=True, nullable=False),
     Column("feature", String(64), nullable=False),
     Column("kind", String(16), nullable=False),
     Column("psi", Float, nullable=False),
@@ -137,7 +141,7 @@ QUALITY = Table(
     "monitoring_quality",
     METADATA,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), index=True, nullable=False),
+    Column("at", UTCDateTime(), index=True, nullable=False),
     Column("count", Integer, nullable=False),
     Column("accuracy", Float),
     Column("precision", Float),

@@ -1,8 +1,17 @@
 """The batched prediction writer: handlers queue rows, one background thread inserts them.
 
 Handlers enqueue a dict (well under a microsecond) and one background thread inserts them in
-batches, off the request's critical path. Rows are never dropped: the buffer is unbounded, every
-batch is retried until it lands, and ``close()`` drains it before the process exits.
+batches, off the request's critical path. Rows are never dropped:
+
+* the buffer is unbounded, and a batch that fails because the database is not there right now
+  (SQLite locked; PostgreSQL restarting, or a connection it dropped — psycopg's
+  ``OperationalError``/``InterfaceError``) is retried, with back-off, until it lands;
+* ``close()`` drains the buffer before the process exits; what still cannot be written when its
+  time is up is kept in the writer's spool (NDJSON files under ``var/spool/predictions``) and
+  replayed into the database by the next writer that starts on that folder;
+* a row the database refuses for good (a bad value) is kept in ``rejected/`` of the spool, the
+  rest of its batch is written; a row refused because its id is already stored (a batch whose
+  commit was acknowledged too late, sent again) is not a loss and is only counted.
 """
 
 from __future__ import annotations
@@ -14,16 +23,55 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, insert
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from core.store.tables import PREDICTION
 
+if TYPE_CHECKING:
+    from core.monitoring.spool import Spool
+
 log = logging.getLogger(__name__)
+
+#: Timestamp columns of a spooled row (JSON text in the spool, datetimes again on replay).
+TIMESTAMPS = ("created_at", "feedback_at", "shipped_at")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database is not there *right now* (retrying may succeed).
+
+    SQLAlchemy wraps the driver's errors: ``OperationalError`` (SQLite locked; PostgreSQL refusing
+    connections while it starts or stops, a connection it terminated) and ``InterfaceError``
+    (psycopg on a connection already closed), or any error on a connection SQLAlchemy recognised
+    as dropped (``connection_invalidated``).
+    """
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+@dataclass
+class WriterCounts:
+    """Rows of a :class:`PredictionWriter` since it started.
+
+    Attributes:
+        submitted: rows queued by the handlers.
+        settled: rows dealt with (written, already stored, or spooled).
+        written: rows this writer inserted (replayed ones included).
+        spooled: rows kept in the spool (not written yet, or refused: ``rejected/``).
+        duplicates: rows the database already held when they were sent again (not a loss).
+    """
+
+    submitted: int = 0
+    settled: int = 0
+    written: int = 0
+    spooled: int = 0
+    duplicates: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,33 +121,50 @@ class PredictionWriter:
     ``submit`` appends to a list under an uncontended lock (no syscall, no thread wake-up per
     request); the thread swaps the list out every ``interval`` seconds (or at once on ``flush``)
     and inserts it in one transaction. A short interval keeps each insert (which holds the GIL
-    while it builds the rows) small, so it never stalls the event loop for long. Failed batches
-    are retried until they land; ``close`` writes what is left.
+    while it builds the rows) small, so it never stalls the event loop for long. Batches that fail
+    while the database is unavailable are retried until they land; ``close`` writes what is left,
+    and spools what it could not write in its time (see the module docstring).
 
     Args:
         engine: the predictions database.
         interval: seconds between writes.
+        spool_dir: where rows that could not be written are kept (and replayed from on start);
+            ``None`` keeps nothing: what ``close`` cannot write is then lost (and logged).
     """
 
-    def __init__(self, engine: Engine, *, interval: float = 0.02) -> None:
+    def __init__(
+        self, engine: Engine, *, interval: float = 0.02, spool_dir: Path | None = None
+    ) -> None:
         self._engine = engine
         self._interval = interval
+        self._spool_dir = spool_dir
+        self._spool: Spool | None = None
         self._lock = threading.Lock()
         self._buffer: list[dict[str, Any] | BatchRows] = []
-        self._submitted = 0
-        self._written = 0
+        self._counts = WriterCounts()
         self._done = threading.Condition()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._give_up = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prediction-writer", daemon=True)
 
     @property
     def written(self) -> int:
-        """Rows written since start."""
-        return self._written
+        """Rows this writer inserted since start (replayed ones included)."""
+        return self._counts.written
+
+    @property
+    def spooled(self) -> int:
+        """Rows this writer kept in its spool (could not be written, or refused)."""
+        return self._counts.spooled
+
+    @property
+    def duplicates(self) -> int:
+        """Rows the database already held when this writer sent them again (not a loss)."""
+        return self._counts.duplicates
 
     def start(self) -> None:
-        """Start the background thread (idempotent)."""
+        """Start the background thread (idempotent); it first replays the spool."""
         if not self._thread.is_alive() and not self._stop.is_set():
             self._thread.start()
 
@@ -107,38 +172,51 @@ class PredictionWriter:
         """Queue one row (a dict of :class:`Prediction` columns; ``features`` may be a dict)."""
         with self._lock:
             self._buffer.append(row)
-            self._submitted += 1
+            self._counts.submitted += 1
 
     def submit_batch(self, batch: BatchRows) -> None:
         """Queue a scored batch; its rows are built in the writer thread."""
         with self._lock:
             self._buffer.append(batch)
-            self._submitted += len(batch)
+            self._counts.submitted += len(batch)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every row queued so far is in the database; False on timeout."""
-        target = self._submitted
+        """Wait until every row queued so far is settled (in the database, or spooled); False
+        on timeout."""
+        target = self._counts.submitted
         deadline = time.monotonic() + timeout
         self._wake.set()
         with self._done:
-            while self._written < target:
+            while self._counts.settled < target:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._thread.is_alive():
-                    return self._written >= target
+                    return self._counts.settled >= target
                 self._done.wait(min(remaining, 0.05))
         return True
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write everything still queued, then stop the thread."""
+        """Write everything still queued, then stop the thread.
+
+        Rows that cannot be written within ``timeout`` seconds (the database is down) are
+        spooled (or, without a spool, logged as lost). A writer never started drains the same
+        way (its thread runs once).
+        """
         self._stop.set()
         self._wake.set()
+        if self._thread.ident is None:
+            self._thread.start()
+        self._thread.join(timeout)
         if self._thread.is_alive():
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.error("prediction writer did not finish within %.0f s", timeout)
-        else:
-            self._drain()
+            log.error(
+                "the predictions database did not answer within %.0f s: keeping the %d rows "
+                "left in the spool",
+                timeout,
+                self._counts.submitted - self._counts.settled,
+            )
+            self._give_up.set()
+            self._thread.join(30.0)
 
+    # --- the writer thread -------------------------------------------------------------------
     def _take(self) -> list[dict[str, Any]]:
         with self._lock:
             taken, self._buffer = self._buffer, []
@@ -151,37 +229,134 @@ class PredictionWriter:
         return rows
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
-        for row in rows:
-            if not isinstance(row["features"], str):
-                row["features"] = json.dumps(row["features"])
         with self._engine.begin() as conn:  # Core executemany: no ORM unit of work per row
             conn.execute(insert(PREDICTION), rows)
 
-    def _insert_retrying(self, rows: list[dict[str, Any]]) -> None:
-        """Insert; retry while the database is unavailable/locked (transient), never drop."""
+    def _insert_retrying(self, rows: list[dict[str, Any]]) -> bool:
+        """Insert; retry while the database is unavailable (transient errors), with back-off.
+
+        Returns:
+            True once inserted; False when ``close`` gave up waiting (the rows are not written).
+
+        Raises:
+            SQLAlchemyError: the database refused the rows (not a transient error).
+        """
         delay = 0.05
-        while True:
+        while not self._give_up.is_set():
             try:
                 self._insert(rows)
-                return
-            except OperationalError:
-                log.exception("writing %d predictions failed; retrying", len(rows))
-                time.sleep(delay)
+                return True
+            except SQLAlchemyError as exc:
+                if not transient(exc):
+                    raise
+                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+                log.warning(
+                    "writing %d predictions failed (%s); retrying in %.2f s",
+                    len(rows),
+                    reason[0] if reason else type(exc).__name__,
+                    delay,
+                )
+                self._give_up.wait(delay)
                 delay = min(delay * 2, 2.0)
+        return False
+
+    def _store(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert ``rows``: as one batch, or row by row when the batch is refused.
+
+        Counts what was written, already stored and rejected (kept in ``rejected/``).
+
+        Returns:
+            The rows not written because ``close`` gave up waiting for the database.
+        """
+        for row in rows:
+            if not isinstance(row["features"], str):
+                row["features"] = json.dumps(row["features"])
+        try:
+            if self._insert_retrying(rows):
+                self._count(written=len(rows))
+                return []
+            return rows
+        except SQLAlchemyError:  # e.g. an id already stored: write the others row by row
+            log.warning("a batch of %d predictions was refused; writing row by row", len(rows))
+        left: list[dict[str, Any]] = []
+        for row in rows:
+            try:
+                if self._insert_retrying([row]):
+                    self._count(written=1)
+                else:
+                    left.append(row)
+            except SQLAlchemyError as exc:
+                if self._stored(row["id"]):
+                    self._count(duplicates=1)
+                else:
+                    log.error("prediction %s refused by the database: %s", row["id"], exc)
+                    self._count(spooled=self._keep([row], rejected=True))
+        return left
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
-        try:
-            self._insert_retrying(rows)
-        except SQLAlchemyError:  # e.g. a duplicate id: write the rest row by row
-            log.exception("batch of %d predictions refused; writing row by row", len(rows))
-            for row in rows:
-                try:
-                    self._insert_retrying([row])
-                except SQLAlchemyError:
-                    log.exception("prediction %s refused by the database", row.get("id"))
+        left = self._store(rows)
+        self._count(spooled=self._keep(left), settled=len(rows))
+
+    def _count(
+        self, *, written: int = 0, spooled: int = 0, duplicates: int = 0, settled: int = 0
+    ) -> None:
         with self._done:
-            self._written += len(rows)
+            self._counts.written += written
+            self._counts.spooled += spooled
+            self._counts.duplicates += duplicates
+            self._counts.settled += settled
             self._done.notify_all()
+
+    def _stored(self, prediction_id: str) -> bool:
+        try:
+            with self._engine.connect() as conn:
+                query = select(PREDICTION.c.id).where(PREDICTION.c.id == prediction_id)
+                return conn.execute(query).first() is not None
+        except SQLAlchemyError:
+            return False
+
+    def _open_spool(self, rejected: bool = False) -> Spool | None:
+        if self._spool_dir is None:
+            return None
+        # Imported when needed: the same NDJSON segment folder as the monitoring sender's spool.
+        from core.monitoring.spool import Spool  # pylint: disable=import-outside-toplevel
+
+        if rejected:
+            return Spool(self._spool_dir / "rejected")
+        if self._spool is None:
+            self._spool = Spool(self._spool_dir)
+        return self._spool
+
+    def _keep(self, rows: list[dict[str, Any]], rejected: bool = False) -> int:
+        """Put ``rows`` in the spool (``rejected/``: never replayed); how many were kept."""
+        if not rows:
+            return 0
+        spool = self._open_spool(rejected)
+        if spool is None:
+            log.error("%d predictions could not be written and there is no spool: lost", len(rows))
+            return 0
+        spool.write(rows)
+        return len(rows)
+
+    def replay(self) -> int:
+        """Write the spooled rows into the database (each segment claimed by one process, so
+        several workers sharing the folder never write it twice); how many were written."""
+        spool = self._open_spool()
+        if spool is None:
+            return 0
+        before = self._counts.written
+        while not self._give_up.is_set() and (claimed := spool.claim()) is not None:
+            path, records = claimed
+            left = self._store([_from_spool(record) for record in records])
+            self._keep(left)  # still not written: back in the spool as a new segment
+            spool.done(path)
+            if left:
+                break
+        if self._counts.written > before:
+            log.info(
+                "replayed %d spooled predictions into the database", self._counts.written - before
+            )
+        return self._counts.written - before
 
     def _drain(self) -> None:
         while True:
@@ -191,8 +366,18 @@ class PredictionWriter:
             self._write(batch)
 
     def _run(self) -> None:
+        self.replay()
         while not self._stop.is_set():
             self._wake.wait(self._interval)
             self._wake.clear()
             self._drain()
         self._drain()
+
+
+def _from_spool(record: dict[str, Any]) -> dict[str, Any]:
+    """A spooled row (JSON) as a row to insert: its timestamps are datetimes again."""
+    row = dict(record)
+    for name in TIMESTAMPS:
+        if isinstance(row.get(name), str):
+            row[name] = datetime.fromisoformat(row[name])
+    return row

@@ -1,4 +1,5 @@
-"""Drift: PSI/KS computation, the drift job (SQLite and CSV), live quality, alerts."""
+"""Drift: PSI/KS computation, the drift job (on both database back ends, and CSV), live quality,
+alerts."""
 
 from __future__ import annotations
 
@@ -22,6 +23,13 @@ from tests.monitoring.helpers import (
     shifted,
     training_frame,
 )
+
+
+@pytest.fixture()
+def settings(settings: Settings, store_url: str) -> Settings:
+    """The tmp settings with the predictions (and embedded monitoring tables) in ``store_url``:
+    a SQLite file, then a PostgreSQL database."""
+    return settings.model_copy(update={"database_url": store_url})
 
 
 def test_psi_is_zero_for_identical_and_large_for_disjoint() -> None:
@@ -144,7 +152,8 @@ def test_drift_job_on_recent_predictions_writes_sqlite(
     monkeypatch.setattr(jobs, "request_retrain", lambda _s: "job-1")
     options = jobs.DriftOptions(retrain=True)
     outcome = jobs.run_drift(settings, options, reference=reference(), model_version="7")
-    assert outcome.stored_in == "sqlite" and outcome.notified and outcome.retrain_job == "job-1"
+    assert outcome.stored_in == settings.db_url.split(":")[0].split("+")[0]
+    assert outcome.notified and outcome.retrain_job == "job-1"
     assert sent == [outcome.report.run_id]
     assert outcome.report.current_rows == 300
     found = latest_drift(settings)

@@ -92,7 +92,17 @@ def docker_socket(tmp_path: Path) -> Iterator[Path]:
     server.server_close()
 
 
-def test_agent_to_sqlite_with_containers(settings: Settings, docker_socket: Path) -> None:
+@pytest.fixture()
+def store_settings(settings: Settings, store_url: str) -> Settings:
+    """The tmp settings with the embedded monitoring tables in ``store_url`` (SQLite, then
+    PostgreSQL)."""
+    return settings.model_copy(update={"database_url": store_url})
+
+
+def test_agent_to_the_database_with_containers(
+    store_settings: Settings, docker_socket: Path
+) -> None:
+    settings = store_settings
     store = MonitoringStore(settings.db_url)
     docker = DockerStats(docker_socket)
     assert docker.available and not DockerStats(docker_socket.with_name("none")).available
@@ -193,7 +203,8 @@ def test_cli_without_elasticsearch(
         get_settings.cache_clear()
 
 
-def test_monitoring_routes(settings: Settings) -> None:
+def test_monitoring_routes(store_settings: Settings) -> None:
+    settings = store_settings
     app = FastAPI()
     app.include_router(router)
     app.dependency_overrides[get_settings_dep] = lambda: settings

@@ -41,11 +41,11 @@ def shipper_of(
 
 
 def test_10k_rows_shipped_each_once(
-    es: Elasticsearch, es_url: str, indices: Indices, tmp_path: Path
+    store_url: str, es: Elasticsearch, es_url: str, indices: Indices, tmp_path: Path
 ) -> None:
     """Every stored row lands in Elasticsearch once and is stamped (speed: ``make bench``)."""
     setup(es, prefix=indices.prefix)
-    engine = open_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    engine = open_engine(store_url)
     store(engine, prediction_rows(10_000))
     shipper = shipper_of(engine, es_url, indices, tmp_path)
     done = shipper.drain()
@@ -58,13 +58,17 @@ def test_10k_rows_shipped_each_once(
 
 
 def test_nothing_lost_or_doubled_across_an_elasticsearch_restart(
-    elasticsearch: LocalElasticsearch, es: Elasticsearch, indices: Indices, tmp_path: Path
+    store_url: str,
+    elasticsearch: LocalElasticsearch,
+    es: Elasticsearch,
+    indices: Indices,
+    tmp_path: Path,
 ) -> None:
     """The API keeps writing while ES is down; the rows wait in the table; all land exactly once."""
     if elasticsearch.external:
         pytest.skip("cannot restart an external ES_TEST_URL cluster")
     setup(es, prefix=indices.prefix)
-    engine = open_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    engine = open_engine(store_url)
     writer = PredictionWriter(engine, interval=0.01)
     writer.start()
     shipper = shipper_of(
@@ -98,18 +102,19 @@ def test_nothing_lost_or_doubled_across_an_elasticsearch_restart(
     stored = count(es, indices.predictions)
     stats = shipper.stats
     print(
-        f"FIGURE outbox restart: written 6000, stored {stored}, waiting while down {waiting}, "
-        f"failed passes {stats.failures}, already there {stats.existing}"
+        f"FIGURE outbox restart ({engine.dialect.name}): written 6000, stored {stored}, "
+        f"waiting while down {waiting}, failed passes {stats.failures}, "
+        f"already there {stats.existing}"
     )
     assert stored == 6_000
     assert stats.delivered + stats.existing == 6_000 and stats.rejected == 0
 
 
 def test_a_rerun_ships_nothing_new_and_later_rows_are_shipped(
-    es: Elasticsearch, es_url: str, indices: Indices, tmp_path: Path
+    store_url: str, es: Elasticsearch, es_url: str, indices: Indices, tmp_path: Path
 ) -> None:
     setup(es, prefix=indices.prefix)
-    engine = open_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    engine = open_engine(store_url)
     ids = store(engine, prediction_rows(300))
     assert shipper_of(engine, es_url, indices, tmp_path).drain().stamped == 300
     again = shipper_of(engine, es_url, indices, tmp_path)
@@ -130,11 +135,11 @@ def test_a_rerun_ships_nothing_new_and_later_rows_are_shipped(
 
 
 def test_rejected_rows_are_kept_and_do_not_block_the_rest(
-    es: Elasticsearch, es_url: str, indices: Indices, tmp_path: Path
+    store_url: str, es: Elasticsearch, es_url: str, indices: Indices, tmp_path: Path
 ) -> None:
     """An unmappable value and an unreadable row go to the rejected spool; the rest ships."""
     setup(es, prefix=indices.prefix)
-    engine = open_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    engine = open_engine(store_url)
     good = store(engine, prediction_rows(100))
     (unmappable,) = store(
         engine, prediction_rows(1, {**EXAMPLE_CHURNER, "account_length": "not a number"})

@@ -27,9 +27,11 @@ def nowhere() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-def test_elasticsearch_down_nothing_is_stamped_and_stop_is_prompt(tmp_path: Path) -> None:
+def test_elasticsearch_down_nothing_is_stamped_and_stop_is_prompt(
+    store_url: str, tmp_path: Path
+) -> None:
     """The loop backs off (counting failures), keeps its heartbeat, stamps nothing, stops."""
-    engine = open_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    engine = open_engine(store_url)
     store(engine, prediction_rows(250))
     shipper = PredictionShipper(
         engine, connect(nowhere(), timeout=1.0), tmp_path / "rej", config=FAST

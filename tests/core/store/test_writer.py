@@ -1,0 +1,180 @@
+"""The batched prediction writer on both back ends: every row lands once, transient failures are
+retried, what cannot be written is spooled and replayed, refused rows are kept."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.exc import OperationalError
+
+from core.monitoring.spool import Spool
+from core.store import PREDICTION, PredictionWriter, open_engine, utcnow
+from core.store.writer import transient
+from tests.postgres import LocalPostgres
+
+
+def row(i: int = 0, **overrides: Any) -> dict[str, Any]:
+    """One prediction row as the API submits it."""
+    return {
+        "id": str(uuid.uuid4()),
+        "created_at": utcnow(),
+        "request_id": "r",
+        "model_version": "1",
+        "probability": 0.5,
+        "label": "no",
+        "threshold": 0.5,
+        "latency_ms": 0.1,
+        "features": {"a": i},
+        "actual": None,
+        "feedback_at": None,
+        **overrides,
+    }
+
+
+def stored(url: str) -> int:
+    """Rows of the prediction table."""
+    with open_engine(url).connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(PREDICTION)).scalar_one())
+
+
+def test_writer_batches_concurrent_submitters(store_url: str) -> None:
+    """Many threads submitting at once: every row lands; flush waits for them; close drains."""
+    engine = open_engine(store_url)
+    writer = PredictionWriter(engine, interval=0.01)
+    writer.start()
+
+    def work() -> None:
+        for i in range(500):
+            writer.submit(row(i))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert writer.flush(timeout=20)
+    for i in range(100):
+        writer.submit(row(10_000 + i))
+    writer.close()
+    assert stored(store_url) == 2100
+    assert writer.written == 2100 and writer.spooled == writer.duplicates == 0
+
+
+def test_writer_retries_until_the_database_answers(store_url: str) -> None:
+    """A transient failure (locked, restarting) is retried: no row lost."""
+    engine = open_engine(store_url)
+    calls = {"n": 0}
+    writer = PredictionWriter(engine, interval=0.01)
+    original = writer._insert  # pylint: disable=protected-access
+
+    def flaky(rows: list[dict[str, object]]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        original(rows)
+
+    writer._insert = flaky  # type: ignore[method-assign]  # pylint: disable=protected-access
+    writer.submit(row())
+    writer.close()  # never started: close() runs the thread once, which drains
+    assert stored(store_url) == 1
+    assert calls["n"] == 2
+
+
+def test_a_connection_the_server_dropped_is_replaced(pg_url: str) -> None:
+    """PostgreSQL terminates the writer's pooled connection (as a restart does): the next batch
+    still lands (pool_pre_ping replaces it; a failure mid-batch is transient and retried)."""
+    engine = open_engine(pg_url)
+    writer = PredictionWriter(engine, interval=0.01)
+    writer.start()
+    writer.submit(row())
+    assert writer.flush(timeout=20)
+    name = pg_url.rsplit("/", 1)[1]
+    with create_engine(pg_url).connect() as conn:  # not from the writer's pool
+        killed = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": name},
+        ).scalar_one()
+    assert killed >= 1
+    for i in range(50):
+        writer.submit(row(i))
+    assert writer.flush(timeout=30)
+    writer.close()
+    assert stored(pg_url) == 51 and writer.spooled == 0
+
+
+def test_psycopg_disconnects_are_transient(pg_url: str) -> None:
+    """The errors psycopg raises on a terminated connection are the ones the writer retries."""
+    engine = open_engine(pg_url)
+    with engine.connect() as victim:
+        pid = victim.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with engine.connect() as killer:
+            killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        try:
+            victim.execute(text("SELECT 1"))
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # what it raises
+            assert transient(exc), repr(exc)
+        else:
+            raise AssertionError("a terminated connection answered")
+
+
+def test_rows_the_database_cannot_take_are_spooled_and_replayed(
+    postgres: LocalPostgres, pg_url: str, tmp_path: Path
+) -> None:
+    """The server is down when the API stops: close() gives up after its timeout and keeps the
+    rows in the spool; the next writer (server back) replays them, each once."""
+    spool = tmp_path / "spool"
+    engine = open_engine(pg_url)
+    writer = PredictionWriter(engine, interval=0.01, spool_dir=spool)
+    writer.start()
+    for i in range(30):
+        writer.submit(row(i))
+    assert writer.flush(timeout=20)
+    postgres.stop()
+    try:
+        for i in range(70):
+            writer.submit(row(100 + i))
+        writer.close(timeout=2.0)
+        assert writer.written == 30 and writer.spooled == 70
+        assert Spool(spool).pending_records() == 70
+    finally:
+        postgres.start()
+    again = PredictionWriter(engine, interval=0.01, spool_dir=spool)
+    again.start()
+    again.submit(row(999))
+    assert again.flush(timeout=30)
+    again.close()
+    assert again.written == 71 and Spool(spool).pending_records() == 0
+    assert stored(pg_url) == 101
+
+
+def test_a_refused_row_is_kept_and_a_duplicate_is_not_a_loss(
+    store_url: str, tmp_path: Path
+) -> None:
+    """One row the database refuses (NULL request id), one already stored (same id): the other
+    rows of the batch land, the refused one goes to rejected/, the duplicate is only counted."""
+    engine = open_engine(store_url)
+    spool = tmp_path / "spool"
+    first = row(0)
+    writer = PredictionWriter(engine, spool_dir=spool)
+    writer.submit(first)
+    writer.close()
+    again = PredictionWriter(engine, spool_dir=spool)
+    bad = row(1, request_id=None)
+    for item in (row(2), dict(first), bad, row(3)):
+        again.submit(item)
+    again.close()
+    assert stored(store_url) == 3
+    assert (again.written, again.duplicates, again.spooled) == (2, 1, 1)
+    kept = Spool(spool / "rejected")
+    assert kept.pending_records() == 1
+    (segment,) = kept.segments()
+    assert json.loads(segment.read_text("utf-8"))["id"] == bad["id"]
+    assert Spool(spool).pending_records() == 0  # never replayed as if it could be written
