@@ -26,7 +26,9 @@ def count(es: Elasticsearch, index: str, query: dict[str, Any] | None = None) ->
 @lru_cache(maxsize=1)
 def training_frame() -> pd.DataFrame:
     """The committed churn data, typed."""
-    return validate_frame(pd.read_csv(ROOT / "data" / "raw" / "churn.csv")).frame
+    return validate_frame(
+        pd.read_csv(ROOT / "data" / "raw" / "churn.csv"), require_target=True
+    ).frame
 
 
 @lru_cache(maxsize=1)
