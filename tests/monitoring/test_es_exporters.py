@@ -241,7 +241,9 @@ def test_drift_run_sends_the_live_quality_to_elasticsearch(
     assert realized is not None and realized.n == 30 and realized.churners == 4
     assert same.estimated is not None and same.estimated.n == 60
     assert realized.f1.value is not None and realized.f1.value < 1.0
-    panel = es.search(index=indices.quality, body=panel_query(find_panel("model-metrics", "live-quality")))
+    panel = es.search(
+        index=indices.quality, body=panel_query(find_panel("model-metrics", "live-quality"))
+    )
     bucket = next(b for b in panel["aggregations"]["x"]["buckets"] if b["doc_count"])
     assert bucket["m0"]["value"] == pytest.approx(same.estimated.f1.value)
     assert bucket["m1"]["value"] == pytest.approx(realized.f1.value)
