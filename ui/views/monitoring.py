@@ -1,4 +1,4 @@
-"""Monitoring: estimated and realized model quality, traffic and latency, drift per feature, host."""
+"""Monitoring: estimated and realized model quality, traffic and latency, drift, host metrics."""
 
 from __future__ import annotations
 
