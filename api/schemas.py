@@ -378,16 +378,6 @@ class FeedbackRequest(BaseModel):
     actual: Label = Field(description="Did the customer churn?", examples=["yes"])
 
 
-class LiveMetrics(BaseModel):
-    """Quality of the served predictions, from feedback received so far."""
-
-    count: int = Field(description="Predictions with feedback.", examples=[120])
-    accuracy: float | None = Field(None, examples=[0.95])
-    precision: float | None = Field(None, examples=[0.9])
-    recall: float | None = Field(None, examples=[0.85])
-    f1: float | None = Field(None, examples=[0.87])
-
-
 # --- monitoring ----------------------------------------------------------------------------------
 class DriftFeature(BaseModel):
     """One feature of a drift report (core.monitoring.drift); new fields are null on older runs."""

@@ -246,7 +246,10 @@ class PerformanceEstimate(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     n: int = Field(description="Predictions in the window.")
-    threshold: float = Field(description="Probability at or above which a label is churn.")
+    threshold: float | None = Field(
+        description="Probability at or above which a label is churn (null when the rows were "
+        "labelled at different thresholds, each at its own)."
+    )
     predicted_churners: int = Field(description="Predictions at or above the threshold.")
     expected_churners: float = Field(description="Sum of the probabilities.")
     confidence: float = Field(description="Coverage of the intervals (e.g. 0.95).")
@@ -303,7 +306,7 @@ def _interval(value: np.ndarray, realized: np.ndarray, confidence: float) -> Int
 
 def estimate_performance(
     probabilities: np.ndarray,
-    threshold: float,
+    threshold: float | np.ndarray,
     confidence: float = 0.95,
     draws: int = 2000,
     seed: int = 0,
@@ -323,7 +326,8 @@ def estimate_performance(
 
     Args:
         probabilities: churn probabilities of the window, shape ``(n,)``.
-        threshold: the model's decision threshold.
+        threshold: the model's decision threshold, or one per row, shape ``(n,)`` (a window
+            served by several model versions: each row labelled at its model's threshold).
         confidence: coverage of the intervals, in (0, 1).
         draws: simulated label sets for the intervals.
         seed: seed of the simulation.
@@ -333,23 +337,27 @@ def estimate_performance(
         with no predicted churner).
 
     Raises:
-        ValueError: on an empty window, probabilities outside [0, 1] or a bad ``confidence``.
+        ValueError: on an empty window, probabilities outside [0, 1], per-row thresholds of
+            another shape or a bad ``confidence``.
     """
     p = np.asarray(probabilities, dtype=np.float64).ravel()
     if p.size == 0:
         raise ValueError("no predictions to estimate the performance of")
+    cut = np.asarray(threshold, dtype=np.float64)
+    if cut.ndim and cut.shape != p.shape:
+        raise ValueError(f"{cut.size} thresholds for {p.size} probabilities")
     if not np.all((p >= 0.0) & (p <= 1.0)):
         raise ValueError("probabilities must lie in [0, 1]")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    churn = p >= threshold
+    churn = p >= cut
     # NannyML's expected confusion counts: TP = sum of p over churn labels, FP = sum of 1 - p there,
     # FN = sum of p over stay labels
     expected = _scores(np.sum(p[churn]), np.sum(1.0 - p[churn]), np.sum(p[~churn]), p.size)
     realized = _realized(p, churn, draws, seed)
     return PerformanceEstimate(
         n=int(p.size),
-        threshold=float(threshold),
+        threshold=float(cut.flat[0]) if np.unique(cut).size == 1 else None,
         predicted_churners=int(churn.sum()),
         expected_churners=float(p.sum()),
         confidence=confidence,

@@ -224,7 +224,8 @@ class ApiClient:  # pylint: disable=too-many-public-methods  # one method per AP
 
     # --- monitoring ------------------------------------------------------------------------------
     def live_metrics(self) -> dict[str, Any]:
-        """``GET /metrics/live``: accuracy from feedback."""
+        """``GET /metrics/live``: the window, the realized quality from feedback and the CBPE
+        estimate, each with n and intervals."""
         return self._dict("GET", "/metrics/live")
 
     def monitoring_summary(self, hours: int = 24) -> dict[str, Any]:

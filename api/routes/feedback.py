@@ -1,18 +1,18 @@
-"""Feedback (true outcomes) and the live quality computed from it."""
+"""Feedback (true outcomes) and the live quality (:mod:`core.monitoring.quality`)."""
 
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import case, func
-from sqlalchemy import select as sa_select
-from sqlmodel import col
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.concurrency import run_in_threadpool
 
-from core.store import Prediction, set_feedback
-from api.deps import SessionDep, StateDep
+from core.monitoring.quality import WINDOW_HOURS, LiveQuality, live_quality
+from core.store import set_feedback
+from api.deps import SettingsDep, StateDep
 from api.routes.predictions import to_record
-from api.schemas import ERROR_RESPONSES, NOT_FOUND, FeedbackRequest, LiveMetrics, PredictionRecord
+from api.schemas import ERROR_RESPONSES, NOT_FOUND, FeedbackRequest, PredictionRecord
 
 router = APIRouter(tags=["feedback"])
 
@@ -30,36 +30,13 @@ def feedback(body: FeedbackRequest, state: StateDep) -> PredictionRecord:
     raise HTTPException(status.HTTP_404_NOT_FOUND, f"no prediction {body.prediction_id!r}")
 
 
-def _ratio(num: int, den: int) -> float | None:
-    return num / den if den else None
-
-
-@router.get("/metrics/live", response_model=LiveMetrics)
-def live_metrics(session: SessionDep) -> LiveMetrics:
-    """Accuracy, precision, recall and F1 of the predictions that received feedback."""
-    yes_pred = col(Prediction.label) == "yes"
-    yes_true = col(Prediction.actual) == "yes"
-    row = (
-        session.connection()
-        .execute(
-            sa_select(
-                func.count(),
-                func.sum(case((yes_pred & yes_true, 1), else_=0)),
-                func.sum(case((yes_pred & ~yes_true, 1), else_=0)),
-                func.sum(case((~yes_pred & yes_true, 1), else_=0)),
-                func.sum(case((col(Prediction.label) == col(Prediction.actual), 1), else_=0)),
-            ).where(col(Prediction.actual).is_not(None))
-        )
-        .one()
-    )
-    count, tp, fp, fn, correct = (int(v or 0) for v in row)
-    precision = _ratio(tp, tp + fp)
-    recall = _ratio(tp, tp + fn)
-    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
-    return LiveMetrics(
-        count=count,
-        accuracy=_ratio(correct, count),
-        precision=precision,
-        recall=recall,
-        f1=f1,
-    )
+@router.get("/metrics/live", response_model=LiveQuality)
+async def live_metrics(
+    settings: SettingsDep,
+    hours: Annotated[
+        float,
+        Query(gt=0, le=24 * 365, description="Window: the predictions of the last `hours`."),
+    ] = WINDOW_HOURS,
+) -> LiveQuality:
+    """Realized quality from feedback and estimated quality (CBPE) of the recent predictions."""
+    return await run_in_threadpool(live_quality, settings, hours)

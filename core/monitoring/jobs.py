@@ -3,8 +3,8 @@
 Pure computation lives in :mod:`core.monitoring.drift`; this module does the I/O: the window of
 recent predictions (the API's ``prediction`` table) or a CSV, the champion's ``reference.json``
 (through :mod:`core.registry`), the result (Elasticsearch or SQLite), the notification and the
-optional retrain request to the API. It also records a live-quality snapshot (accuracy, precision,
-recall, F1 of the predictions that received feedback).
+optional retrain request to the API. With each run it records the live quality of the same moment
+(:func:`core.monitoring.quality.live_quality`: realized from feedback, estimated by CBPE).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import requests
 from core.monitoring.drift import ALPHA, DriftReport, compute_drift, drift_documents, feature_row
 from core.monitoring.events import model_fields, utc_iso
 from core.monitoring.indices import Indices
+from core.monitoring.quality import LiveQuality, live_quality
 from core.monitoring.read import recent_predictions
 from core.monitoring.sink import get_event_sink
 from core.monitoring.store import MonitoringStore
@@ -87,39 +88,15 @@ def champion_reference(settings: Settings) -> tuple[Reference, str]:
     return load_reference(Path(path)), loaded.version
 
 
-def live_quality(settings: Settings, hours: float = 24.0 * 7) -> dict[str, Any] | None:
-    """Accuracy, precision, recall and F1 of recent predictions that received feedback."""
-    rows = recent_predictions(settings, hours)
-    rows = rows[rows["actual"].notna()]
-    if rows.empty:
-        return None
-    pred = rows["label"] == "yes"
-    true = rows["actual"] == "yes"
-    tp = int((pred & true).sum())
-    fp = int((pred & ~true).sum())
-    fn = int((~pred & true).sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    versions = rows["model_version"].dropna()
-    return {
-        "at": datetime.now(UTC),
-        "count": int(len(rows)),
-        "accuracy": float((pred == true).mean()),
-        "precision": precision,
-        "recall": recall,
-        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        "model_version": str(versions.iloc[0]) if not versions.empty else None,
-    }
-
-
 def store_results(
     settings: Settings,
     report: DriftReport,
-    quality: dict[str, Any] | None,
+    quality: LiveQuality | None,
     indices: Indices | None = None,
 ) -> str:
-    """Write a drift report (and a quality snapshot) to Elasticsearch, or to the predictions
-    database (``settings.db_url``) when ``ES_URL`` is unset.
+    """Write a drift report and the live quality of the same moment (:func:`quality_document`)
+    to Elasticsearch, or to the predictions database (``settings.db_url``) when ``ES_URL`` is
+    unset (its ``monitoring_quality`` table keeps the realized point figures).
 
     Returns:
         ``"es"``, or the database's back end: ``"sqlite"`` or ``"postgresql"``.
@@ -128,7 +105,7 @@ def store_results(
         sink = get_event_sink(settings, indices)
         sink.submit("drift", drift_documents(report))
         if quality is not None:
-            sink.submit("quality", [_quality_document(quality)])
+            sink.submit("quality", [quality_document(report, quality)])
         if not sink.flush(timeout=30.0):
             log.warning("drift: Elasticsearch unavailable; results wait in the spool")
         sink.close()
@@ -149,17 +126,36 @@ def store_results(
         ]
     )
     if quality is not None:
-        store.add_quality(quality)
+        store.add_quality(_quality_row(quality))
     return store.engine.dialect.name
 
 
-def _quality_document(quality: dict[str, Any]) -> dict[str, Any]:
-    at = utc_iso(quality["at"])
+def quality_document(report: DriftReport, quality: LiveQuality) -> dict[str, Any]:
+    """The ``churnops-quality`` document of a drift run: ``quality`` is the
+    :class:`~core.monitoring.quality.LiveQuality` exactly as ``GET /metrics/live`` answers it
+    (window, realized, estimated), ``drift.run_id`` the run it was taken with."""
+    versions = quality.window.model_versions
     return {
-        "_id": f"quality-{at}",
-        "@timestamp": at,
-        "quality": {k: quality[k] for k in ("count", "accuracy", "precision", "recall", "f1")},
-        "model": model_fields(quality.get("model_version")),
+        "_id": f"{report.run_id}-quality",
+        "@timestamp": utc_iso(quality.window.end),
+        "drift": {"run_id": report.run_id},
+        "quality": quality.model_dump(mode="json"),
+        "model": model_fields(versions[0] if versions else None),
+    }
+
+
+def _quality_row(quality: LiveQuality) -> dict[str, Any]:
+    """The embedded store's row: the realized point figures (``count`` = labelled rows)."""
+    realized = quality.realized
+    versions = quality.window.model_versions
+    return {
+        "at": quality.window.end,
+        "count": realized.n if realized else 0,
+        **{
+            name: getattr(realized, name).value if realized else None
+            for name in ("accuracy", "precision", "recall", "f1")
+        },
+        "model_version": versions[0] if versions else None,
     }
 
 
@@ -261,7 +257,10 @@ def run_drift(
             "model_version": model_version or window.model_version,
         }
     )
-    stored = store_results(settings, report, live_quality(settings), indices)
+    quality = live_quality(settings)
+    stored = store_results(
+        settings, report, quality if quality.window.predictions else None, indices
+    )
     notified = alert(settings, report) if options.notify and report.drifted else False
     job = request_retrain(settings) if options.retrain and report.drifted else None
     return DriftOutcome(report, stored, notified, job)

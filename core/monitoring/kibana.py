@@ -85,9 +85,9 @@ DASHBOARDS: tuple[Dashboard, ...] = (
             Panel("training-curves", "Training curves (loss per step)", "model-metrics",
                   (Metric("average", "metric.value", "value"),), x="metric.step",
                   x_kind="histogram", breakdown="metric.name", kql="metric.kind:curve"),
-            Panel("live-quality", "Live quality from feedback", "quality",
-                  (Metric("average", "quality.accuracy", "accuracy"),
-                   Metric("average", "quality.f1", "F1"))),
+            Panel("live-quality", "Live F1: estimated (CBPE) and realized (feedback)", "quality",
+                  (Metric("average", "quality.estimated.f1.value", "estimated F1"),
+                   Metric("average", "quality.realized.f1.value", "realized F1"))),
         ),
     ),
     Dashboard(

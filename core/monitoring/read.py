@@ -38,17 +38,24 @@ def _empty_summary(hours: int) -> dict[str, Any]:
 
 
 def recent_predictions(
-    settings: Settings, hours: float, limit: int | None = None, with_features: bool = False
+    settings: Settings,
+    hours: float,
+    limit: int | None = None,
+    with_features: bool = False,
+    until: datetime | None = None,
 ) -> pd.DataFrame:
-    """Rows of the ``prediction`` table newer than ``hours`` (newest first, at most ``limit``).
+    """Rows of the ``prediction`` table answered in the ``hours`` before ``until`` (default: now),
+    newest first, at most ``limit``.
 
     Returns an empty frame when the table does not exist yet.
     """
-    since = datetime.now(UTC) - timedelta(hours=hours)
+    end = until or datetime.now(UTC)
+    since = end - timedelta(hours=hours)
     columns = [
         PREDICTION.c.created_at,
         PREDICTION.c.model_version,
         PREDICTION.c.label,
+        PREDICTION.c.threshold,
         PREDICTION.c.latency_ms,
         PREDICTION.c.probability,
         PREDICTION.c.actual,
@@ -57,7 +64,7 @@ def recent_predictions(
         columns.append(PREDICTION.c.features)
     query = (
         select(*columns)
-        .where(PREDICTION.c.created_at >= since)
+        .where(PREDICTION.c.created_at >= since, PREDICTION.c.created_at <= end)
         .order_by(PREDICTION.c.created_at.desc())
     )
     if limit:

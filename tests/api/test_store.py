@@ -10,10 +10,13 @@ import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 from sqlalchemy import func, select
 
+from core.evaluate import estimate_performance
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL
 from core.settings import Settings
 from core.store import PREDICTION, open_engine
@@ -90,13 +93,17 @@ def test_list_filter_get(client: TestClient) -> None:
     assert client.get("/predictions", params={"label": "maybe"}).status_code == 422
 
 
-def test_feedback_and_live_metrics(client: TestClient) -> None:
-    """Feedback sets the true outcome; /metrics/live computes accuracy, precision, recall, F1."""
+def test_feedback_and_live_metrics(client: TestClient, settings: Settings) -> None:
+    """Feedback sets the true outcome; /metrics/live gives, over the last 7 days, the realized
+    figures of the served labels (scikit-learn's values, with intervals that hold them) and the
+    CBPE estimate of every prediction, each with its n."""
     empty = client.get("/metrics/live").json()
-    assert empty == {"count": 0, "accuracy": None, "precision": None, "recall": None, "f1": None}
+    assert empty["window"]["hours"] == 168 and empty["window"]["predictions"] == 0
+    assert empty["realized"] is None and empty["estimated"] is None
     churner = client.post("/predict", json=EXAMPLE_CHURNER).json()["prediction_id"]
     loyal = client.post("/predict", json=EXAMPLE_LOYAL).json()["prediction_id"]
     missed = client.post("/predict", json=EXAMPLE_LOYAL).json()["prediction_id"]
+    client.post("/predict", json=EXAMPLE_LOYAL)  # no feedback: estimated only
     for pid, actual in ((churner, "yes"), (loyal, "no"), (missed, "yes")):
         answer = client.post("/feedback", json={"prediction_id": pid, "actual": actual})
         assert answer.status_code == 200 and answer.json()["actual"] == actual
@@ -104,14 +111,52 @@ def test_feedback_and_live_metrics(client: TestClient) -> None:
     again = client.post("/feedback", json={"prediction_id": missed, "actual": "yes"})
     assert again.status_code == 200  # the same outcome twice is counted once
     live = client.get("/metrics/live").json()
-    assert live["count"] == 3
-    assert live["accuracy"] == pytest.approx(2 / 3)
-    assert live["precision"] == 1.0 and live["recall"] == 0.5
-    assert live["f1"] == pytest.approx(2 / 3)
+    assert live["window"]["predictions"] == 4 and live["window"]["labelled"] == 3
+    realized = live["realized"]
+    assert realized["n"] == 3 and realized["churners"] == 2
+    rows = _stored(settings)
+    y = [rows[pid]["actual"] == "yes" for pid in (churner, loyal, missed)]
+    served = [rows[pid]["label"] == "yes" for pid in (churner, loyal, missed)]
+    assert served == [True, False, False]
+    assert realized["accuracy"]["value"] == pytest.approx(accuracy_score(y, served))
+    assert realized["precision"]["value"] == pytest.approx(precision_score(y, served))
+    assert realized["recall"]["value"] == pytest.approx(recall_score(y, served))
+    assert realized["f1"]["value"] == pytest.approx(f1_score(y, served))
+    for name in ("accuracy", "precision", "recall", "f1"):
+        figure = realized[name]
+        assert figure["low"] <= figure["value"] <= figure["high"], name
+        assert figure["high"] - figure["low"] > 0.3, name  # three labels say little
+    estimated = live["estimated"]
+    expected = estimate_performance(
+        np.array([r["probability"] for r in rows.values()]),
+        np.array([r["threshold"] for r in rows.values()]),
+    )
+    assert estimated["n"] == 4
+    assert estimated["f1"] == expected.f1.model_dump()
+    assert estimated["threshold"] == pytest.approx(rows[churner]["threshold"])
+    assert client.get("/metrics/live", params={"hours": 0}).status_code == 422
+    assert client.get("/metrics/live", params={"hours": "week"}).status_code == 422
     unknown = client.post("/feedback", json={"prediction_id": "nope", "actual": "yes"})
     assert unknown.status_code == 404
     bad = client.post("/feedback", json={"prediction_id": churner, "actual": "maybe"})
     assert bad.status_code == 422
+
+
+def test_one_label_gives_n_1_and_a_wide_interval(client: TestClient) -> None:
+    """One feedback label: n = 1 and an interval that says how little it shows, never a bare 0."""
+    loyal = client.post("/predict", json=EXAMPLE_LOYAL).json()["prediction_id"]
+    client.post("/feedback", json={"prediction_id": loyal, "actual": "no"})
+    realized = client.get("/metrics/live").json()["realized"]
+    assert realized["n"] == 1 and realized["churners"] == 0
+    assert realized["accuracy"]["value"] == 1.0 and realized["accuracy"]["low"] < 0.25
+    for name in ("precision", "recall", "f1"):  # no churn served, none observed: 0/0
+        assert realized[name] == {"value": None, "low": None, "high": None}, name
+
+
+def _stored(settings: Settings) -> dict[str, dict[str, object]]:
+    """Every stored prediction by id (what /metrics/live reads)."""
+    with open_engine(settings.db_url).connect() as conn:
+        return {row["id"]: dict(row) for row in conn.execute(select(PREDICTION)).mappings()}
 
 
 def test_database_url_is_honoured(make_app: AppFactory, tmp_path: Path, settings: Settings) -> None:

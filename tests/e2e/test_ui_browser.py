@@ -18,6 +18,7 @@ from playwright.sync_api import expect
 from core.schema import EXAMPLE_CHURNER, FEATURES
 from tests.conftest import ROOT
 from tests.e2e.conftest import API_KEY, Stack, http_json, uuid_in
+from ui.components import pct
 
 # the first test also waits for the session stack (API start + first training): allow for it
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -165,10 +166,14 @@ def test_monitoring_reads_live_metrics_drift_and_host(page: Any, stack: Stack) -
     ]
     assert [job.wait(timeout=120) for job in jobs] == [0, 0]
     open_page(page, stack, "monitoring", "Monitoring")
-    page.get_by_test_id("stMetric").filter(has_text="With feedback").wait_for()
+    page.get_by_test_id("stMetric").filter(has_text="Realized F1").wait_for()
     live = http_json(f"{stack.api_url}/metrics/live")
-    assert metric(page, "With feedback") == f"{live['count']:,}"
-    assert live["count"] >= 1
+    realized, estimated = live["realized"], live["estimated"]
+    assert realized["n"] >= 1 and estimated["n"] >= realized["n"]
+    assert metric(page, "Realized F1 (from feedback)") == pct(realized["f1"]["value"])
+    assert metric(page, "Estimated F1 (CBPE, before labels)") == pct(estimated["f1"]["value"])
+    page.get_by_text(re.compile(rf"n = {realized['n']:,} labelled$")).wait_for()
+    page.get_by_text(re.compile(rf"n = {estimated['n']:,} predictions$")).wait_for()
     drift = http_json(f"{stack.api_url}/monitoring/drift")
     page.get_by_test_id("stMetric").filter(has_text="CPU").wait_for()
     expected = {  # the page shows the API's verdict: a few e2e predictions are too few for one

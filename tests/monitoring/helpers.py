@@ -55,8 +55,14 @@ def seed_predictions(db_url: str, rows: list[dict[str, Any]]) -> None:
 def prediction_rows(
     hours: int = 3, per_hour: int = 10, features: pd.DataFrame | None = None
 ) -> list[dict[str, Any]]:
-    """Rows over the last ``hours`` hours: 1 in 5 churns, latency 1..per_hour ms, version 1 or 2."""
-    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    """Rows over the last ``hours`` hours (none in the future): 1 in 5 predicted churn, 1 in 10
+    churned among the first half of each hour (the rest without feedback), latency 1..per_hour
+    ms, version 1 or 2."""
+    clock = datetime.now(UTC)
+    # hh:30 of the current hour when it has passed, else of the previous one: never in the future
+    now = (clock if clock.minute >= 30 else clock - timedelta(hours=1)).replace(
+        minute=30, second=0, microsecond=0
+    )
     rows = []
     n = 0
     for hour in range(hours):

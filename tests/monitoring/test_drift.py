@@ -1,5 +1,5 @@
-"""Drift: PSI/KS computation, the drift job (on both database back ends, and CSV), live quality,
-alerts."""
+"""Drift: PSI/KS computation, the drift job (on both database back ends, and CSV) and the live
+quality it stores, alerts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from core.monitoring import jobs, simulation
 from core.monitoring.drift import compute_drift, drift_documents, psi
+from core.monitoring.quality import live_quality
 from core.monitoring.read import latest_drift, summary_from_db
 from core.settings import Settings
 from tests.monitoring.helpers import (
@@ -160,8 +161,10 @@ def test_drift_job_on_recent_predictions_writes_sqlite(
     assert {f["feature"] for f in found["features"] if f["drifted"]} >= {"total_day_minutes"}
     day = next(f for f in found["features"] if f["feature"] == "total_day_minutes")
     assert day["test"] == "ks" and day["p_value_adjusted"] <= 0.05 and day["rows"] == 300
-    quality = jobs.MonitoringStore(settings.db_url).latest_quality()
-    assert quality is not None and quality["count"] == 150
+    stored = jobs.MonitoringStore(settings.db_url).latest_quality()
+    now = live_quality(settings, until=stored["at"] if stored else None).realized
+    assert stored is not None and now is not None and stored["count"] == now.n == 150
+    assert (stored["accuracy"], stored["f1"]) == (now.accuracy.value, now.f1.value)
 
 
 def test_drift_job_on_a_csv_without_drift(settings: Settings, tmp_path: Path) -> None:
@@ -192,15 +195,6 @@ def test_empty_window_is_an_error(settings: Settings) -> None:
     with pytest.raises(ValueError):
         jobs.run_drift(settings, reference=reference())
     assert latest_drift(settings) is None
-
-
-def test_live_quality_counts_only_feedback(settings: Settings) -> None:
-    assert jobs.live_quality(settings) is None
-    seed_predictions(settings.db_url, prediction_rows(hours=2, per_hour=10))
-    quality = jobs.live_quality(settings)
-    assert quality is not None and quality["count"] == 10
-    # i in 0..4: predicted yes only for i=0, actual yes only for i=0 -> all correct
-    assert quality["accuracy"] == 1.0 and quality["f1"] == 1.0
 
 
 def test_summary_from_the_prediction_table(settings: Settings) -> None:

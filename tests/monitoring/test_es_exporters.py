@@ -18,6 +18,7 @@ from core.monitoring.indices import Indices, load_templates, setup
 from tests.monitoring.kibana_checks import find_panel, panel_query
 from core.monitoring.mlflow_export import MetricPoint as Point
 from core.monitoring.mlflow_export import RunHistory, VersionRef, export_histories
+from core.monitoring.quality import live_quality
 from core.monitoring.read import (
     latest_drift,
     latest_host,
@@ -212,6 +213,40 @@ def test_drift_exporter_panels_and_read(
     assert top["m0"]["value"] == pytest.approx(report.mean_psi)
     ks = es.search(index=indices.drift, body=panel_query(find_panel("drift", "ks")))
     assert len(ks["aggregations"]["breakdown"]["buckets"]) == 15
+
+
+def test_drift_run_sends_the_live_quality_to_elasticsearch(
+    es: Elasticsearch, es_url: str, indices: Indices, settings: Settings
+) -> None:
+    """A drift run stores, beside its drift documents, the live quality of the same moment: the
+    document's ``quality`` is what ``GET /metrics/live`` answers for that window (realized with n
+    and intervals, CBPE estimate with n), and the Kibana panel reads both F1 figures from it."""
+    setup(es, prefix=indices.prefix)
+    es_settings = settings.model_copy(update={"es_url": es_url})
+    rows = prediction_rows(hours=3, per_hour=20)
+    rows[1]["actual"] = "yes"  # one churner the model missed: figures below 1
+    seed_predictions(settings.db_url, rows)
+    options = jobs.DriftOptions(notify=False)
+    outcome = jobs.run_drift(es_settings, options, reference=reference(), indices=indices)
+    es.indices.refresh(index=indices.quality)
+    hits = es.search(index=indices.quality, query={"match_all": {}})["hits"]["hits"]
+    assert len(hits) == 1 and hits[0]["_id"] == f"{outcome.report.run_id}-quality"
+    doc = hits[0]["_source"]
+    assert doc["drift"]["run_id"] == outcome.report.run_id
+    end = datetime.fromisoformat(doc["quality"]["window"]["end"])
+    same = live_quality(settings, until=end)
+    assert doc["quality"] == same.model_dump(mode="json")
+    window, realized = same.window, same.realized
+    assert window.hours == 168 and window.predictions == 60 and window.labelled == 30
+    assert realized is not None and realized.n == 30 and realized.churners == 4
+    assert same.estimated is not None and same.estimated.n == 60
+    assert realized.f1.value is not None and realized.f1.value < 1.0
+    panel = es.search(
+        index=indices.quality, body=panel_query(find_panel("model-metrics", "live-quality"))
+    )
+    bucket = next(b for b in panel["aggregations"]["x"]["buckets"] if b["doc_count"])
+    assert bucket["m0"]["value"] == pytest.approx(same.estimated.f1.value)
+    assert bucket["m1"]["value"] == pytest.approx(realized.f1.value)
 
 
 def test_host_agent_to_elasticsearch_and_panels(

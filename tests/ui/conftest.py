@@ -122,6 +122,23 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
                  "drifted": True},
             ],
         }  # fmt: skip
+        # GET /metrics/live as core.monitoring.quality shapes it: 12 of 42 predictions labelled
+        self.live: dict[str, Any] = {
+            "window": {"hours": 168.0, "start": "2024-12-27T00:00:00Z",
+                       "end": "2025-01-03T00:00:00Z", "predictions": 42, "labelled": 12,
+                       "limited": False, "model_versions": ["2"]},
+            "realized": {"n": 12, "churners": 4, "confidence": 0.95,
+                         "accuracy": {"value": 0.9167, "low": 0.6461, "high": 0.9851},
+                         "precision": {"value": 0.8, "low": 0.3755, "high": 0.9638},
+                         "recall": {"value": 1.0, "low": 0.5101, "high": 1.0},
+                         "f1": {"value": 0.8889, "low": 0.5714, "high": 1.0}},
+            "estimated": {"n": 42, "threshold": 0.42, "predicted_churners": 6,
+                          "expected_churners": 5.9, "confidence": 0.95,
+                          "precision": {"value": 0.86, "low": 0.5, "high": 1.0},
+                          "recall": {"value": 0.88, "low": 0.6, "high": 1.0},
+                          "f1": {"value": 0.8712, "low": 0.6667, "high": 1.0},
+                          "accuracy": {"value": 0.9619, "low": 0.9048, "high": 1.0}},
+        }  # fmt: skip
         self._pending: Any = None
         self.predictions_items = [
             {"id": f"pred-{i:04d}", "created_at": f"2025-01-0{1 + i % 3}T1{i % 10}:00:00Z",
@@ -271,8 +288,7 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
 
     def live_metrics(self) -> dict[str, Any]:
         self._call("live_metrics")
-        answer = {"count": 12, "accuracy": 0.9167, "precision": 0.8, "recall": 1.0, "f1": 0.8889}
-        return self._serve("live_metrics", answer)
+        return self._serve("live_metrics", self.live)
 
     def monitoring_summary(self, hours: int = 24) -> dict[str, Any]:
         self._call("monitoring_summary", hours)

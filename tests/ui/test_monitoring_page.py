@@ -1,4 +1,5 @@
-"""Monitoring page: live accuracy, traffic/latency, drift, host, Kibana link, partial outages."""
+"""Monitoring page: estimated and realized quality, traffic/latency, drift, host, Kibana link,
+partial outages."""
 
 from __future__ import annotations
 
@@ -14,14 +15,30 @@ def _metric(at, name: str) -> str:
 def test_all_sections(open_page, fake_api):
     at = open_page("monitoring")
     assert_clean(at)
-    assert _metric(at, "With feedback") == "12"
-    assert _metric(at, "Accuracy") == "91.7 %"
+    assert _metric(at, "Estimated F1 (CBPE, before labels)") == "87.1 %"
+    assert _metric(at, "Realized F1 (from feedback)") == "88.9 %"
+    body = texts(at)
+    assert "95 % CI 66.7 %–100.0 % · n = 42 predictions" in body
+    assert "95 % CI 57.1 %–100.0 % · n = 12 labelled" in body
+    assert (
+        "Predictions of the last 7 days (2024-12-27 00:00 UTC to 2025-01-03 00:00 UTC): 42, "
+        "of which 12 with feedback." in body
+    )
+    quality = at.dataframe[0].value
+    assert quality["metric"].tolist() == ["F1", "Precision", "Recall", "Accuracy"]
+    accuracy = quality.set_index("metric").loc["Accuracy"].to_dict()
+    assert accuracy == {
+        "estimated": "96.2 %",
+        "estimated interval": "95 % CI 90.5 %–100.0 %",
+        "realized": "91.7 %",
+        "realized interval": "95 % CI 64.6 %–98.5 %",
+    }
     assert _metric(at, "Latency p95") == "4.56 ms"
     assert _metric(at, "Predicted churn rate") == "14.3 %"
     assert "Drift detected in 1 feature(s): total_day_minutes" in at.warning[0].value
     assert "adjusted for the features tested together (Holm), is at most 0.05" in texts(at)
     assert "alarms at most 5.0 % of the time. PSI is shown for reference only." in texts(at)
-    drift = at.dataframe[0].value
+    drift = at.dataframe[1].value  # after the quality table
     assert drift["feature"].tolist() == ["total_day_minutes", "state"]  # strongest evidence first
     assert drift["test"].tolist() == ["Kolmogorov-Smirnov", "chi-squared (Monte Carlo)"]
     assert drift["drifted"].tolist() == [True, False]
@@ -31,6 +48,45 @@ def test_all_sections(open_page, fake_api):
         "44.2 %",
     )
     assert not at.get("link_button"), "no Kibana link without KIBANA_URL"
+
+
+def test_one_label_shows_n_1_and_a_wide_interval_never_a_bare_zero(open_page, fake_api):
+    """With one feedback label (a customer who stayed, predicted to stay) the realized side says
+    n = 1 with its wide interval; the figures that are 0/0 show —, not 0 %."""
+    fake_api.live = {**fake_api.live, "window": {**fake_api.live["window"], "labelled": 1},
+                     "realized": {"n": 1, "churners": 0, "confidence": 0.95,
+                                  "accuracy": {"value": 1.0, "low": 0.2065493, "high": 1.0},
+                                  "precision": {"value": None, "low": None, "high": None},
+                                  "recall": {"value": None, "low": None, "high": None},
+                                  "f1": {"value": None, "low": None, "high": None}}}  # fmt: skip
+    at = open_page("monitoring")
+    assert_clean(at)
+    assert _metric(at, "Realized F1 (from feedback)") == "—"
+    assert "undefined (0/0) · n = 1 labelled" in texts(at)
+    realized = at.dataframe[0].value.set_index("metric")
+    assert realized.loc["Accuracy", "realized interval"] == "95 % CI 20.7 %–100.0 %"
+    assert realized.loc["F1", "realized"] == "—"
+    assert "0.0 %" not in realized["realized"].tolist()
+
+
+def test_no_prediction_and_no_feedback_yet(open_page, fake_api):
+    fake_api.live = {
+        "window": {
+            **fake_api.live["window"],
+            "predictions": 0,
+            "labelled": 0,
+            "model_versions": [],
+        },
+        "realized": None,
+        "estimated": None,
+    }
+    at = open_page("monitoring")
+    assert_clean(at)
+    assert _metric(at, "Estimated F1 (CBPE, before labels)") == "—"
+    assert _metric(at, "Realized F1 (from feedback)") == "—"
+    body = texts(at)
+    assert "No prediction in this window." in body
+    assert "No feedback yet: enter true outcomes on the History page." in body
 
 
 def test_small_window_says_not_enough_rows(open_page, fake_api):

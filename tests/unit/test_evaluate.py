@@ -140,6 +140,19 @@ def test_cbpe_undefined_metrics_and_bad_input() -> None:
         estimate_performance(np.array([0.2]), 0.5, confidence=1.0)
 
 
+def test_cbpe_judges_each_row_at_its_own_threshold() -> None:
+    """A window served by two model versions: each row is labelled at its model's threshold."""
+    p = np.array([0.45, 0.45, 0.8, 0.2])
+    mixed = estimate_performance(p, np.array([0.4, 0.5, 0.5, 0.5]))
+    assert mixed.threshold is None and mixed.predicted_churners == 2  # 0.45 >= 0.4, 0.8 >= 0.5
+    # TP = 0.45 + 0.8, FP = 0.55 + 0.2, FN = 0.45 + 0.2
+    assert mixed.f1.value == pytest.approx(2 * 1.25 / (2 * 1.25 + 0.75 + 0.65))
+    same = estimate_performance(p, np.full(4, 0.5))
+    assert same == estimate_performance(p, 0.5) and same.threshold == 0.5
+    with pytest.raises(ValueError, match="3 thresholds for 4 probabilities"):
+        estimate_performance(p, np.full(3, 0.5))
+
+
 def test_reliability_bins_and_expected_calibration_error() -> None:
     y = np.array([0, 0, 1, 0, 1, 1, 1, 1])
     p = np.array([0.05, 0.05, 0.05, 0.05, 0.95, 0.95, 0.95, 0.95])

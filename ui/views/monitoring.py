@@ -1,4 +1,4 @@
-"""Monitoring: live accuracy from feedback, traffic and latency, drift per feature, host metrics."""
+"""Monitoring: estimated and realized model quality, traffic and latency, drift, host metrics."""
 
 from __future__ import annotations
 
@@ -28,17 +28,95 @@ def _optional(what: str, call: Callable[[], dict[str, Any]]) -> dict[str, Any] |
         return None
 
 
+FIGURES = (("f1", "F1"), ("precision", "Precision"), ("recall", "Recall"), ("accuracy", "Accuracy"))
+
+
+def _interval(figure: dict[str, Any] | None, confidence: float) -> str:
+    """``95 % CI 70.1 %–93.2 %``; says so when the figure is undefined (0/0) or has no interval."""
+    if not figure or figure.get("value") is None:
+        return "undefined (0/0)"
+    if figure.get("low") is None or figure.get("high") is None:
+        return "no interval"
+    level = f"{confidence:.0%}".replace("%", " %")
+    return f"{level} CI {pct(figure['low'])}–{pct(figure['high'])}"
+
+
+def _when(stamp: Any) -> str:
+    """``2025-01-03 12:00 UTC`` from an ISO time; ``—`` when missing or unreadable."""
+    found = pd.to_datetime(stamp, utc=True, errors="coerce") if stamp else pd.NaT
+    return "—" if pd.isna(found) else f"{found:%Y-%m-%d %H:%M} UTC"
+
+
+def _cells(found: dict[str, Any] | None, name: str) -> tuple[str, str]:
+    """The value and interval of one figure, as text (``—`` when there is nothing)."""
+    if found is None:
+        return "—", "—"
+    figure = found.get(name) or {}
+    return pct(figure.get("value")), _interval(figure, float(found.get("confidence") or 0.95))
+
+
+def _side(column: Any, title: str, found: dict[str, Any] | None, rows: str, missing: str) -> None:
+    """One side of the comparison: the F1 with its interval and sample size."""
+    if found is None:
+        column.metric(title, "—")
+        column.caption(missing)
+        return
+    f1 = found.get("f1") or {}
+    column.metric(title, pct(f1.get("value")))
+    column.caption(
+        f"{_interval(f1, float(found.get('confidence') or 0.95))} · n = {int(found['n']):,} {rows}"
+    )
+
+
 def _live(api: ApiClient) -> None:
-    st.subheader("Live quality (from feedback)")
-    live = fetch("read the live metrics", api.live_metrics)
+    st.subheader("Model quality: estimated and realized")
+    live = fetch("read the live quality", api.live_metrics)
     if live is None:
         return
-    cols = st.columns(5)
-    cols[0].metric("With feedback", f"{int(live.get('count') or 0):,}")
-    for col, name in zip(cols[1:], ("accuracy", "precision", "recall", "f1")):
-        col.metric(name.capitalize() if name != "f1" else "F1", pct(live.get(name)))
-    if not live.get("count"):
-        st.caption("No feedback yet: enter true outcomes on the History page.")
+    window = live.get("window") or {}
+    hours = float(window.get("hours") or 0)
+    span = f"{hours / 24:g} days" if hours % 24 == 0 else f"{hours:g} hours"
+    limited = " (the newest only: the window held more)" if window.get("limited") else ""
+    st.caption(
+        f"Predictions of the last {span} ({_when(window.get('start'))} to "
+        f"{_when(window.get('end'))}): "
+        f"{int(window.get('predictions') or 0):,}{limited}, of which "
+        f"{int(window.get('labelled') or 0):,} with feedback."
+    )
+    estimated, realized = live.get("estimated"), live.get("realized")
+    cols = st.columns(2)
+    _side(
+        cols[0],
+        "Estimated F1 (CBPE, before labels)",
+        estimated,
+        "predictions",
+        "No prediction in this window.",
+    )
+    _side(
+        cols[1],
+        "Realized F1 (from feedback)",
+        realized,
+        "labelled",
+        "No feedback yet: enter true outcomes on the History page.",
+    )
+    table = pd.DataFrame(
+        [
+            {
+                "metric": title,
+                **dict(zip(("estimated", "estimated interval"), _cells(estimated, name))),
+                **dict(zip(("realized", "realized interval"), _cells(realized, name))),
+            }
+            for name, title in FIGURES
+        ]
+    )
+    st.dataframe(table, hide_index=True, key="monitoring_quality_table")
+    st.caption(
+        "Estimated: confidence-based performance estimation (CBPE) from the calibrated "
+        "probabilities of every prediction in the window; the interval is where the realized "
+        "value should fall once labels arrive. Realized: the served labels against the true "
+        "outcomes fed back, with Wilson score intervals. A figure is — when it is undefined "
+        "(e.g. precision with no churn predicted)."
+    )
 
 
 def _traffic(api: ApiClient) -> None:

@@ -88,10 +88,10 @@ def test_record_feedback_stores_the_outcomes_with_the_predictions(client: TestCl
     for result, actual in zip(body["results"], table["churn"]):
         stored = client.get(f"/predictions/{result['prediction_id']}").json()
         assert stored["actual"] == actual and stored["feedback_at"] is not None
-    live = client.get("/metrics/live").json()
-    assert live["count"] == 40
+    realized = client.get("/metrics/live").json()["realized"]
+    assert realized["n"] == 40
     correct = sum(r["label"] == a for r, a in zip(body["results"], table["churn"]))
-    assert live["accuracy"] == pytest.approx(correct / 40)
+    assert realized["accuracy"]["value"] == pytest.approx(correct / 40)
 
 
 @pytest.fixture()
