@@ -5,9 +5,9 @@ In order: the predictions database and the MLflow store are created or migrated 
 any worker starts); both ports are checked (a taken port names the variable that moves it); the API
 and the UI start (the UI shows the API's state while it waits); when ``GET /ready`` says
 ``not_ready`` (no champion), ``churnops train`` trains and registers one, with its progress on the
-terminal, and ``POST /model/reload`` loads it. With ``ES_URL`` set, the prediction shipper runs
-alongside. There is no fixed start-up deadline: the launcher waits as long as a server is alive
-and says every 15 s what it is waiting for (``STARTUP_TIMEOUT`` sets one).
+terminal, and ``POST /model/reload`` loads it. With ``ES_URL`` set, the prediction shipper and the
+MLflow exporter run alongside. There is no fixed start-up deadline: the launcher waits as long as
+a server is alive and says every 15 s what it is waiting for (``STARTUP_TIMEOUT`` sets one).
 
 Every child runs in its own process group; Ctrl-C (SIGINT) or SIGTERM stops them all (SIGTERM to
 each group, SIGKILL after a grace period), and on Linux each child also gets SIGTERM should this
@@ -164,12 +164,14 @@ def train(supervisor: Supervisor, env: Mapping[str, str], extra: Sequence[str] =
     return code == 0
 
 
-def start_shipper(supervisor: Supervisor, settings: Settings, env: Mapping[str, str]) -> bool:
-    """Start the prediction shipper when ``ES_URL`` is set; whether it was started."""
+def start_monitoring(supervisor: Supervisor, settings: Settings, env: Mapping[str, str]) -> bool:
+    """Start the prediction shipper and the MLflow exporter when ``ES_URL`` is set; whether they
+    were started."""
     if not settings.es_url:
-        log("ES_URL is unset: monitoring reads the prediction table (no shipper)")
+        log("ES_URL is unset: monitoring reads the prediction table (no shipper, no exporter)")
         return False
     supervisor.start_service(services.shipper(settings), env)
+    supervisor.start_service(services.exporter(settings), env)
     return True
 
 
@@ -226,8 +228,8 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Names
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Prepare the stores, start API and UI (and shipper), train a first model if needed, then
-    supervise until a signal or a child's exit."""
+    """Prepare the stores, start API and UI (and shipper and exporter), train a first model if
+    needed, then supervise until a signal or a child's exit."""
     settings = get_settings()
     args = parse_args(argv, settings)
     api = services.api(settings, host=args.host, port=args.api_port, workers=args.workers)
@@ -256,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not wait_http(f"{api.url}/health", api_proc, "API", settings.startup_timeout):
             log(f"the API did not come up on {api.url}")
             return 1
-        start_shipper(supervisor, settings, env)
+        start_monitoring(supervisor, settings, env)
         train_args = None if args.no_train else shlex.split(args.train_args)
         if not ensure_model(supervisor, settings, api.url, env, train_args):
             return 1

@@ -8,6 +8,7 @@ the Docker images and the Swarm stack.
   made batches of two workers up to 10x slower on a 2-core machine.
 * :func:`ui` — ``streamlit run ui/app.py`` headless, against ``API_URL``.
 * :func:`shipper` — the prediction shipper (``churnops monitoring ship``).
+* :func:`exporter` — the MLflow exporter (``churnops monitoring export-mlflow --follow``).
 
 :func:`prepare_stores` creates or migrates the predictions database and the MLflow store once,
 before any worker starts (each open is also locked, so a direct ``uvicorn`` start stays safe).
@@ -109,6 +110,22 @@ def shipper(settings: Settings, extra: Sequence[str] = ()) -> Service:
     del settings
     argv = (sys.executable, "-m", "ops.cli", "monitoring", "ship", *extra)
     return Service("shipper", argv)
+
+
+#: Seconds between two looks at the MLflow store by the exporter (the stack's exporter: the same).
+EXPORT_EVERY = 30
+
+
+def exporter(settings: Settings, extra: Sequence[str] = ()) -> Service:
+    """The MLflow exporter: every :data:`EXPORT_EVERY` s, the runs, registrations and promotions
+    that changed go to Elasticsearch's model-metrics index (``churnops monitoring export-mlflow
+    --follow``), so the model-metrics chart moves after a retrain with no manual step."""
+    del settings
+    argv = (
+        sys.executable, "-m", "ops.cli", "monitoring", "export-mlflow",
+        "--follow", str(EXPORT_EVERY), *extra,
+    )  # fmt: skip
+    return Service("exporter", argv)
 
 
 def check_port(service: Service) -> None:

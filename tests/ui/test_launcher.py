@@ -155,16 +155,19 @@ class _Recorder:
         self.started.append((service.name, list(service.argv)))
 
 
-def test_the_shipper_runs_only_with_es_url(
+def test_the_shipper_and_the_exporter_run_only_with_es_url(
     run: ModuleType, settings: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No ES_URL: nothing to ship (the UI reads the table). ES_URL: `core.monitoring ship` runs."""
+    """No ES_URL: nothing to send (the UI reads the table). ES_URL: the prediction shipper and the
+    continuous MLflow exporter run beside the API."""
     del settings  # tmp stores, ES_URL unset
     recorder = _Recorder()
-    assert run.start_shipper(recorder, get_settings(), {}) is False and not recorder.started
+    assert run.start_monitoring(recorder, get_settings(), {}) is False and not recorder.started
     monkeypatch.setenv("ES_URL", "http://127.0.0.1:9200")
     get_settings.cache_clear()
-    assert run.start_shipper(recorder, get_settings(), {}) is True
+    assert run.start_monitoring(recorder, get_settings(), {}) is True
+    cli = [sys.executable, "-m", "ops.cli", "monitoring"]
     assert recorder.started == [
-        ("shipper", [sys.executable, "-m", "ops.cli", "monitoring", "ship"])
+        ("shipper", [*cli, "ship"]),
+        ("exporter", [*cli, "export-mlflow", "--follow", "30"]),
     ]
