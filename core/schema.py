@@ -432,6 +432,43 @@ _CanonicalCustomer: type[CustomerRecord] = create_model(  # type: ignore[call-ov
 )
 
 
+#: $ per minute of each calling period in the training data: in every row of
+#: ``data/raw/churn.csv`` the charge is ``round(minutes * rate, 2)`` (a test checks it).
+TARIFFS: dict[str, float] = {"day": 0.17, "eve": 0.085, "night": 0.045, "intl": 0.27}
+#: A charge further than this from ``minutes * rate`` (in $, or this share of it if larger) is
+#: reported: rounding explains 0.005 at most.
+TARIFF_TOLERANCE = 0.10
+
+
+def usage_warnings(record: Mapping[str, Any]) -> list[str]:
+    """Minutes and charges that disagree with the training data's tariffs (:data:`TARIFFS`).
+
+    The model learned from customers whose charge is always minutes times the tariff; a pair that
+    disagrees (a typing slip, another operator's prices) is still scored, and said.
+
+    Args:
+        record: one customer, canonical names (numbers or None).
+
+    Returns:
+        One line per disagreeing period, naming both fields and the expected charge; empty when
+        all agree (or a value is missing).
+    """
+    found = []
+    for period, rate in TARIFFS.items():
+        minutes = record.get(f"total_{period}_minutes")
+        charge = record.get(f"total_{period}_charge")
+        if not isinstance(minutes, (int, float)) or not isinstance(charge, (int, float)):
+            continue
+        expected = minutes * rate
+        if abs(charge - expected) > max(TARIFF_TOLERANCE, TARIFF_TOLERANCE * expected):
+            found.append(
+                f"total_{period}_charge {charge:.2f} disagrees with total_{period}_minutes "
+                f"{minutes:g} at {rate:g} $/min (expected {expected:.2f}): the model learned "
+                "from customers whose charge is minutes times that tariff"
+            )
+    return found
+
+
 def customer_from_json(raw: bytes | str) -> CustomerRecord:
     """One customer from JSON text, with the features and passthrough fields
     ``Customer.model_validate_json`` gives.

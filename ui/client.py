@@ -68,6 +68,8 @@ def _detail_message(payload: Any) -> tuple[str, list[dict[str, Any]]]:
             parts.append(f"{row}{where}: {reason}".strip())
         more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
         return ("; ".join(parts) or "invalid request") + more, items
+    if isinstance(payload, dict) and isinstance(payload.get("reason"), str):
+        return payload["reason"], []  # GET /ready's 503: {"status": "not_ready", "reason": ...}
     return "unexpected answer", []
 
 

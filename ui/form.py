@@ -10,7 +10,15 @@ from typing import Any
 import streamlit as st
 from pydantic import ValidationError
 
-from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURES, SPECS, Customer, FeatureSpec
+from core.schema import (
+    EXAMPLE_CHURNER,
+    EXAMPLE_LOYAL,
+    FEATURES,
+    SPECS,
+    Customer,
+    FeatureSpec,
+    usage_warnings,
+)
 
 #: Defaults: a typical (loyal) customer of the training data; a likely churner as a second preset.
 PRESETS: dict[str, dict[str, Any]] = {"typical": EXAMPLE_LOYAL, "churner": EXAMPLE_CHURNER}
@@ -165,6 +173,7 @@ def validate(
     warnings: list[str] = []
     if values.get("voice_mail_plan") == "no" and (values.get("number_vmail_messages") or 0) > 0:
         warnings.append("Voice-mail messages are set but the customer has no voice-mail plan.")
+    warnings.extend(usage_warnings(values))
     errors = {name: "required: enter a value" for name, value in values.items() if value is None}
     try:
         customer = Customer.model_validate(values)

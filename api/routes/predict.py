@@ -52,6 +52,7 @@ from core.schema import (
     Customer,
     CustomerRecord,
     customer_from_json,
+    usage_warnings,
 )
 from core.labelled import LabelledReport, SampleRule, labelled_report
 from core.schema import TARGET, YES_NO
@@ -163,7 +164,8 @@ def answer(
         "model_version": model.version,
         "latency_ms": round(latency_ms, 4),
         "passthrough": passthrough,
-        "warnings": passthrough_warnings(passthrough) if passthrough else [],
+        "warnings": (passthrough_warnings(passthrough) if passthrough else [])
+        + usage_warnings(record),
     }
 
 

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -325,7 +327,9 @@ def register(settings: Settings, run_id: str) -> str:
         "model_family": run.data.tags.get("model_family", ""),
         "data_sha256": run.data.tags.get("data_sha256", ""),
     }
-    with _quiet_mlflow():
+    # mlflow.register_model prints its banners with print(file=sys.stderr), not through logging
+    # ("Registered model ... already exists. Creating a new version ..." on every retrain)
+    with _quiet_mlflow(), contextlib.redirect_stderr(io.StringIO()):
         uri = run.data.tags.get(MODEL_URI_TAG, f"runs:/{run_id}/{MODEL_ARTIFACT}")
         version = mlflow.register_model(uri, settings.model_name, tags=tags)
     client.set_registered_model_alias(settings.model_name, CHALLENGER, version.version)

@@ -45,6 +45,18 @@ def test_examples_churner_and_loyal(client: TestClient, bundle: ModelBundle) -> 
     assert body["churn_probability"] == pytest.approx(expected, abs=PARITY)
 
 
+def test_minutes_and_charges_that_disagree_are_scored_and_said(client: TestClient) -> None:
+    """Day charge 2.00 for 300 minutes (the data's tariff gives 51.00): scored, with a warning
+    naming both fields; the documented examples (consistent pairs) carry none."""
+    odd = {**EXAMPLE_LOYAL, "total_day_minutes": 300.0, "total_day_charge": 2.0}
+    answer = client.post("/predict", json=odd)
+    assert answer.status_code == 200
+    (warning,) = answer.json()["warnings"]
+    assert "total_day_charge 2.00" in warning and "total_day_minutes 300" in warning
+    assert "expected 51.00" in warning
+    assert client.post("/predict", json=EXAMPLE_LOYAL).json()["warnings"] == []
+
+
 def test_bigml_spellings_accepted(client: TestClient) -> None:
     """Yes/No plans and a bare area code are normalised like in training data."""
     record = {**EXAMPLE_LOYAL, "international_plan": "No", "area_code": 415}

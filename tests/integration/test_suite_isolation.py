@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -60,7 +61,9 @@ def test_user_stores_are_left_untouched(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert f"{len(SAMPLE)} passed" in done.stdout
+    passed = re.search(r"(\d+) passed", done.stdout)  # a test may run once per store back end
+    assert passed and int(passed.group(1)) >= len(SAMPLE), done.stdout[-3000:]
+    assert "skipped" not in done.stdout and "deselected" not in done.stdout, done.stdout[-3000:]
     assert {path: _digest(path) for path in (predictions, mlflow_db)} == before
     assert not user_var.exists()
     assert not (user / "from-dotenv.db").exists()

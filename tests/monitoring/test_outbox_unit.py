@@ -103,6 +103,8 @@ def test_cli_runs_niced_and_stops_cleanly_on_sigterm(settings: Settings, tmp_pat
         assert wait_for(heartbeat.exists, 60), proc.stderr.read() if proc.poll() is not None else ""
         with open(f"/proc/{proc.pid}/stat", encoding="ascii") as stat:
             assert int(stat.read().rsplit(")", 1)[1].split()[16]) == 19  # field 19: nice
+        touched = heartbeat.stat().st_mtime_ns  # the next touch: a whole (failed) pass is done
+        assert wait_for(lambda: heartbeat.stat().st_mtime_ns > touched, 60)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     finally:

@@ -161,3 +161,32 @@ def test_drivers_chart_and_table_share_one_order(open_page, fake_api, monkeypatc
     sort = spec["encoding"]["y"]["sort"]
     assert sort == {"field": "magnitude", "order": "descending"}
     assert "one usage figure" in texts(at)
+
+
+def test_a_result_is_never_shown_for_values_the_form_no_longer_holds(open_page, fake_api):
+    """After a prediction, a preset or an edited field hides the result (it was for other
+    values) until Predict is pressed again; going back to the scored values shows it again."""
+    at = open_page("predict")
+    at.button(key="predict_submit").click().run()
+    assert _metric(at, "Churn probability")
+    at.number_input(key="f_number_customer_service_calls").set_value(7).run()
+    assert not at.metric and any("form changed" in i.value for i in at.info)
+    at.number_input(key="f_number_customer_service_calls").set_value(
+        EXAMPLE_LOYAL["number_customer_service_calls"]
+    ).run()
+    assert _metric(at, "Churn probability") and not at.info
+    at.button(key="preset_churner").click().run()
+    assert not at.metric and any("form changed" in i.value for i in at.info)
+    at.button(key="predict_submit").click().run()
+    assert _metric(at, "Churn probability") and len(fake_api.called("predict")) == 2
+    assert_clean(at)
+
+
+def test_minutes_and_charges_that_disagree_get_a_warning_and_still_score(open_page, fake_api):
+    at = open_page("predict")
+    at.number_input(key="f_total_day_minutes").set_value(300.0)
+    at.number_input(key="f_total_day_charge").set_value(2.0)
+    at.button(key="predict_submit").click().run()
+    assert any("total_day_charge 2.00 disagrees" in w.value for w in at.warning)
+    assert fake_api.called("predict") and _metric(at, "Churn probability")
+    assert_clean(at)

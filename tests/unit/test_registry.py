@@ -291,3 +291,17 @@ def test_cli_champion_promote_rollback(
         assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["champion"]
     finally:
         get_settings.cache_clear()
+
+
+def test_a_second_registration_prints_no_banner(
+    store: Settings, first: tuple[str, str], capfd: pytest.CaptureFixture[str]
+) -> None:
+    """MLflow prints "Registered model ... already exists. Creating a new version" on every
+    registration after the first; a retrain's output (make run's terminal, the watch log) must
+    not carry it."""
+    del first  # the registered model exists
+    capfd.readouterr()
+    version = registry.register(store, registry.log_training(store, factory.record(30)))
+    captured = capfd.readouterr()
+    assert int(version) >= 2
+    assert "already exists" not in captured.err + captured.out

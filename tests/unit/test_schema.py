@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from core.schema import (
+    TARIFFS,
+    usage_warnings,
     EXAMPLE_CHURNER,
     EXAMPLE_LOYAL,
     FEATURE_NAMES,
@@ -24,6 +26,7 @@ from core.schema import (
     normalise_frame,
     validate_frame,
 )
+from tests.conftest import ROOT
 
 
 def test_normalise_maps_bigml_values_and_keeps_missing_and_unknown() -> None:
@@ -144,3 +147,19 @@ def test_record_and_table_spellings_agree() -> None:
         "area_code_415",
         "KS",
     )
+
+
+def test_the_tariffs_are_those_of_the_training_data() -> None:
+    """Every row of the bundled data agrees with TARIFFS (charge = round(minutes * rate, 2)), so
+    no customer of the training data would be warned about."""
+    frame = pd.read_csv(ROOT / "data" / "raw" / "churn.csv")
+    for period, rate in TARIFFS.items():
+        gap = (frame[f"total_{period}_charge"] - frame[f"total_{period}_minutes"] * rate).abs()
+        assert gap.max() <= 0.005 + 1e-9, period
+    assert not any(usage_warnings(row) for row in frame.head(500).to_dict(orient="records"))
+    odd = {"total_night_minutes": 100.0, "total_night_charge": 9.0}
+    assert usage_warnings(odd) == [
+        "total_night_charge 9.00 disagrees with total_night_minutes 100 at 0.045 $/min (expected "
+        "4.50): the model learned from customers whose charge is minutes times that tariff"
+    ]
+    assert usage_warnings({"total_night_minutes": None, "total_night_charge": 9.0}) == []

@@ -15,6 +15,7 @@ from ui.form import apply_preset, customer_form, current_values, init_state, lab
 STATE_REQUEST = "predict_request"
 STATE_RESULT = "predict_result"
 STATE_EXPLAIN = "predict_explain"
+STATE_SCORED_VALUES = "predict_scored_values"
 
 
 def _submit() -> None:
@@ -25,6 +26,7 @@ def _submit() -> None:
     st.session_state.pop(STATE_RESULT, None)
     st.session_state.pop(STATE_EXPLAIN, None)
     st.session_state[STATE_REQUEST] = customer
+    st.session_state[STATE_SCORED_VALUES] = current_values()
 
 
 def _score(customer: dict[str, Any]) -> None:
@@ -137,11 +139,11 @@ def main() -> None:
         "Likely churner", key="preset_churner", on_click=apply_preset, args=("churner",)
     )
     errors: dict[str, str] = st.session_state.get("predict_errors") or {}
-    with st.form("predict_form", border=True):
+    # Not an st.form: every edit reruns the page, so a result is never shown for values that
+    # are no longer the form's (a preset, an edited or emptied field hides it until Predict).
+    with st.container(border=True):
         customer_form(errors)
-        st.form_submit_button(
-            "Predict churn", type="primary", key="predict_submit", on_click=_submit
-        )
+        st.button("Predict churn", type="primary", key="predict_submit", on_click=_submit)
 
     for message in st.session_state.get("predict_warnings", []):
         st.warning(message)
@@ -151,6 +153,9 @@ def main() -> None:
         return
     customer = st.session_state.get(STATE_REQUEST)
     if customer is None:
+        return
+    if current_values() != st.session_state.get(STATE_SCORED_VALUES):
+        st.info("The form changed since the last prediction: press **Predict churn** to score it.")
         return
     if STATE_RESULT not in st.session_state:
         _score(customer)
