@@ -132,8 +132,10 @@ def trained_model() -> TrainedModel:
     return trained_default()
 
 
-# One headless browser for the whole session, shared by tests/e2e and tests/stack: Playwright's
-# sync API cannot start a second instance while one is running in the same thread.
+# One headless browser per test module (tests/e2e, tests/stack), defined once. Playwright's sync
+# API runs an event loop in this thread while a browser is open: two at once cannot start, and a
+# browser left open for the whole session broke every later test that calls asyncio.run(). So it
+# is opened by the first test of a module that asks for it and closed at the module's end.
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--headless",
@@ -144,7 +146,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Debian Chromium through Playwright (its own browser download does not work here)."""
     need(CHROMIUM.exists(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")

@@ -109,7 +109,7 @@ def _stop(stack: Stack) -> None:
     ctrl_c(stack.launcher, stack.log)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # stopped after its module: no server left running for the rest
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """API + UI started by ``churnops run`` (which trains the first champion)."""
     var_dir = tmp_path_factory.mktemp("e2e-var")

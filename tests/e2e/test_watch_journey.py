@@ -1,6 +1,10 @@
 """``make watch`` as a developer runs it, in a fresh clone: one saved file starts exactly one
-pipeline — the real code pipeline (``make pipeline-code``: the gates, then the fast tests) — and
-nothing it writes starts another one in the two minutes after it ends."""
+pipeline — the real code pipeline (``make pipeline-code``: every gate, then the fast tests) — and
+nothing it writes starts another one in the two minutes after it ends.
+
+The fast tests are narrowed to one module (``PYTEST_ARGS``, as a developer narrows them) that
+writes what the whole run writes (``.hypothesis/``, the test stores): the whole fast suite would
+add minutes and no new kind of file. The whole suite runs in ``make test`` itself."""
 
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ def _runs(log: Path) -> list[tuple[str, str]]:
 
 def test_one_save_starts_exactly_one_pipeline(tmp_path: Path) -> None:
     clone = fresh_clone(tmp_path / "churnops")
-    env = user_env(0, 0)
+    env = {**user_env(0, 0), "PYTEST_ARGS": "tests/unit/test_schema.py"}  # hypothesis: .hypothesis/
     log = tmp_path / "watch.log"
     with log.open("wb") as out:
         watcher = subprocess.Popen(  # pylint: disable=consider-using-with  # stopped below
