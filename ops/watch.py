@@ -311,7 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         del frame
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGTERM, _terminate)
+    # SIGINT explicitly too: Python leaves SIGINT ignored when the process starts with it ignored
+    # (a background job of a script, some CI runners), and Ctrl-C / kill -INT must still stop it.
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGINT, signal.SIGTERM)}
     watcher.start()
     print(
         f"watching {watcher.root} (debounce {watcher.debounce_s:g}s, command "
@@ -324,6 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nstopping…", flush=True)
     finally:
         watcher.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     failures = sum(1 for outcome in watcher.outcomes if outcome.returncode != 0)
     print(f"watch stopped: {len(watcher.outcomes)} run(s), {failures} failed", flush=True)
     return 0
