@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -17,6 +20,7 @@ from core.store import PredictionWriter, utcnow
 from core.monitoring.outbox import PredictionShipper
 from core.store import PREDICTION
 from core.schema import EXAMPLE_CHURNER
+from tests.conftest import ROOT
 
 
 def prediction_rows(
@@ -81,3 +85,36 @@ def running(
     finally:
         stop.set()
         thread.join(30)
+
+
+def run_loop_until_sigterm(
+    args: list[str],
+    env: dict[str, str],
+    heartbeat: Path,
+    while_running: Callable[[int], None] | None = None,
+) -> tuple[int, str, str]:
+    """Run ``churnops monitoring ARGS --heartbeat HEARTBEAT`` (the shipper's or the exporter's
+    loop) until its heartbeat has been touched twice (one whole pass done), call
+    ``while_running(pid)``, then SIGTERM it.
+
+    Returns:
+        The exit code, stdout and stderr. The waits are hang guards only: at nice 19 on a busy
+        machine a loop may wait long for a CPU.
+    """
+    command = [sys.executable, "-m", "ops.cli", "monitoring", *args, "--heartbeat", str(heartbeat)]
+    proc = subprocess.Popen(  # pylint: disable=consider-using-with  # stopped below
+        command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert wait_for(heartbeat.exists, 120), proc.stderr.read() if proc.poll() else ""
+        first = heartbeat.stat().st_mtime_ns
+        assert wait_for(lambda: heartbeat.stat().st_mtime_ns > first, 60)  # a second turn
+        if while_running is not None:
+            while_running(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, err

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,7 @@ from core.monitoring.mlflow_export import MlflowFollower
 from core.settings import Settings
 from tests.conftest import ROOT
 from tests.monitoring.helpers import count
-from tests.monitoring.outbox_helpers import wait_for
+from tests.monitoring.outbox_helpers import run_loop_until_sigterm, wait_for
 from tests.monitoring.test_outbox_unit import nowhere
 
 pytestmark = [pytest.mark.es, pytest.mark.integration]
@@ -140,25 +137,7 @@ def test_cli_follow_survives_elasticsearch_down_and_stops_on_sigterm(
         "ES_URL": nowhere(),
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
     }
-    command = [sys.executable, "-m", "ops.cli", "monitoring", "export-mlflow", "--follow", "0.1"]
-    proc = subprocess.Popen(  # pylint: disable=consider-using-with
-        [*command, "--heartbeat", str(heartbeat)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert wait_for(heartbeat.exists, 120), proc.stderr.read() if proc.poll() else ""
-        first = heartbeat.stat().st_mtime_ns
-        assert wait_for(lambda: heartbeat.stat().st_mtime_ns > first, 60)  # a second turn
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err[-2000:]
+    code, out, err = run_loop_until_sigterm(["export-mlflow", "--follow", "0.1"], env, heartbeat)
+    assert code == 0, err[-2000:]
     assert json.loads(out.strip().splitlines()[-1]) == {"export": "stopped"}
     assert "pass failed" in err

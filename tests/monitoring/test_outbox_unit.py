@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,14 @@ from core.monitoring.outbox import PredictionShipper, ShipperConfig
 from core.settings import Settings, get_settings
 from tests.conftest import ROOT
 from tests.monitoring.conftest import free_port
-from tests.monitoring.outbox_helpers import prediction_rows, running, store, unshipped, wait_for
+from tests.monitoring.outbox_helpers import (
+    prediction_rows,
+    run_loop_until_sigterm,
+    running,
+    store,
+    unshipped,
+    wait_for,
+)
 
 FAST = ShipperConfig(batch=100, interval=0.05, probe_min=0.05, probe_max=0.2, timeout=1.0)
 
@@ -90,29 +96,15 @@ def test_cli_runs_niced_and_stops_cleanly_on_sigterm(settings: Settings, tmp_pat
         "ES_URL": nowhere(),
         "DATABASE_URL": settings.db_url,
     }
-    command = [sys.executable, "-m", "ops.cli", "monitoring", "ship", "--interval", "0.1"]
-    proc = subprocess.Popen(  # pylint: disable=consider-using-with
-        [*command, "--heartbeat", str(heartbeat)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert wait_for(heartbeat.exists, 60), proc.stderr.read() if proc.poll() is not None else ""
-        with open(f"/proc/{proc.pid}/stat", encoding="ascii") as stat:
+
+    def nice_is_19(pid: int) -> None:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
             assert int(stat.read().rsplit(")", 1)[1].split()[16]) == 19  # field 19: nice
-        touched = heartbeat.stat().st_mtime_ns  # the next touch: a whole (failed) pass is done
-        assert wait_for(lambda: heartbeat.stat().st_mtime_ns > touched, 60)
-        proc.send_signal(signal.SIGTERM)
-        # a hang guard only: at nice 19 on a busy machine the shipper may wait long for a CPU
-        out, err = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err[-2000:]
+
+    code, out, err = run_loop_until_sigterm(
+        ["ship", "--interval", "0.1"], env, heartbeat, while_running=nice_is_19
+    )
+    assert code == 0, err[-2000:]
     stats = json.loads(out.strip().splitlines()[-1])
     assert stats["ship"] == "stopped" and stats["failures"] >= 1 and stats["delivered"] == 0
     assert unshipped(engine) == 10

@@ -360,6 +360,16 @@ def _linked_context(sources: dict[str, Path], folder: Path, out: Path) -> Path:
     return out
 
 
+def _es_sh(command: str) -> str:
+    """stdout of ``scripts/es.sh COMMAND`` (the test Elasticsearch's zip and the JDK to run it)."""
+    return subprocess.run(  # nosec B603 B607 - fixed argv
+        ["bash", str(ROOT / "scripts" / "es.sh"), command],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 @pytest.fixture(scope="module")
 def images(
     engine: Engine, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -379,22 +389,8 @@ def images(
     engine.figures["api_image_bytes"] = engine.api.images.get(images.api()).attrs["Size"]
 
     started = time.monotonic()
-    es_home = Path(
-        subprocess.run(  # nosec B603 B607 - fixed argv
-            ["bash", str(ROOT / "scripts" / "es.sh"), "fetch"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()[-1]
-    )
-    jdk = Path(
-        subprocess.run(  # nosec B603 B607 - fixed argv
-            ["bash", str(ROOT / "scripts" / "es.sh"), "java-home"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    )
+    es_home = Path(_es_sh("fetch").split()[-1])
+    jdk = Path(_es_sh("java-home").strip())
     sources = {"elasticsearch": {"jdk": jdk, "elasticsearch": es_home}}
     standins: list[str] = []
     for folder in sorted((Path(__file__).parent / "images").iterdir()):
