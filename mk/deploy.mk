@@ -142,7 +142,8 @@ stack-train: ## Train a champion inside the stack: POST /retrain (API key from S
 	    | python3 -c 'import json, sys; print(json.load(sys.stdin)["job_id"])'); \
 	  echo "== retrain job $$job"; \
 	  while :; do \
-	    answer=$$(curl -fsS "$(STACK_API_URL)/retrain/$$job"); \
+	    answer=$$(printf 'X-API-Key: %s\n' "$$(cat "$(SECRETS_DIR)/api_key")" \
+	      | curl -fsS -H @- "$(STACK_API_URL)/retrain/$$job"); \
 	    status=$$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["status"])' "$$answer"); \
 	    echo "   $$status"; \
 	    case "$$status" in succeeded) echo "$$answer"; break ;; failed) echo "$$answer" >&2; exit 1 ;; esac; \
