@@ -12,7 +12,7 @@ STACK_FILE ?= stack.yml
 STACK_ENV ?= $(firstword $(wildcard deploy/stack.env) deploy/stack.env.example)
 SECRETS_DIR ?= ./secrets
 SECRET_NAMES := es_password es_writer_password kibana_password kibana_encryption_key api_key \
-  smtp_password
+  writer_key reader_key smtp_password
 GIT_SHA = $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 SOURCE_URL ?= $(shell git config --get remote.origin.url 2>/dev/null || echo unknown)
 BUILD_DATE = $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
