@@ -136,7 +136,7 @@ class Refusal:
 
 
 def decide(
-    required: Role, given: str | None, keys: Mapping[Role, str], open_roles: Iterable[Role] = ()
+    required: Role, given: str | None, keys: Mapping[Role, str], opened: Iterable[Role] = ()
 ) -> Refusal | None:
     """The decision for one request (``None``: allowed).
 
@@ -144,9 +144,9 @@ def decide(
         required: the route's role.
         given: the ``X-API-Key`` header (``None``/empty: none).
         keys: the configured key of each role (roles without a key are left out).
-        open_roles: roles whose routes are open in this configuration.
+        opened: roles whose routes are open in this configuration (:func:`open_roles`).
     """
-    if required is Role.OPEN or required in set(open_roles):
+    if required is Role.OPEN or required in set(opened):
         return None
     caller = role_of(given, keys)
     if caller is None:
