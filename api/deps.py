@@ -1,4 +1,4 @@
-"""FastAPI dependencies as ``Annotated`` aliases: ``ModelDep``, ``SessionDep``, ``AdminDep``...
+"""FastAPI dependencies as ``Annotated`` aliases (``ModelDep``, ``SessionDep``...), and the guards.
 
 They are ``async`` on purpose: a sync dependency would run in the thread pool and cost more than
 the prediction itself. Tests swap them with ``app.dependency_overrides``.
@@ -6,22 +6,28 @@ the prediction itself. Tests swap them with ``app.dependency_overrides``.
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, Security, WebSocketException, params, status
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 from sqlmodel import Session
+from starlette.requests import HTTPConnection
 
-from api.errors import content_refusal
+from api.auth import Role, route_role
+from api.errors import AUTH_FIRST, content_refusal
+from api.schemas import AUTH_RESPONSES
 from api.serving import ServedModel
 from api.state import AppState
 from core.settings import Settings
 from core.store import PredictionWriter
 
 api_key_header = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="Admin key (env API_KEY or API_KEY_FILE)."
+    name="X-API-Key",
+    auto_error=False,
+    description="The key of a role: API_KEY (admin), WRITER_KEY, READER_KEY or PREDICT_KEY "
+    "(each also from a Docker secret, *_FILE); see docs/security.md.",
 )
 
 
@@ -74,25 +80,62 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-async def require_admin(
-    request: Request, state: StateDep, key: Annotated[str | None, Depends(api_key_header)]
-) -> None:
-    """401 unless ``X-API-Key`` matches the configured key (constant-time comparison), then 415
-    when the route does not take the body's content type: authentication comes first."""
-    given = (key or "").encode("utf-8", "surrogatepass")
-    if not key or not hmac.compare_digest(given, state.api_key.encode("utf-8")):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing or invalid X-API-Key",
-            headers={"WWW-Authenticate": "APIKey"},
-        )
-    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    length = request.headers.get("content-length")
-    refusal = content_refusal(
-        request.url.path, ctype, int(length) if length and length.isdigit() else None
-    )
-    if refusal is not None:
-        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, refusal)
+def _guard(role: Role) -> Callable[..., Coroutine[Any, Any, None]]:
+    """The dependency that lets a request through to a route of ``role``, or refuses it.
+
+    401 without a known key, 403 with a lower role's key (a WebSocket is closed with 1008 before
+    it is accepted); then, on routes that take a body only after authentication
+    (:data:`api.errors.AUTH_FIRST`), 415 when the route does not take the body's content type.
+    """
+
+    async def guard(
+        conn: HTTPConnection, key: Annotated[str | None, Security(api_key_header)]
+    ) -> None:
+        state: AppState = conn.app.state.churnops
+        refusal = state.keys.refusal(role, key)
+        if refusal is not None:
+            if conn.scope["type"] == "websocket":
+                raise WebSocketException(status.WS_1008_POLICY_VIOLATION, refusal.detail)
+            headers = {"WWW-Authenticate": "APIKey"} if refusal.status == 401 else None
+            raise HTTPException(refusal.status, refusal.detail, headers=headers)
+        path = conn.url.path.rstrip("/") or "/"
+        if path not in AUTH_FIRST:
+            return
+        ctype = conn.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        length = conn.headers.get("content-length")
+        refused = content_refusal(path, ctype, int(length) if length and length.isdigit() else None)
+        if refused is not None:
+            raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, refused)
+
+    guard.__name__ = f"require_{role.label}"
+    return guard
 
 
-AdminDep = Annotated[None, Depends(require_admin)]
+#: One guard dependency per role that needs a key.
+GUARDS: dict[Role, params.Depends] = {
+    role: Depends(_guard(role)) for role in Role if role is not Role.OPEN
+}
+
+
+def guard_of(route: str) -> list[params.Depends]:
+    """The dependencies a route declared by hand (a WebSocket) takes from the role table."""
+    method, path = route.split(" ", 1)
+    role = route_role([method], path)
+    return [] if role is Role.OPEN else [GUARDS[role]]
+
+
+class RoleRoute(APIRoute):
+    """A route guarded by the role :data:`api.auth.ROUTE_ROLES` gives it (every router uses
+    this class): the guard runs before the other dependencies, the 401/403 answers are
+    documented, and a route missing from the table needs the admin key."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        self.role = route_role(kwargs.get("methods") or ["GET"], path)
+        if self.role is not Role.OPEN:
+            guard = GUARDS[self.role]
+            dependencies = list(kwargs.get("dependencies") or [])
+            if guard not in dependencies:
+                dependencies.insert(0, guard)
+            kwargs["dependencies"] = dependencies
+            kwargs["responses"] = {**AUTH_RESPONSES, **(kwargs.get("responses") or {})}
+        super().__init__(path, endpoint, **kwargs)

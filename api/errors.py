@@ -4,7 +4,7 @@
 than a prediction): it checks ``Content-Length`` against the limit, counts the bytes of chunked
 bodies, and checks the content type of each route that takes a body — except on admin routes
 (:data:`AUTH_FIRST`), where the caller is authenticated first and the same rule is applied after
-the key (:func:`api.deps.require_admin`): an unauthenticated caller always gets 401.
+the key (the role guards of :mod:`api.deps`): an unauthenticated caller always gets 401.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.auth import Role, route_role
+
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -36,9 +38,12 @@ CONTENT_RULES: dict[str, tuple[str, ...]] = {
     "/model/promote": JSON,
     "/retrain": ("multipart/form-data",),
 }
-# Admin routes with a body: the key is checked before the content type and the body (their
-# handlers read the body themselves, after the dependencies, so FastAPI parses nothing earlier).
-AUTH_FIRST: frozenset[str] = frozenset({"/model/promote", "/retrain"})
+# Routes with a body that always need a key (reader and above in the role table): the key is
+# checked before the content type and the body (their handlers read the body themselves, after
+# the dependencies, so FastAPI parses nothing earlier). Predict routes keep the check here.
+AUTH_FIRST: frozenset[str] = frozenset(
+    path for path in CONTENT_RULES if route_role(["POST"], path) >= Role.READER
+)
 
 
 def content_refusal(path: str, content_type: str, length: int | None) -> str | None:
@@ -170,9 +175,27 @@ def _request_id(request: Request) -> str | None:
     return request.headers.get("x-request-id")
 
 
+def _refused(request: Request) -> JSONResponse | None:
+    """401/403 for a caller the route's guard would refuse: FastAPI parses a declared body
+    parameter before the dependencies run, so a 422 must not answer a stranger first."""
+    role = getattr(request.scope.get("route"), "role", None)
+    state = getattr(request.app.state, "churnops", None)
+    if role is None or state is None:
+        return None
+    refusal = state.keys.refusal(role, request.headers.get("x-api-key"))
+    if refusal is None:
+        return None
+    body = {"detail": refusal.detail, "request_id": _request_id(request)}
+    headers = {"WWW-Authenticate": "APIKey"} if refusal.status == 401 else None
+    return JSONResponse(body, status_code=refusal.status, headers=headers)
+
+
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, RequestValidationError):  # registered for this type only
         return await _unexpected(request, exc)
+    refused = _refused(request)
+    if refused is not None:
+        return refused
     body = {"detail": error_items(exc.errors()), "request_id": _request_id(request)}
     return JSONResponse(body, status_code=422)
 

@@ -2,9 +2,10 @@
 
 FastAPI's per-request machinery (routing, dependency solving, exception middleware, response
 classes) costs several times the ~30 µs of the prediction itself. The lane answers exactly what
-the documented ``POST /predict`` route answers — same parsing and validation
-(:func:`api.routes.predict.parse_customer`: BOM, charset, every spelling the ``Customer``
-model takes), same 422 body, same 503 without a model, same JSON — with none of that machinery.
+the documented ``POST /predict`` route answers — same key check (the route's role in the role
+table), same parsing and validation (:func:`api.routes.predict.parse_customer`: BOM, charset,
+every spelling the ``Customer`` model takes), same 422 body, same 503 without a model, same
+JSON — with none of that machinery.
 The FastAPI route stays: it is what ``/openapi.json`` documents, and the lane steps aside (lets
 the route answer) whenever ``app.dependency_overrides`` is set, so tests can still swap
 dependencies.
@@ -20,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.auth import route_role
 from api.errors import error_items
 from api.routes.predict import answer, parse_customer
 from api.state import AppState
@@ -27,6 +29,7 @@ from api.tables import new_id
 
 log = logging.getLogger(__name__)
 PATH = "/predict"
+ROLE = route_role(["POST"], PATH)
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -51,6 +54,11 @@ class PredictFastLane:
         ):
             await self.app(scope, receive, send)
             return
+        key = next((v for n, v in scope["headers"] if n == b"x-api-key"), b"")
+        refusal = self.api.state.churnops.keys.refusal(ROLE, key.decode("latin-1") or None)
+        if refusal is not None:  # before the body is read, as the route's guard does
+            await _send(send, refusal.status, {"detail": refusal.detail, "request_id": None})
+            return
         try:
             status, body = await self._answer(scope, receive)
         except _Disconnected:
@@ -58,14 +66,7 @@ class PredictFastLane:
         except Exception:  # pylint: disable=broad-exception-caught  # never a traceback
             log.exception("fast lane failed on POST /predict")
             status, body = 500, {"detail": "internal error; see the server log"}
-        payload = json.dumps(body).encode()
-        start: Message = {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*_JSON, (b"content-length", str(len(payload)).encode())],
-        }
-        await send(start)
-        await send({"type": "http.response.body", "body": payload})
+        await _send(send, status, body)
 
     async def _answer(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
         request_id = content_type = None
@@ -85,6 +86,16 @@ class PredictFastLane:
         except RequestValidationError as exc:
             return 422, {"detail": error_items(exc.errors()), "request_id": request_id}
         return 200, answer(model, state.writer, customer, request_id or new_id())
+
+
+async def _send(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode()
+    headers = [*_JSON, (b"content-length", str(len(payload)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b"APIKey"))
+    start: Message = {"type": "http.response.start", "status": status, "headers": headers}
+    await send(start)
+    await send({"type": "http.response.body", "body": payload})
 
 
 class _Disconnected(Exception):

@@ -24,6 +24,7 @@ from fastapi_offline import FastAPIOffline
 from sqlmodel import Session, col, select
 
 from api import errors
+from api.auth import KeyRing
 from api.events import EventHub
 from api.fastlane import PredictFastLane
 from api.jobs import RetrainRunner, Trainer
@@ -47,7 +48,8 @@ Churn predictions for telecom customers, served from the MLflow **champion** of 
 * `POST /retrain` (admin) retrains in the background, gates and hot-swaps the model in every worker;
   `WS /ws/events` streams progress and swaps, `WS /ws/predict` scores over a socket.
 
-Admin endpoints need the `X-API-Key` header.
+Each route needs the `X-API-Key` of a role (predict, reader, writer, admin): see the role
+table in docs/security.md. Predict routes are open unless `PREDICT_KEY` is set.
 """
 TAGS = [
     {"name": "predict", "description": "Score customers."},
@@ -117,14 +119,18 @@ def create_app(
         The FastAPI app.
 
     Raises:
-        ValueError: in prod mode with a missing or placeholder API key.
+        ValueError: in prod mode with a missing or placeholder admin key, or a placeholder key of
+            another role.
     """
     conf = settings or get_settings()
-    api_key = conf.require_api_key()
+    keys = KeyRing(conf)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(conf, service="churnops-api")
+        notice = keys.open_notice()
+        if notice is not None:
+            log.warning(notice)
         engine = await run_in_threadpool(open_engine, conf.db_url)
         hub = EventHub()
         hub.bind(asyncio.get_running_loop())
@@ -144,7 +150,7 @@ def create_app(
 
         manager = ModelManager(conf, engine, loader, on_swap=swapped)
         runner = RetrainRunner(conf, engine, manager, trainer)
-        state = AppState(conf, api_key, engine, manager, writer, hub, runner)
+        state = AppState(conf, keys, engine, manager, writer, hub, runner)
         app.state.churnops = state
         await run_in_threadpool(manager.load)
         # Everything loaded so far (pandas, sklearn, MLflow, the model) lives as long as the

@@ -51,8 +51,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     415: {"model": ErrorResponse, "description": "Wrong content type."},
     422: {"model": ErrorResponse, "description": "Invalid input, with field-level messages."},
 }
-ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse, "description": "Missing or wrong X-API-Key."},
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or unknown X-API-Key."},
+    403: {"model": ErrorResponse, "description": "The key's role may not do this."},
 }
 NOT_READY: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "No model loaded yet."},

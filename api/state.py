@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from api.auth import KeyRing
 from api.events import EventHub
 from api.jobs import RetrainRunner
 from api.serving import ModelManager
@@ -15,10 +16,10 @@ from core.store import PredictionWriter
 
 @dataclass
 class AppState:
-    """Everything one worker process holds: settings, DB, model, writer, events, jobs."""
+    """Everything one worker process holds: settings, keys, DB, model, writer, events, jobs."""
 
     settings: Settings
-    api_key: str
+    keys: KeyRing
     engine: Engine
     manager: ModelManager
     writer: PredictionWriter

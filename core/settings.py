@@ -19,13 +19,15 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "dev", "secret", "dev-api-key"})
+#: The admin key in dev/test mode when API_KEY is unset (refused in prod mode).
+DEV_API_KEY = "dev-api-key"
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "dev", "secret", DEV_API_KEY})
 #: Names the optional dotenv file (default ``.env`` in the working directory); empty: none. The
 #: test suite empties it so a developer's ``.env`` never points a test at their own stores.
 DOTENV_VARIABLE = "CHURNOPS_DOTENV"
 
 
-def _read_secret_file(path: Path | None) -> str | None:
+def read_secret_file(path: Path | None) -> str | None:
     """Return the stripped content of a Docker secret file, if one is configured and exists."""
     if path is None or not path.is_file():
         return None
@@ -80,8 +82,18 @@ class Settings(BaseSettings):
         ge=0.0,
         description="Seconds `make run` waits for a server to come up; 0 = as long as it runs.",
     )
-    api_key: SecretStr | None = Field(None, description="Key for admin endpoints (X-API-Key).")
+    api_key: SecretStr | None = Field(None, description="Key of the admin role (X-API-Key).")
     api_key_file: Path | None = Field(None, description="Docker secret file holding the API key.")
+    writer_key: SecretStr | None = Field(None, description="Key of the writer role (feedback).")
+    writer_key_file: Path | None = Field(None, description="Docker secret file of WRITER_KEY.")
+    reader_key: SecretStr | None = Field(
+        None, description="Key of the reader role (stored predictions, monitoring)."
+    )
+    reader_key_file: Path | None = Field(None, description="Docker secret file of READER_KEY.")
+    predict_key: SecretStr | None = Field(
+        None, description="Key of the predict role; unset: scoring is open to anyone."
+    )
+    predict_key_file: Path | None = Field(None, description="Docker secret file of PREDICT_KEY.")
 
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -142,11 +154,14 @@ class Settings(BaseSettings):
     def _secrets_from_files(self) -> "Settings":
         for attr, file_attr in (
             ("api_key", "api_key_file"),
+            ("writer_key", "writer_key_file"),
+            ("reader_key", "reader_key_file"),
+            ("predict_key", "predict_key_file"),
             ("es_password", "es_password_file"),
             ("smtp_password", "smtp_password_file"),
             ("database_password", "database_password_file"),
         ):
-            value = _read_secret_file(getattr(self, file_attr))
+            value = read_secret_file(getattr(self, file_attr))
             if value is not None:
                 setattr(self, attr, SecretStr(value))
         return self
@@ -195,7 +210,7 @@ class Settings(BaseSettings):
         key = self.api_key.get_secret_value() if self.api_key else ""
         if self.env == "prod" and key.lower() in PLACEHOLDER_SECRETS:
             raise ValueError("API_KEY is unset or a placeholder; set a real key in prod mode")
-        return key or "dev-api-key"
+        return key or DEV_API_KEY
 
 
 @lru_cache(maxsize=1)

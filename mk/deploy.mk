@@ -12,7 +12,7 @@ STACK_FILE ?= stack.yml
 STACK_ENV ?= $(firstword $(wildcard deploy/stack.env) deploy/stack.env.example)
 SECRETS_DIR ?= ./secrets
 SECRET_NAMES := es_password es_writer_password kibana_password kibana_encryption_key api_key \
-  smtp_password
+  writer_key reader_key smtp_password
 GIT_SHA = $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 SOURCE_URL ?= $(shell git config --get remote.origin.url 2>/dev/null || echo unknown)
 BUILD_DATE = $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -142,7 +142,8 @@ stack-train: ## Train a champion inside the stack: POST /retrain (API key from S
 	    | python3 -c 'import json, sys; print(json.load(sys.stdin)["job_id"])'); \
 	  echo "== retrain job $$job"; \
 	  while :; do \
-	    answer=$$(curl -fsS "$(STACK_API_URL)/retrain/$$job"); \
+	    answer=$$(printf 'X-API-Key: %s\n' "$$(cat "$(SECRETS_DIR)/api_key")" \
+	      | curl -fsS -H @- "$(STACK_API_URL)/retrain/$$job"); \
 	    status=$$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["status"])' "$$answer"); \
 	    echo "   $$status"; \
 	    case "$$status" in succeeded) echo "$$answer"; break ;; failed) echo "$$answer" >&2; exit 1 ;; esac; \

@@ -24,6 +24,7 @@ from streamlit.navigation.page import (  # noqa: E402  # pylint: disable=wrong-i
 from core.logs import configure_logging  # noqa: E402  # pylint: disable=wrong-import-position
 from core.settings import get_settings  # noqa: E402  # pylint: disable=wrong-import-position
 from ui.components import (  # noqa: E402  # pylint: disable=wrong-import-position
+    api_key_sidebar,
     api_state_banner,
     api_status_sidebar,
 )
@@ -102,6 +103,7 @@ def main() -> None:
     st.sidebar.caption("Telecom churn prediction")
     if api_status_sidebar() not in ("ready", "degraded"):
         api_state_banner()
+    api_key_sidebar()
     try:
         navigation.run()
     except Exception:  # pylint: disable=broad-exception-caught  # last resort: no traceback in UI

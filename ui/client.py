@@ -9,6 +9,7 @@ Pages get the client from :func:`get_client`; tests patch that function (``ui.cl
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -52,6 +53,12 @@ class ApiError(Exception):
         """True when the API did not answer (down, refused, timed out)."""
         return self.status is None
 
+    @property
+    def refused(self) -> bool:
+        """True when the API wants another key: none or an unknown one (401), or a key of a
+        role that may not do this (403)."""
+        return self.status in (401, 403)
+
 
 def _detail_message(payload: Any) -> tuple[str, list[dict[str, Any]]]:
     """Turn a FastAPI error body into one line of text plus the structured details."""
@@ -76,6 +83,9 @@ def _detail_message(payload: Any) -> tuple[str, list[dict[str, Any]]]:
 class ApiClient:  # pylint: disable=too-many-public-methods  # one method per API endpoint
     """A thin client of the churnops API: one method per endpoint the UI uses.
 
+    The client holds no key of its own: :meth:`with_key` gives a client that sends the user's
+    key (``X-API-Key``) with every request.
+
     Args:
         base_url: root URL of the API, e.g. ``http://127.0.0.1:8000``.
         timeout: default (connect, read) timeout in seconds.
@@ -84,7 +94,15 @@ class ApiClient:  # pylint: disable=too-many-public-methods  # one method per AP
     def __init__(self, base_url: str, timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.api_key: str | None = None
         self._local = threading.local()  # one requests.Session per Streamlit script thread
+
+    def with_key(self, api_key: str | None) -> ApiClient:
+        """This client sending ``api_key`` as ``X-API-Key`` (``None``/empty: no key); the
+        connections are shared, the key is not (each user's session gets its own copy)."""
+        keyed = copy.copy(self)
+        keyed.api_key = api_key or None
+        return keyed
 
     @property
     def _session(self) -> requests.Session:
@@ -105,16 +123,16 @@ class ApiClient:  # pylint: disable=too-many-public-methods  # one method per AP
         path: str,
         *,
         timeout: tuple[float, float] | None = None,
-        api_key: str | None = None,
         **kwargs: Any,
     ) -> requests.Response:
-        """Send one request; return a 2xx response, raise :class:`ApiError` otherwise."""
+        """Send one request (with the client's key); return a 2xx response, raise
+        :class:`ApiError` otherwise."""
         url = self.url(path)
         headers = dict(kwargs.pop("headers", None) or {})
-        if api_key is not None:
-            headers["X-API-Key"] = api_key
+        if self.api_key:
+            headers["X-API-Key"] = self.api_key
         try:
-            response = self._session.request(
+            response = self.send(
                 method, url, headers=headers, timeout=timeout or self.timeout, **kwargs
             )
         except requests.Timeout as exc:
@@ -130,8 +148,14 @@ class ApiClient:  # pylint: disable=too-many-public-methods  # one method per AP
                 message, details = (response.text.strip()[:200] or response.reason or "error"), []
             if response.status_code == 401:
                 message = f"not authorised — check the API key ({message})"
+            elif response.status_code == 403:
+                message = f"this key may not do this ({message})"
             raise ApiError(url, response.status_code, message, details)
         return response
+
+    def send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """The transport: one HTTP request, whatever its status (tests replace it)."""
+        return self._session.request(method, url, **kwargs)
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)
@@ -189,13 +213,13 @@ class ApiClient:  # pylint: disable=too-many-public-methods  # one method per AP
         """``GET /model/versions/{version}/plots/{name}``: one PNG."""
         return self.request("GET", f"/model/versions/{version}/plots/{name}").content
 
-    def promote(self, version: str | int, api_key: str) -> dict[str, Any]:
+    def promote(self, version: str | int) -> dict[str, Any]:
         """``POST /model/promote`` (admin)."""
-        return self._dict("POST", "/model/promote", json={"version": version}, api_key=api_key)
+        return self._dict("POST", "/model/promote", json={"version": version})
 
-    def rollback(self, api_key: str) -> dict[str, Any]:
+    def rollback(self) -> dict[str, Any]:
         """``POST /model/rollback`` (admin)."""
-        return self._dict("POST", "/model/rollback", api_key=api_key)
+        return self._dict("POST", "/model/rollback")
 
     # --- prediction ------------------------------------------------------------------------------
     def predict(self, customer: Mapping[str, Any]) -> dict[str, Any]:
@@ -245,7 +269,6 @@ class ApiClient:  # pylint: disable=too-many-public-methods  # one method per AP
     # --- retrain ---------------------------------------------------------------------------------
     def start_retrain(
         self,
-        api_key: str,
         csv: bytes | None = None,
         filename: str = "data.csv",
         drop_invalid_rows: bool = False,
@@ -254,7 +277,7 @@ class ApiClient:  # pylint: disable=too-many-public-methods  # one method per AP
         ``drop_invalid_rows``; returns the job id."""
         files = {"file": (filename, csv, "application/octet-stream")} if csv is not None else None
         params = {"drop_invalid_rows": "true"} if drop_invalid_rows else None
-        payload = self._dict("POST", "/retrain", api_key=api_key, files=files, params=params)
+        payload = self._dict("POST", "/retrain", files=files, params=params)
         job_id = payload.get("job_id")
         if not job_id:
             raise ApiError(self.url("/retrain"), 202, "the API did not return a job id")

@@ -9,18 +9,45 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from ui import client
-from ui.client import ApiError
+from ui.client import ApiClient, ApiError
 
 T = TypeVar("T")
 LOG = logging.getLogger("churnops.ui")
+#: Session-state key of the user's API key (the sidebar's password field).
+KEY_STATE = "api_key"
 
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
 
 
+def keyed_client() -> ApiClient:
+    """The API client, sending the key the user typed in the sidebar (none: no key)."""
+    return client.get_client().with_key(str(st.session_state.get(KEY_STATE) or "").strip())
+
+
+def api_key_sidebar() -> None:
+    """The sidebar's password field for the user's API key: kept in this browser session only,
+    sent as ``X-API-Key``. The UI holds no key of its own."""
+    st.sidebar.text_input(
+        "API key",
+        type="password",
+        key=KEY_STATE,
+        help="Your key for this API (reader: history and monitoring; writer: feedback; admin: "
+        "promote, rollback, retrain). Kept in this browser session only.",
+    )
+
+
 def show_api_error(err: ApiError, what: str, *, retry: bool = True) -> None:
-    """Show a failed call as a clear message naming the URL tried, with a Retry button."""
+    """Show a failed call as a clear message naming the URL tried, with a Retry button; a
+    refusal (401/403) says which key is needed and where to enter it."""
+    if err.refused:
+        st.warning(
+            f"To {what}, the API needs another key.\n\n**Reason:** {err.message}\n\n"
+            "Enter your key in the sidebar (**API key**); ask the API's operator for one.",
+            icon=":material/key:",
+        )
+        return
     if err.unreachable:
         headline = f"The API is not reachable, so this page could not {what}."
     else:
@@ -150,17 +177,6 @@ def probability_chart(probability: float, threshold: float) -> Any:
         )
     )
     return (bars + rule).properties(height=60)
-
-
-def admin_key_input(key: str) -> str:
-    """A password field for the API's admin key (``X-API-Key``); kept in the session only."""
-    value = st.text_input(
-        "API key",
-        type="password",
-        key=key,
-        help="The API's admin key (the API_KEY it was started with); sent as the X-API-Key header.",
-    )
-    return str(value or "").strip()
 
 
 def time_chart(frame: Any, x: str, y: list[str], *, title: str, bar: bool = False) -> Any:

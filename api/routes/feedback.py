@@ -3,23 +3,44 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 
 from core.monitoring.quality import WINDOW_HOURS, LiveQuality, live_quality
 from core.store import set_feedback
-from api.deps import SettingsDep, StateDep
+from api.deps import RoleRoute, SettingsDep, StateDep
 from api.routes.predictions import to_record
+from api.state import AppState
+from api.tables import parse_json
 from api.schemas import ERROR_RESPONSES, NOT_FOUND, FeedbackRequest, PredictionRecord
 
-router = APIRouter(tags=["feedback"])
+router = APIRouter(tags=["feedback"], route_class=RoleRoute)
 
 
-@router.post("/feedback", response_model=PredictionRecord, responses=NOT_FOUND | ERROR_RESPONSES)
-def feedback(body: FeedbackRequest, state: StateDep) -> PredictionRecord:
+FEEDBACK_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": FeedbackRequest.model_json_schema()}},
+    }
+}
+
+
+@router.post(
+    "/feedback",
+    response_model=PredictionRecord,
+    responses=NOT_FOUND | ERROR_RESPONSES,
+    openapi_extra=FEEDBACK_BODY,
+)
+async def feedback(request: Request, state: StateDep) -> PredictionRecord:
     """Record whether the customer of a prediction really churned (enables live accuracy)."""
+    # The body is read here, after the key was checked (a body parameter would be parsed first).
+    body = parse_json(FeedbackRequest, await request.body(), request.headers.get("content-type"))
+    return await run_in_threadpool(_record, state, body)
+
+
+def _record(state: AppState, body: FeedbackRequest) -> PredictionRecord:
     state.writer.flush(timeout=2.0)
     # Another worker may still hold the row in its write batch (≤ 50 ms): retry briefly.
     for _ in range(10):

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Response, status
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.deps import StateDep
+from api.deps import RoleRoute, StateDep
 from api.schemas import HealthResponse, ReadyResponse
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=RoleRoute)
 
 
 @router.get("/health", response_model=HealthResponse)

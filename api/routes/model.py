@@ -8,9 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import AdminDep, ModelDep, StateDep
+from api.deps import ModelDep, RoleRoute, StateDep
 from api.schemas import (
-    ADMIN_RESPONSES,
     ERROR_RESPONSES,
     NOT_FOUND,
     GateRecord,
@@ -28,7 +27,7 @@ from core import registry
 from core.store import bump_generation
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/model", tags=["model"])
+router = APIRouter(prefix="/model", tags=["model"], route_class=RoleRoute)
 REGISTRY_DOWN: dict[int | str, dict[str, Any]] = {
     502: {"description": "The model registry failed or is unreachable."}
 }
@@ -81,7 +80,7 @@ async def _after_change(state: AppState, action: str, reason: str) -> ModelActio
     )
 
 
-ADMIN = ADMIN_RESPONSES | REGISTRY_DOWN | {409: {"description": "Not possible now."}}
+ADMIN = REGISTRY_DOWN | {409: {"description": "Not possible now."}}
 
 
 PROMOTE_BODY: dict[str, Any] = {
@@ -98,7 +97,7 @@ PROMOTE_BODY: dict[str, Any] = {
     responses=ADMIN | ERROR_RESPONSES,
     openapi_extra=PROMOTE_BODY,
 )
-async def promote(request: Request, state: StateDep, _: AdminDep) -> ModelActionResponse:
+async def promote(request: Request, state: StateDep) -> ModelActionResponse:
     """Force a version to champion (recorded); every worker swaps to it."""
     # The body is read here, after the key was checked (a body parameter would be parsed first).
     ctype = request.headers.get("content-type")
@@ -110,14 +109,14 @@ async def promote(request: Request, state: StateDep, _: AdminDep) -> ModelAction
 
 
 @router.post("/rollback", response_model=ModelActionResponse, responses=ADMIN)
-async def rollback(state: StateDep, _: AdminDep) -> ModelActionResponse:
+async def rollback(state: StateDep) -> ModelActionResponse:
     """Move champion back to the previous champion (recorded); every worker swaps to it."""
     await run_in_threadpool(_registry_call, registry.rollback, state.settings, "rollback via API")
     return await _after_change(state, "rollback", "via API")
 
 
 @router.post("/reload", response_model=ModelActionResponse, responses=ADMIN)
-async def reload_model(state: StateDep, _: AdminDep) -> ModelActionResponse:
+async def reload_model(state: StateDep) -> ModelActionResponse:
     """Reload the champion from the registry in every worker."""
     return await _after_change(state, "reload", "via API")
 

@@ -8,14 +8,14 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import SettingsDep
+from api.deps import RoleRoute, SettingsDep
 from api.schemas import DriftReport
 from core.monitoring.es import ES_ERRORS
 from core.monitoring.read import latest_drift, latest_host, prediction_summary
 
 T = TypeVar("T")
 
-router = APIRouter(prefix="/monitoring", tags=["monitoring"])
+router = APIRouter(prefix="/monitoring", tags=["monitoring"], route_class=RoleRoute)
 
 
 async def _read(reader: Callable[..., T], *args: Any) -> T:

@@ -23,7 +23,7 @@ import pandas as pd
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import ModelDep, StateDep, WriterDep, get_model
+from api.deps import ModelDep, RoleRoute, StateDep, WriterDep, get_model
 from api.schemas import (
     ERROR_RESPONSES,
     NOT_READY,
@@ -60,7 +60,7 @@ from core.settings import Settings
 from core.store import BatchRows
 from core.tables import Table, passthrough_records, passthrough_warnings, with_results
 
-router = APIRouter(prefix="/predict", tags=["predict"])
+router = APIRouter(prefix="/predict", tags=["predict"], route_class=RoleRoute)
 INTEGERS = {spec.name: "int64" for spec in FEATURES if spec.kind == "integer"}
 
 CUSTOMER_EXAMPLES: dict[str, Any] = {

@@ -12,10 +12,10 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from core.store import Prediction, as_utc
-from api.deps import SessionDep, WriterDep
+from api.deps import RoleRoute, SessionDep, WriterDep
 from api.schemas import ERROR_RESPONSES, NOT_FOUND, PredictionPage, PredictionRecord
 
-router = APIRouter(prefix="/predictions", tags=["predictions"])
+router = APIRouter(prefix="/predictions", tags=["predictions"], route_class=RoleRoute)
 
 
 def to_record(row: Prediction) -> dict[str, Any]:

@@ -11,11 +11,10 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import AdminDep, StateDep
+from api.deps import RoleRoute, StateDep
 from api.jobs import JobConflict
 from api.state import AppState
 from api.schemas import (
-    ADMIN_RESPONSES,
     ERROR_RESPONSES,
     NOT_FOUND,
     RetrainAccepted,
@@ -29,7 +28,7 @@ from core.store import RetrainJob, as_utc
 from core.tables import Table
 from core.train import TrainConfig
 
-router = APIRouter(prefix="/retrain", tags=["retrain"])
+router = APIRouter(prefix="/retrain", tags=["retrain"], route_class=RoleRoute)
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": False,
@@ -86,11 +85,11 @@ def _trainable(table: Table, drop_invalid_rows: bool, config: TrainConfig) -> pd
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RetrainAccepted,
-    responses=ADMIN_RESPONSES | ERROR_RESPONSES | {409: {"description": "A retrain is running."}},
+    responses=ERROR_RESPONSES | {409: {"description": "A retrain is running."}},
     openapi_extra=UPLOAD_BODY,
 )
 async def start_retrain(
-    request: Request, state: StateDep, _: AdminDep, drop_invalid_rows: DropInvalidRows = False
+    request: Request, state: StateDep, drop_invalid_rows: DropInvalidRows = False
 ) -> RetrainAccepted:
     """Retrain in the background (stored data or an uploaded table), gate, hot-swap if promoted.
 

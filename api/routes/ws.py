@@ -11,6 +11,7 @@ import pydantic_core
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
+from api.deps import guard_of
 from api.errors import error_items
 from api.routes.predict import answer
 from api.state import AppState
@@ -72,7 +73,7 @@ def _handle(state: AppState, text: str) -> str:
     return json.dumps({"type": "prediction", "id": request_id, **answers[0]})
 
 
-@router.websocket("/predict")
+@router.websocket("/predict", dependencies=guard_of("WS /ws/predict"))
 async def ws_predict(websocket: WebSocket) -> None:
     """Send customers as JSON messages, receive predictions; bad messages get an error message."""
     state: AppState = websocket.app.state.churnops
@@ -95,7 +96,7 @@ async def ws_predict(websocket: WebSocket) -> None:
         pass
 
 
-@router.websocket("/events")
+@router.websocket("/events", dependencies=guard_of("WS /ws/events"))
 async def ws_events(websocket: WebSocket) -> None:
     """Retrain progress (`retrain_progress`) and model swaps (`model_swapped`) as they happen."""
     state: AppState = websocket.app.state.churnops

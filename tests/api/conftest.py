@@ -113,8 +113,10 @@ def make_app(settings: Settings, champion: Champion) -> AppFactory:
 
 @pytest.fixture()
 def client(make_app: AppFactory) -> Iterator[TestClient]:
-    """A TestClient with the lifespan run (model loaded, writer started)."""
+    """A TestClient with the lifespan run (model loaded, writer started), sending the admin key
+    (every role; who may do what is tested in test_auth.py: pass ``headers`` to override)."""
     with TestClient(make_app(), raise_server_exceptions=False) as test_client:
+        test_client.headers["X-API-Key"] = API_KEY
         yield test_client
 
 

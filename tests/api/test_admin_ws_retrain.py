@@ -35,7 +35,7 @@ def _wait(predicate: Any, timeout: float = 20.0) -> None:
 @pytest.mark.parametrize("key", [None, "wrong", "test-ke", "test-key-longer", "ключ"])
 def test_admin_needs_the_key(client: TestClient, path: str, key: str | None) -> None:
     """401 without or with a wrong X-API-Key (constant-time compare, non-ASCII safe)."""
-    headers = {"X-API-Key": key.encode("utf-8")} if key is not None else {}
+    headers = {"X-API-Key": key.encode("utf-8") if key is not None else b""}
     answer = client.post(path, headers=headers)
     assert answer.status_code == 401
     assert answer.headers["www-authenticate"] == "APIKey"
@@ -57,7 +57,7 @@ def test_admin_authenticates_before_it_looks_at_the_body(
     client: TestClient, path: str, body: dict[str, Any], key: str | None
 ) -> None:
     """401 first, whatever the content type or the body: never 415 or 422 to a stranger."""
-    headers = {**body.get("headers", {}), **({"X-API-Key": key} if key else {})}
+    headers = {**body.get("headers", {}), "X-API-Key": key or ""}
     answer = client.post(path, **{**body, "headers": headers})
     assert answer.status_code == 401, answer.text
     uploads = client.app.state.churnops.settings.var_dir / "uploads"  # type: ignore[attr-defined]
@@ -194,7 +194,7 @@ def test_retrain_job_gate_and_hot_swap(
     """202 + job id; 409 while running; progress; promoted → swapped; events on the socket."""
     trainer = FakeTrainer(champion, LoadedModel(small_bundle, "2", {}))
     trainer.release.clear()
-    with TestClient(make_app(trainer=trainer)) as client:
+    with TestClient(make_app(trainer=trainer), headers=ADMIN) as client:
         with client.websocket_connect("/ws/events") as events:
             assert events.receive_json()["type"] == "hello"
             started = client.post("/retrain", headers=ADMIN)
@@ -222,7 +222,7 @@ def test_retrain_job_gate_and_hot_swap(
 def test_retrain_not_promoted_keeps_model(make_app: AppFactory, champion: Champion) -> None:
     """A challenger that fails the gate changes nothing."""
     trainer = FakeTrainer(champion, champion.loaded, promoted=False)
-    with TestClient(make_app(trainer=trainer)) as client:
+    with TestClient(make_app(trainer=trainer), headers=ADMIN) as client:
         job = client.post("/retrain", headers=ADMIN).json()["job_id"]
         _wait(lambda: client.get(f"/retrain/{job}").json()["status"] == "succeeded")
         assert client.get(f"/retrain/{job}").json()["result"]["promoted"] is False
@@ -235,7 +235,7 @@ def test_retrain_failure_is_reported(make_app: AppFactory) -> None:
     def broken(settings: Settings, on_progress: Any) -> TrainResult:
         raise ValueError("no data")
 
-    with TestClient(make_app(trainer=broken)) as client:
+    with TestClient(make_app(trainer=broken), headers=ADMIN) as client:
         job = client.post("/retrain", headers=ADMIN).json()["job_id"]
         _wait(lambda: client.get(f"/retrain/{job}").json()["status"] == "failed")
         assert "no data" in client.get(f"/retrain/{job}").json()["error"]
@@ -248,7 +248,7 @@ def test_retrain_on_uploaded_csv(
     """An uploaded training CSV is validated, stored and used; an invalid one is 422."""
     trainer = FakeTrainer(champion, champion.loaded, promoted=False)
     frame = holdout[0].assign(churn=["yes" if v else "no" for v in holdout[1]])
-    with TestClient(make_app(trainer=trainer)) as client:
+    with TestClient(make_app(trainer=trainer), headers=ADMIN) as client:
         bad = client.post(
             "/retrain", headers=ADMIN, files={"file": ("t.csv", "a,b\n1,2\n", "text/csv")}
         )
@@ -283,7 +283,7 @@ def test_retrain_refuses_up_front_what_it_cannot_train_on_and_keeps_nothing(
     few = pd.concat(
         [frame[frame["churn"] == "no"].head(30), frame[frame["churn"] == "yes"].head(4)]
     )
-    with TestClient(make_app(trainer=trainer)) as client:
+    with TestClient(make_app(trainer=trainer), headers=ADMIN) as client:
         answer = client.post(
             "/retrain", headers=ADMIN, files={"file": ("t.csv", bad.to_csv(index=False))}
         )
@@ -307,7 +307,7 @@ def test_retrain_drop_invalid_rows_trains_on_the_valid_rows_and_says_how_many(
     frame = _labelled(holdout).astype({"state": object})
     frame.loc[frame.index[[3, 8]], "state"] = "ZZ"
     text = frame.to_csv(index=False, sep=";", decimal=",") + ";" * 19 + "\n" + ";" * 19 + "\n"
-    with TestClient(make_app(trainer=trainer)) as client:
+    with TestClient(make_app(trainer=trainer), headers=ADMIN) as client:
         answer = client.post(
             "/retrain?drop_invalid_rows=true",
             headers=ADMIN,
@@ -330,7 +330,7 @@ def test_a_refused_retrain_409_keeps_no_upload(
     trainer = FakeTrainer(champion, champion.loaded, promoted=False)
     trainer.release.clear()
     upload = {"file": ("t.csv", _labelled(holdout).to_csv(index=False))}
-    with TestClient(make_app(trainer=trainer)) as client:
+    with TestClient(make_app(trainer=trainer), headers=ADMIN) as client:
         first = client.post("/retrain", headers=ADMIN, files=upload)
         assert first.status_code == 202
         kept = _uploads(settings)
@@ -386,7 +386,7 @@ def test_worker_without_model_retries_until_the_registry_answers(
             raise RuntimeError("registry down at start")
         return champion(settings)
 
-    with TestClient(make_app(loader=flaky)) as client:
+    with TestClient(make_app(loader=flaky), headers=ADMIN) as client:
         assert client.get("/ready").status_code == 503
         client.app.state.churnops.manager.retry_after = 0.05  # type: ignore[attr-defined]
         _wait(lambda: client.get("/ready").status_code == 200)

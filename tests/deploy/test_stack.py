@@ -32,12 +32,13 @@ from tests.deploy.conftest import (
 PORTS = {
     "api": {8000},
     "ui": {8501},
-    "mlflow": {5000},
     "elasticsearch": {9200},
     "kibana": {5601},
-    "logstash": {5044, 50000},
 }
-SERVICES = {*PORTS, "setup", "agent", "shipper", "exporter"}
+# MLflow (no authentication: it could move the champion alias) and Logstash's inputs (log
+# injection) are reached on the overlay network only.
+INTERNAL = {"mlflow", "logstash"}
+SERVICES = {*PORTS, *INTERNAL, "setup", "agent", "shipper", "exporter"}
 VERSIONED = re.compile(r"^[a-z0-9_]+_v\d+$")
 BIN = Path(sys.executable).parent
 
@@ -112,6 +113,9 @@ def test_api_rolls_out_two_replicas_start_first(resolved_stack: dict[str, Any]) 
     assert "DATABASE_URL" in api["environment"]
     assert api["environment"]["ENV"] == "prod"
     assert api["environment"]["API_KEY_FILE"] == "/run/secrets/api_key"
+    for role in ("writer", "reader"):  # the role keys, as Docker secrets (docs/security.md)
+        assert api["environment"][f"{role.upper()}_KEY_FILE"] == f"/run/secrets/{role}_key"
+        assert {"source": f"{role}_key_v1", "target": f"{role}_key"} in api["secrets"]
 
 
 def test_mlflow_keeps_its_store_on_a_pinned_volume(resolved_stack: dict[str, Any]) -> None:
@@ -206,12 +210,14 @@ def test_shipper_reads_the_api_database_as_the_api_does(resolved_stack: dict[str
 
 
 def test_ports_match_the_architecture(resolved_stack: dict[str, Any]) -> None:
-    """Published = target = the fixed ports of ARCHITECTURE.md; nothing else is published."""
+    """Published = target = the fixed ports of ARCHITECTURE.md, but for MLflow and Logstash
+    (internal); nothing else is published."""
     published = {
         name: {p["published"] for p in service.get("ports", [])}
         for name, service in resolved_stack["services"].items()
     }
     assert {k: v for k, v in published.items() if v} == PORTS
+    assert not any(published[name] for name in INTERNAL)
     for service in resolved_stack["services"].values():
         for port in service.get("ports", []):
             assert port["published"] == port["target"]
@@ -267,6 +273,7 @@ def test_secrets_are_versioned_files_outside_git(resolved_stack: dict[str, Any])
         assert ignored == 0, f"{path} is not git-ignored"
     names = {s.removesuffix("_v1") for s in resolved_stack["secrets"]}
     assert {"es_password", "api_key", "smtp_password", "kibana_password"} <= names
+    assert {"writer_key", "reader_key"} <= names
 
 
 def test_secret_values_never_reach_environment_or_argv(resolved_stack: dict[str, Any]) -> None:

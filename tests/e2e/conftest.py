@@ -28,6 +28,11 @@ import pytest
 from tests.conftest import ROOT
 
 API_KEY = "e2e-admin-key"
+READER_KEY = "e2e-reader-key"
+WRITER_KEY = "e2e-writer-key"
+#: Headers of a reader and of a writer (the stack runs with a key for every role but predict).
+READER = {"X-API-Key": READER_KEY}
+WRITER = {"X-API-Key": WRITER_KEY}
 STARTUP_TIMEOUT = float(os.environ.get("E2E_STARTUP_TIMEOUT", "360"))
 
 
@@ -118,7 +123,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     for name in ("DATABASE_URL", "KIBANA_URL", "API_URL", "API_KEY_FILE"):
         env.pop(name, None)
     env.update(
-        VAR_DIR=str(var_dir), ENV="test", API_KEY=API_KEY, PYTHONUNBUFFERED="1",
+        VAR_DIR=str(var_dir), ENV="test", API_KEY=API_KEY, READER_KEY=READER_KEY,
+        WRITER_KEY=WRITER_KEY, PYTHONUNBUFFERED="1",
         API_PORT=str(api_port), UI_PORT=str(ui_port), TRAIN_ARGS="--cv-folds 0",
         STARTUP_TIMEOUT=str(STARTUP_TIMEOUT),
     )  # fmt: skip

@@ -17,7 +17,16 @@ from playwright.sync_api import expect
 
 from core.schema import EXAMPLE_CHURNER, FEATURES
 from tests.conftest import ROOT
-from tests.e2e.conftest import API_KEY, Stack, http_json, uuid_in
+from tests.e2e.conftest import (
+    API_KEY,
+    READER,
+    READER_KEY,
+    WRITER,
+    WRITER_KEY,
+    Stack,
+    http_json,
+    uuid_in,
+)
 from ui.components import pct
 
 # the first test also waits for the session stack (API start + first training): allow for it
@@ -50,9 +59,16 @@ def screenshot(page: Any, name: str, max_height: int = 2000) -> Path:
     return path
 
 
-def open_page(page: Any, stack: Stack, path: str, heading: str) -> None:
+def open_page(page: Any, stack: Stack, path: str, heading: str, key: str | None = None) -> None:
+    """Open a page (a new UI session); with ``key``, type it in the sidebar's API key field, as
+    a user of that role logs in."""
     page.goto(f"{stack.ui_url}/{path}")
     page.get_by_role("heading", name=heading, exact=True).wait_for()
+    if key is not None:
+        field = page.get_by_label("API key", exact=True)
+        field.fill(key)
+        field.press("Enter")
+        page.get_by_role("heading", name=heading, exact=True).wait_for()
 
 
 def metric(page: Any, label: str) -> str:
@@ -80,13 +96,16 @@ def test_form_gives_the_probability_of_post_predict(page: Any, stack: Stack) -> 
     page.get_by_role("option", name="CA", exact=True).click()
     expect(account).to_have_value("101")
     expect(day_minutes).to_have_value("250.50")
-    stored_before = http_json(f"{stack.api_url}/predictions?limit=1")["total"]
+    stored_before = http_json(f"{stack.api_url}/predictions?limit=1", headers=READER)["total"]
     page.get_by_role("button", name="Predict churn").click()
     page.get_by_test_id("stMetric").filter(has_text="Churn probability").wait_for()
     page.get_by_text("What drives this prediction").wait_for()
     no_traceback(page)
     # one click, one stored prediction (the drivers come from /predict/explain, which stores none)
-    assert http_json(f"{stack.api_url}/predictions?limit=1")["total"] == stored_before + 1
+    assert (
+        http_json(f"{stack.api_url}/predictions?limit=1", headers=READER)["total"]
+        == stored_before + 1
+    )
 
     customer = {**EXAMPLE_CHURNER, "account_length": 101, "number_customer_service_calls": 5,
                 "total_day_minutes": 250.5, "voice_mail_plan": "yes", "state": "CA"}  # fmt: skip
@@ -95,7 +114,7 @@ def test_form_gives_the_probability_of_post_predict(page: Any, stack: Stack) -> 
     assert metric(page, "Model version") == direct["model_version"]
     assert metric(page, "Decision") == ("Will churn" if direct["churn"] else "Will stay")
     caption = page.get_by_text(re.compile(r"^Prediction .* server latency")).inner_text()
-    stored = http_json(f"{stack.api_url}/predictions/{uuid_in(caption)}")
+    stored = http_json(f"{stack.api_url}/predictions/{uuid_in(caption)}", headers=READER)
     assert stored["features"] == customer  # the form sent exactly this customer
     assert stored["probability"] == pytest.approx(direct["churn_probability"], abs=1e-12)
     screenshot(page, "predict")
@@ -142,12 +161,17 @@ def test_csv_upload_scores_and_downloads(page: Any, stack: Stack, tmp_path: Path
 
 def test_history_and_feedback(page: Any, stack: Stack) -> None:
     http_json(f"{stack.api_url}/predict", EXAMPLE_CHURNER)  # at least one prediction
-    open_page(page, stack, "history", "Prediction history")
+    open_page(page, stack, "history", "Prediction history")  # no key: no stored customer shown
+    page.get_by_text(re.compile("READER_KEY")).first.wait_for()
+    assert page.get_by_test_id("stMetric").filter(has_text="Matching predictions").count() == 0
+    open_page(page, stack, "history", "Prediction history", key=WRITER_KEY)
     page.get_by_test_id("stMetric").filter(has_text="Matching predictions").wait_for()
-    newest = http_json(f"{stack.api_url}/predictions?limit=1")["items"][0]
+    newest = http_json(f"{stack.api_url}/predictions?limit=1", headers=READER)["items"][0]
     page.get_by_role("button", name="Save feedback").click()
     page.get_by_text("Saved: prediction").wait_for()
-    assert http_json(f"{stack.api_url}/predictions/{newest['id']}")["actual"] == "yes"
+    assert (
+        http_json(f"{stack.api_url}/predictions/{newest['id']}", headers=READER)["actual"] == "yes"
+    )
     no_traceback(page)
     screenshot(page, "history")
 
@@ -155,7 +179,9 @@ def test_history_and_feedback(page: Any, stack: Stack) -> None:
 def test_monitoring_reads_live_metrics_drift_and_host(page: Any, stack: Stack) -> None:
     direct = http_json(f"{stack.api_url}/predict", EXAMPLE_CHURNER)
     http_json(
-        f"{stack.api_url}/feedback", {"prediction_id": direct["prediction_id"], "actual": "yes"}
+        f"{stack.api_url}/feedback",
+        {"prediction_id": direct["prediction_id"], "actual": "yes"},
+        headers=WRITER,
     )
     jobs = [  # one drift run over the predictions so far and one host sample (make drift / agent)
         subprocess.Popen(  # pylint: disable=consider-using-with
@@ -165,16 +191,16 @@ def test_monitoring_reads_live_metrics_drift_and_host(page: Any, stack: Stack) -
         for args in (["drift", "--no-notify"], ["agent", "--iterations", "1", "--interval", "0.1"])
     ]
     assert [job.wait(timeout=120) for job in jobs] == [0, 0]
-    open_page(page, stack, "monitoring", "Monitoring")
+    open_page(page, stack, "monitoring", "Monitoring", key=READER_KEY)
     page.get_by_test_id("stMetric").filter(has_text="Realized F1").wait_for()
-    live = http_json(f"{stack.api_url}/metrics/live")
+    live = http_json(f"{stack.api_url}/metrics/live", headers=READER)
     realized, estimated = live["realized"], live["estimated"]
     assert realized["n"] >= 1 and estimated["n"] >= realized["n"]
     assert metric(page, "Realized F1 (from feedback)") == pct(realized["f1"]["value"])
     assert metric(page, "Estimated F1 (CBPE, before labels)") == pct(estimated["f1"]["value"])
     page.get_by_text(re.compile(rf"n = {realized['n']:,} labelled$")).wait_for()
     page.get_by_text(re.compile(rf"n = {estimated['n']:,} predictions$")).wait_for()
-    drift = http_json(f"{stack.api_url}/monitoring/drift")
+    drift = http_json(f"{stack.api_url}/monitoring/drift", headers=READER)
     page.get_by_test_id("stMetric").filter(has_text="CPU").wait_for()
     expected = {  # the page shows the API's verdict: a few e2e predictions are too few for one
         "not_enough_rows": re.compile(r"^Not enough rows for a verdict: \d+ recent rows"),
@@ -187,17 +213,14 @@ def test_monitoring_reads_live_metrics_drift_and_host(page: Any, stack: Stack) -
 
 
 def test_retrain_runs_through_the_gate(page: Any, stack: Stack) -> None:
-    open_page(page, stack, "retrain", "Retrain")
-    key = page.get_by_label("API key", exact=True)
-    key.fill(API_KEY)
-    key.press("Enter")
+    open_page(page, stack, "retrain", "Retrain", key=API_KEY)
     page.get_by_role("button", name="Start retrain").click()
     page.get_by_text(re.compile(r"status \*?\*?(queued|running|succeeded)")).first.wait_for()
     page.get_by_role("heading", name="Gate decision").wait_for(timeout=240_000)
     no_traceback(page)
     job = re.search(r"Job (\S+)", page.get_by_text(re.compile(r"^Job \S+ — status")).inner_text())
     assert job
-    status = http_json(f"{stack.api_url}/retrain/{job.group(1)}")
+    status = http_json(f"{stack.api_url}/retrain/{job.group(1)}", headers=READER)
     assert status["status"] == "succeeded"
     verdict = "Promoted to champion" if status["result"]["promoted"] else "Not promoted"
     page.get_by_text(verdict).wait_for()
@@ -216,7 +239,7 @@ def test_retrain_runs_through_the_gate(page: Any, stack: Stack) -> None:
 
 def test_model_page_shows_champion_and_challenger(page: Any, stack: Stack) -> None:
     """Runs after the retrain test, so the registry holds a second version to compare."""
-    open_page(page, stack, "model", "Model")
+    open_page(page, stack, "model", "Model", key=READER_KEY)
     page.get_by_test_id("stMetric").filter(has_text="Champion version").wait_for()
     served = http_json(f"{stack.api_url}/model")
     assert metric(page, "Champion version") == served["version"]
@@ -226,7 +249,9 @@ def test_model_page_shows_champion_and_challenger(page: Any, stack: Stack) -> No
     versions = page.get_by_test_id("stDataFrame").last
     versions.wait_for()
     champion_row = next(
-        v for v in http_json(f"{stack.api_url}/model/versions") if "champion" in v["aliases"]
+        v
+        for v in http_json(f"{stack.api_url}/model/versions", headers=READER)
+        if "champion" in v["aliases"]
     )
     assert champion_row["gate"]["decision"] == "promoted" or champion_row["gate"]["promotion"]
     screenshot(page, "model")

@@ -198,7 +198,7 @@ def test_retrain_end_to_end_hot_swap_reaches_every_worker(server: LiveServer, ta
         deadline = time.monotonic() + 600
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            status = httpx.get(f"{server.url}/retrain/{job}", timeout=30).json()
+            status = httpx.get(f"{server.url}/retrain/{job}", headers=ADMIN, timeout=30).json()
             if status["status"] in ("succeeded", "failed"):
                 break
             time.sleep(1)

@@ -10,12 +10,14 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.auth import KeyRing
 from api.deps import get_settings_dep
 from api.routes.monitoring import router
 from core import logs
@@ -208,7 +210,8 @@ def test_monitoring_routes(store_settings: Settings) -> None:
     app = FastAPI()
     app.include_router(router)
     app.dependency_overrides[get_settings_dep] = lambda: settings
-    client = TestClient(app)
+    app.state.churnops = SimpleNamespace(keys=KeyRing(settings))  # the routes' guard reads it
+    client = TestClient(app, headers={"X-API-Key": settings.require_api_key()})
     assert client.get("/monitoring/drift").status_code == 404
     assert client.get("/monitoring/host").status_code == 404
     seed_predictions(settings.db_url, prediction_rows(hours=2, per_hour=10))

@@ -226,7 +226,9 @@ def test_retrain_on_the_stack_makes_the_api_ready(deployed: Deployed) -> None:
         job_id = job.json()["job_id"]
 
         def finished() -> dict[str, Any] | None:
-            status: dict[str, Any] = http.get(f"/retrain/{job_id}").json()
+            status: dict[str, Any] = http.get(
+                f"/retrain/{job_id}", headers=deployed.api_key()
+            ).json()
             return status if status["status"] in {"succeeded", "failed"} else None
 
         status = wait_until("the retrain job", finished, RETRAIN_TIMEOUT, poll=5)

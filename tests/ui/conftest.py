@@ -2,7 +2,9 @@
 
 The fake is the real :class:`ui.client.ApiClient` with its transport replaced: every answer it
 gives is checked against the response model of the real API route the client calls (built from
-``api.main.create_app``), so the fake cannot drift from the API. ``fail`` makes any method raise
+``api.main.create_app``), so the fake cannot drift from the API, and every request is held to the
+API's own role table (:data:`api.auth.ROUTE_ROLES`, decided by :func:`api.auth.decide`): without
+the right key the page gets the 401/403 the real API would send. ``fail`` makes any method raise
 the :class:`ui.client.ApiError` a real client would (e.g. the API being down). The same pages run
 against the real API, in Chromium, in tests/e2e.
 """
@@ -14,7 +16,7 @@ import re
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 import pytest
@@ -22,6 +24,7 @@ import requests
 from pydantic import SecretStr
 from streamlit.testing.v1 import AppTest
 
+from api.auth import Role, decide, open_roles, route_role
 from api.main import create_app
 from core.settings import Settings
 from ui import client as ui_client
@@ -29,6 +32,17 @@ from ui.client import ApiClient, ApiError
 
 APP = Path(__file__).resolve().parents[2] / "ui" / "app.py"
 FAKE_URL = "http://fake-api:8000"
+#: The fake API's key of each role (no predict key: scoring is open, as by default).
+FAKE_KEYS = {Role.READER: "reader-key", Role.WRITER: "writer-key", Role.ADMIN: "good-key"}
+#: The key a page test logs in with unless it says otherwise: the role each page needs.
+PAGE_KEYS: dict[str, str | None] = {
+    "predict": None,
+    "batch": None,
+    "history": FAKE_KEYS[Role.WRITER],
+    "monitoring": FAKE_KEYS[Role.READER],
+    "model": FAKE_KEYS[Role.READER],
+    "retrain": FAKE_KEYS[Role.ADMIN],
+}
 
 METRICS_V1 = {"f1": 0.81, "precision": 0.86, "recall": 0.77, "roc_auc": 0.91, "pr_auc": 0.84,
               "accuracy": 0.95, "brier": 0.041, "threshold": 0.42}  # fmt: skip
@@ -104,6 +118,8 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
         super().__init__(FAKE_URL)
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.fail: dict[str, ApiError] = {}
+        self.keys: dict[Role, str] = dict(FAKE_KEYS)
+        self.keys_seen: list[str | None] = []
         self.probability = 0.7312
         self.retrain_states: list[dict[str, Any]] = []
         # GET /monitoring/drift as core.monitoring.read shapes it (one drifted feature)
@@ -150,6 +166,12 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
             for i in range(10)
         ]  # fmt: skip
 
+    def with_key(self, api_key: str | None) -> FakeApi:
+        """The fake itself, sending ``api_key`` (one user per test: patched methods and the
+        recorded calls stay in one place)."""
+        self.api_key = api_key or None
+        return self
+
     def _call(self, name: str, *args: Any) -> None:
         self.calls.append((name, args))
         if name in self.fail:
@@ -161,16 +183,27 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
         self._pending = answer
         return getattr(ApiClient, name)(self, *args, **kwargs)
 
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """The transport: answer the real client's request with the pending answer, after
-        checking it against the real API's response model for ``method path``."""
-        del kwargs
+    def send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """The transport: refuse the request as the real API's role table would (401/403, a
+        documented answer of the route), else answer it with the pending answer, after checking
+        that against the real API's response model for ``method path``."""
+        path = url.removeprefix(self.base_url)
+        key = (kwargs.get("headers") or {}).get("X-API-Key")
+        self.keys_seen.append(key)
         answer = self._pending
         template, operation = operation_for(method, path)
-        check_answer(template, operation, answer)
         response = requests.Response()
+        response.url = url
+        refusal = decide(route_role([method], template), key, self.keys, open_roles(self.keys))
+        if refusal is not None:
+            assert str(refusal.status) in operation["responses"], f"{template} documents no 401"
+            response.status_code = refusal.status
+            body = {"detail": refusal.detail, "request_id": None}
+            response._content = json.dumps(body).encode()  # pylint: disable=protected-access
+            response.headers["content-type"] = "application/json"
+            return response
+        check_answer(template, operation, answer)
         response.status_code = 200
-        response.url = self.url(path)
         if isinstance(answer, bytes):
             response._content = answer  # pylint: disable=protected-access  # a built response
             return response
@@ -229,17 +262,15 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
         self._call("model_plot", version, name)
         return self._serve("model_plot", PNG_1PX, version, name)
 
-    def promote(self, version: str | int, api_key: str) -> dict[str, Any]:
-        self._call("promote", version, api_key)
-        if api_key != "good-key":
-            raise ApiError(self.url("/model/promote"), 401, "not authorised — check the API key")
+    def promote(self, version: str | int) -> dict[str, Any]:
+        self._call("promote", version, self.api_key)
         answer = {"status": "ok", "action": "promote", "version": str(version), "generation": 3}
-        return self._serve("promote", answer, version, api_key)
+        return self._serve("promote", answer, version)
 
-    def rollback(self, api_key: str) -> dict[str, Any]:
-        self._call("rollback", api_key)
+    def rollback(self) -> dict[str, Any]:
+        self._call("rollback", self.api_key)
         answer = {"status": "ok", "action": "rollback", "version": "1", "generation": 4}
-        return self._serve("rollback", answer, api_key)
+        return self._serve("rollback", answer)
 
     def predict(self, customer: Any) -> dict[str, Any]:
         self._call("predict", dict(customer))
@@ -311,17 +342,14 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
 
     def start_retrain(
         self,
-        api_key: str,
         csv: bytes | None = None,
         filename: str = "x",
         drop_invalid_rows: bool = False,
     ) -> str:
         self._call(
-            "start_retrain", api_key, csv is not None, filename, *([True] * drop_invalid_rows)
+            "start_retrain", self.api_key, csv is not None, filename, *([True] * drop_invalid_rows)
         )
-        return self._serve(
-            "start_retrain", {"job_id": "job-123"}, api_key, csv, filename, drop_invalid_rows
-        )
+        return self._serve("start_retrain", {"job_id": "job-123"}, csv, filename, drop_invalid_rows)
 
     def retrain_status(self, job_id: str) -> dict[str, Any]:
         self._call("retrain_status", job_id)
@@ -353,12 +381,17 @@ def down_api(monkeypatch: pytest.MonkeyPatch) -> ApiClient:
 
 
 @pytest.fixture()
-def open_page(settings: Any) -> Iterator[Callable[[str], AppTest]]:
+def open_page(settings: Any) -> Iterator[Callable[..., AppTest]]:
     """Open one page of the real app (``"predict"``, ``"batch"``, ...) and run it once."""
     del settings  # only for its environment: every store under tmp_path, no real var/
 
-    def _open(page: str) -> AppTest:
+    def _open(page: str, key: str | None | Literal["page"] = "page") -> AppTest:
+        """``key``: what the user typed in the sidebar's API key field (default: the key of
+        the role the page needs, :data:`PAGE_KEYS`)."""
         at = AppTest.from_file(str(APP), default_timeout=30)
+        typed = PAGE_KEYS[page] if key == "page" else key
+        if typed:
+            at.session_state["api_key"] = typed
         at.run()
         if page != "predict":
             at.switch_page(f"views/{page}.py")

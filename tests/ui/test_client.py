@@ -124,17 +124,28 @@ def test_validation_errors_are_readable(api: ApiClient, stub: str) -> None:
 
 
 def test_api_key_header_and_401(api: ApiClient) -> None:
-    assert api.promote("2", "k") == {"version": "2"}
+    assert api.with_key("k").promote("2") == {"version": "2"}
     assert Stub.seen[-1]["headers"]["X-API-Key"] == "k"
     assert json.loads(Stub.seen[-1]["body"]) == {"version": "2"}
     with pytest.raises(ApiError) as info:
-        api.promote("2", "wrong")
-    assert info.value.status == 401 and "check the API key" in info.value.message
+        api.with_key("wrong").promote("2")
+    assert info.value.status == 401 and info.value.refused
+    assert "check the API key" in info.value.message
+
+
+def test_the_client_holds_no_key_of_its_own(api: ApiClient) -> None:
+    """Only a keyed copy sends a key; the shared client never gets one."""
+    keyed = api.with_key("k")
+    assert api.api_key is None and keyed.api_key == "k"
+    api.health()
+    assert "X-API-Key" not in Stub.seen[-1]["headers"]
+    assert api.with_key("").api_key is None
 
 
 def test_retrain_with_and_without_csv(api: ApiClient) -> None:
-    assert api.start_retrain("k") == "j0"
-    assert api.start_retrain("k", b"a,b\n1,2\n", "train.csv") == "j1"
+    admin = api.with_key("k")
+    assert admin.start_retrain() == "j0"
+    assert admin.start_retrain(b"a,b\n1,2\n", "train.csv") == "j1"
     assert b'filename="train.csv"' in Stub.seen[-1]["body"]
 
 

@@ -43,18 +43,21 @@ def test_a_version_promoted_by_hand_says_so(open_page, fake_api, monkeypatch):
     assert decisions[0] == "rejected by the gate; promoted by hand"
 
 
-def test_promote_needs_a_key_and_reports_401(open_page, fake_api):
-    at = open_page("model")
-    at.button(key="model_promote").click().run()
-    assert "Enter the API key first." in at.error[0].value
-    assert not fake_api.called("promote")
+def test_promote_needs_the_admin_key_and_says_so(open_page, fake_api):
+    at = open_page("model", key=None)  # the registry needs a reader key: no actions offered
+    assert "READER_KEY" in at.warning[0].value
+    assert not [b for b in at.button if b.key == "model_promote"]
 
-    at.text_input(key="model_api_key").set_value("wrong")
+    at.sidebar.text_input(key="api_key").set_value("reader-key").run()  # a lower role: 403
     at.button(key="model_promote").click().run()
     assert_clean(at)
-    assert "HTTP 401" in at.error[0].value and "/model/promote" in at.error[0].value
+    assert "this key may not do this" in texts(at) and "API_KEY" in at.warning[-1].value
 
-    at.text_input(key="model_api_key").set_value("good-key")
+    at.sidebar.text_input(key="api_key").set_value("wrong").run()  # no role: 401
+    assert "check the API key" in texts(at)
+    assert fake_api.keys_seen[-1] == "wrong"
+
+    at.sidebar.text_input(key="api_key").set_value("good-key").run()
     at.button(key="model_promote").click().run()
     assert_clean(at)
     assert fake_api.called("promote")[-1] == ("3", "good-key")
@@ -62,8 +65,7 @@ def test_promote_needs_a_key_and_reports_401(open_page, fake_api):
 
 
 def test_rollback(open_page, fake_api):
-    at = open_page("model")
-    at.text_input(key="model_api_key").set_value("good-key")
+    at = open_page("model", key="good-key")
     at.button(key="model_rollback").click().run()
     assert_clean(at)
     assert fake_api.called("rollback") == [("good-key",)]

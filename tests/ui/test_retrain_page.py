@@ -30,17 +30,24 @@ def _metric(at, name: str) -> str:
 
 
 def test_start_needs_a_key(open_page, fake_api):
-    at = open_page("retrain")
+    at = open_page("retrain", key=None)
     at.button(key="retrain_start").click().run()
     assert_clean(at)
-    assert "Enter the API key first." in at.error[0].value
+    assert "needs the admin key (API_KEY)" in at.warning[0].value
     assert not fake_api.called("start_retrain")
+
+
+def test_a_reader_key_may_not_retrain(open_page, fake_api):
+    at = open_page("retrain", key="reader-key")
+    at.button(key="retrain_start").click().run()
+    assert_clean(at)
+    assert "this key may not do this" in at.warning[0].value and "API_KEY" in at.warning[0].value
+    assert fake_api.keys_seen[-1] == "reader-key"
 
 
 def test_progress_then_gate_decision(open_page, fake_api):
     fake_api.retrain_states = [RUNNING, DONE]
     at = open_page("retrain")
-    at.text_input(key="retrain_api_key").set_value("good-key")
     at.button(key="retrain_start").click().run()
     assert_clean(at)
     assert fake_api.called("start_retrain") == [("good-key", False, "data.csv")]
@@ -64,7 +71,6 @@ def test_rejected_and_failed_jobs(open_page, fake_api):
     fake_api.retrain_states = [{**DONE, "result": {**DONE["result"], "promoted": False,
                                                    "reason": "F1 below the floor"}}]  # fmt: skip
     at = open_page("retrain")
-    at.text_input(key="retrain_api_key").set_value("k")
     at.button(key="retrain_start").click().run()
     assert "Not promoted; the champion stays. F1 below the floor" in at.warning[0].value
     fake_api.retrain_states = [{**RUNNING, "status": "failed", "error": "data invalid"}]
@@ -78,15 +84,13 @@ def test_rejected_and_failed_jobs(open_page, fake_api):
 def test_conflict_while_one_runs(open_page, fake_api):
     fake_api.fail["start_retrain"] = ApiError(f"{FAKE_URL}/retrain", 409, "a retrain is running")
     at = open_page("retrain")
-    at.text_input(key="retrain_api_key").set_value("k")
     at.button(key="retrain_start").click().run()
     assert_clean(at)
     assert "already running" in at.warning[0].value
 
 
 def test_api_down(open_page, down_api):
-    at = open_page("retrain")
-    at.text_input(key="retrain_api_key").set_value("k")
+    at = open_page("retrain", key="k")
     at.button(key="retrain_start").click().run()
     assert_clean(at)
     assert f"`{down_api.base_url}/retrain`" in at.error[0].value

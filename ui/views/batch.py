@@ -9,10 +9,9 @@ from pathlib import Path
 import streamlit as st
 
 from core.tables import FILE_TYPES, Table, TableError
-from ui import client
 from ui.batch_scoring import BatchResult, issues_table, score, template_csv, validate
 from ui.client import ApiError
-from ui.components import pct, show_api_error
+from ui.components import keyed_client, pct, show_api_error
 
 STATE_RESULT = "batch_result"
 STATE_PENDING = "batch_pending"
@@ -26,7 +25,7 @@ def _score(original_name: str, digest: str, table: Table) -> None:
         progress.progress(done / max(total, 1), text=f"Scored {done:,} of {total:,} rows")
 
     try:
-        result = score(client.get_client(), table, on_progress)
+        result = score(keyed_client(), table, on_progress)
     except ApiError as err:
         progress.empty()
         show_api_error(err, "score the file")

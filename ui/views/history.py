@@ -9,9 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from core.schema import FEATURE_NAMES
-from ui import client
 from ui.client import ApiClient, ApiError
-from ui.components import fetch, pct, show_api_error, time_chart
+from ui.components import keyed_client, fetch, pct, show_api_error, time_chart
 
 PAGE_ROWS = 500
 SAVED = "history_feedback_saved"
@@ -41,7 +40,7 @@ def _load(api: ApiClient, limit: int, filters: dict[str, Any]) -> tuple[list[dic
 
 
 def _filters() -> tuple[int, dict[str, Any]]:
-    api = client.get_client()
+    api = keyed_client()
     today = datetime.now(timezone.utc).date()
     cols = st.columns([2, 1, 1, 1])
     period = cols[0].date_input(
@@ -154,7 +153,7 @@ def _feedback(frame: pd.DataFrame) -> None:
         sent = cols[2].form_submit_button("Save feedback", key="history_feedback_submit")
     if sent and prediction_id:
         try:
-            client.get_client().feedback(str(prediction_id), str(actual))
+            keyed_client().feedback(str(prediction_id), str(actual))
         except ApiError as err:
             show_api_error(err, "save the feedback", retry=False)
         else:  # reload the page so the table and the figures above show the saved outcome
@@ -170,7 +169,7 @@ def main() -> None:
     """Draw the page."""
     st.title("Prediction history")
     limit, filters = _filters()
-    api = client.get_client()
+    api = keyed_client()
     loaded = fetch("load the predictions", lambda: _load(api, limit, filters))
     if loaded is None:
         return

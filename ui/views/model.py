@@ -7,9 +7,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ui import client
 from ui.client import ApiClient, ApiError
-from ui.components import admin_key_input, fetch_or_stop, num, show_api_error
+from ui.components import KEY_STATE, keyed_client, fetch_or_stop, num, show_api_error
 
 METRICS = ("f1", "precision", "recall", "roc_auc", "pr_auc", "accuracy", "brier", "threshold")
 LOWER_IS_BETTER = frozenset({"brier"})
@@ -148,9 +147,8 @@ def _versions_table(versions: list[dict[str, Any]]) -> None:
 def _admin(api: ApiClient, versions: list[str], champion: str | None) -> None:
     st.caption(
         "Promotion moves the `champion` alias and hot-swaps the served model; rollback restores "
-        "the previous champion. Both need the API's admin key."
+        "the previous champion. Both need the admin key (API_KEY), entered in the sidebar."
     )
-    key = admin_key_input("model_api_key")
     others = [v for v in versions if v != champion] or versions
     cols = st.columns([2, 1, 1])
     target = cols[0].selectbox("Version to promote", others, key="model_promote_version")
@@ -158,15 +156,15 @@ def _admin(api: ApiClient, versions: list[str], champion: str | None) -> None:
     rollback = cols[2].button("Rollback", key="model_rollback")
     if not (promote or rollback):
         return
-    if not key:
-        st.error("Enter the API key first.")
+    if not st.session_state.get(KEY_STATE):
+        st.warning("Promote and rollback need the admin key (API_KEY): enter it in the sidebar.")
         return
     try:
         if promote:
-            api.promote(str(target), key)
+            api.promote(str(target))
             st.success(f"Version {target} is now the champion.")
         else:
-            answer = api.rollback(key)
+            answer = api.rollback()
             st.success(f"Rolled back; champion is now v{answer.get('version', '?')}.")
     except ApiError as err:
         show_api_error(err, "promote" if promote else "roll back", retry=False)
@@ -175,10 +173,10 @@ def _admin(api: ApiClient, versions: list[str], champion: str | None) -> None:
 def main() -> None:
     """Draw the page."""
     st.title("Model")
-    api = client.get_client()
+    api = keyed_client()
     model = fetch_or_stop("read the served model", api.model)
-    versions = fetch_or_stop("list the model versions", api.model_versions)
     _champion_card(model)
+    versions = fetch_or_stop("list the model versions", api.model_versions)
 
     champion_version = str(model.get("version")) if model.get("version") is not None else None
     champion = _with_alias(versions, "champion") or {"metrics": model.get("metrics") or {}}

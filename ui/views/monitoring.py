@@ -9,9 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from core.settings import get_settings
-from ui import client
 from ui.client import ApiClient, ApiError
-from ui.components import fetch, num, pct, show_api_error, time_chart
+from ui.components import keyed_client, fetch, num, pct, show_api_error, time_chart
 
 WINDOWS = {1: "last hour", 6: "last 6 hours", 24: "last 24 hours", 168: "last 7 days"}
 
@@ -266,7 +265,7 @@ def _host(api: ApiClient) -> None:
 
 
 def _sections() -> None:
-    api = client.get_client()
+    api = keyed_client()
     _live(api)
     _traffic(api)
     _drift(api)

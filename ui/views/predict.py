@@ -7,9 +7,8 @@ from typing import Any
 import streamlit as st
 
 from core.schema import SPECS
-from ui import client
 from ui.client import ApiError
-from ui.components import fetch, num, pct, probability_chart
+from ui.components import keyed_client, fetch, num, pct, probability_chart
 from ui.form import apply_preset, customer_form, current_values, init_state, label, validate
 
 STATE_REQUEST = "predict_request"
@@ -31,7 +30,7 @@ def _submit() -> None:
 
 def _score(customer: dict[str, Any]) -> None:
     """Call ``POST /predict`` then ``POST /predict/explain`` and keep both in session state."""
-    api = client.get_client()
+    api = keyed_client()
     result = fetch("score this customer", lambda: api.predict(customer))
     if result is None:
         return

@@ -8,9 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from core.tables import FILE_TYPES
-from ui import client
 from ui.client import ApiError
-from ui.components import admin_key_input, num, show_api_error
+from ui.components import KEY_STATE, keyed_client, num, show_api_error
 
 STATE_JOB = "retrain_job"
 TERMINAL = frozenset({"succeeded", "failed"})
@@ -25,7 +24,6 @@ def _start() -> None:
         "upload is checked whole before the job starts: every reason it cannot be trained on "
         "is shown."
     )
-    key = admin_key_input("retrain_api_key")
     upload = st.file_uploader(
         "Optional training table with a churn column (CSV/TSV, workbook)",
         type=list(FILE_TYPES),
@@ -37,13 +35,13 @@ def _start() -> None:
     )
     if not st.button("Start retrain", type="primary", key="retrain_start"):
         return
-    if not key:
-        st.error("Enter the API key first.")
+    if not st.session_state.get(KEY_STATE):
+        st.warning("Retraining needs the admin key (API_KEY): enter it in the sidebar (API key).")
         return
     csv = upload.getvalue() if upload is not None else None
     name = upload.name if upload is not None else "data.csv"
     try:
-        job_id = client.get_client().start_retrain(key, csv, name, drop_invalid_rows=drop)
+        job_id = keyed_client().start_retrain(csv, name, drop_invalid_rows=drop)
     except ApiError as err:
         if err.status == 409:
             st.warning(f"A retrain is already running: {err.message}")
@@ -95,7 +93,7 @@ def _compared(result: dict[str, Any]) -> str:
 def _status(job_id: str) -> None:
     """Show the job; when it is over, rerun the page once so polling stops."""
     try:
-        job = client.get_client().retrain_status(job_id)
+        job = keyed_client().retrain_status(job_id)
     except ApiError as err:
         show_api_error(err, "read the retrain status")
         return
