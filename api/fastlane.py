@@ -85,7 +85,7 @@ class PredictFastLane:
             customer = parse_customer(raw, content_type)
         except RequestValidationError as exc:
             return 422, {"detail": error_items(exc.errors()), "request_id": request_id}
-        return 200, answer(model, state.writer, customer, request_id or new_id())
+        return 200, await answer(model, state.writer, customer, request_id or new_id())
 
 
 async def _send(send: Send, status: int, body: dict[str, Any]) -> None:

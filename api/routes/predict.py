@@ -57,7 +57,7 @@ from core.schema import (
 from core.labelled import LabelledReport, SampleRule, labelled_report
 from core.schema import TARGET, YES_NO
 from core.settings import Settings
-from core.store import BatchRows
+from core.store import BatchRows, PredictionWriter
 from core.tables import Table, passthrough_records, passthrough_warnings, with_results
 
 router = APIRouter(prefix="/predict", tags=["predict"], route_class=RoleRoute)
@@ -128,18 +128,21 @@ def _score(model: ServedModel, record: dict[str, Any]) -> tuple[float, str, floa
     return probability, model.label(probability), latency_ms
 
 
-def answer(
+async def answer(
     model: ServedModel,
-    writer: Any,
+    writer: PredictionWriter,
     customer: CustomerRecord,
     request_id: str,
 ) -> dict[str, Any]:
-    """Score one validated :class:`core.schema.Customer`, queue it for the database, return the
-    response body (its fields that are not features come back unchanged in ``passthrough``)."""
+    """Score one validated :class:`core.schema.Customer`, store it, return the response body (its
+    fields that are not features come back unchanged in ``passthrough``).
+
+    The body is returned once the row is stored (committed, or kept in the writer's spool): an
+    answered prediction survives a killed process (see :mod:`core.store.writer`)."""
     record = customer.features()
     probability, label, latency_ms = _score(model, record)
     prediction_id = new_id()
-    writer.submit(
+    ticket = writer.submit(
         {
             "id": prediction_id,
             "created_at": _now(),
@@ -154,6 +157,7 @@ def answer(
             "feedback_at": None,
         }
     )
+    await writer.stored(ticket)
     passthrough = customer.passthrough
     return {
         "prediction_id": prediction_id,
@@ -201,7 +205,7 @@ async def predict(request: Request) -> Response:
     model = await get_model(request)
     customer = parse_customer(await request.body(), request.headers.get("content-type"))
     state: AppState = request.app.state.churnops
-    body = answer(model, state.writer, customer, _request_id(request))
+    body = await answer(model, state.writer, customer, _request_id(request))
     return Response(json.dumps(body), media_type="application/json")
 
 
@@ -248,6 +252,7 @@ class ScoredBatch:
     features: pd.DataFrame
     labelled: LabelledReport | None
     feedback_recorded: int
+    ticket: int  #: the writer's ticket of its last row (see PredictionWriter.stored)
 
 
 def _outcomes(table: pd.DataFrame) -> list[str | None]:
@@ -272,7 +277,7 @@ def _score_batch(
     model: ServedModel,
     source: Table,
     request_id: str,
-    writer: Any,
+    writer: PredictionWriter,
     settings: Settings,
     record_feedback: bool = False,
 ) -> ScoredBatch:
@@ -293,7 +298,7 @@ def _score_batch(
     ids = new_ids(len(valid))
     actuals = _outcomes(table) if record_feedback else None
     # the rows (and their features' JSON) are built by the writer thread, off this request
-    writer.submit_batch(
+    ticket = writer.submit_batch(
         BatchRows(
             common={
                 "created_at": _now(),
@@ -319,7 +324,8 @@ def _score_batch(
         }
     )
     recorded = 0 if actuals is None else sum(a is not None for a in actuals)
-    return ScoredBatch(out, valid, _labelled(model, table, probabilities, settings), recorded)
+    labelled = _labelled(model, table, probabilities, settings)
+    return ScoredBatch(out, valid, labelled, recorded, ticket)
 
 
 def _wants_csv(request: Request) -> bool:
@@ -372,6 +378,7 @@ async def predict_batch(
         state.settings,
         record_feedback,
     )
+    await writer.stored(scored.ticket)
     elapsed = f"{(time.perf_counter() - started) * 1000:.2f}"
     headers = {
         "X-Process-Time-Ms": elapsed,

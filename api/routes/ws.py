@@ -50,7 +50,7 @@ def _parse(text: str) -> tuple[Any, str | None]:
     return data, None
 
 
-def _handle(state: AppState, text: str) -> str:
+async def _handle(state: AppState, text: str) -> str:
     """One message (a customer, a list of them, or {"id", "customer"}) → one answer."""
     try:
         data, request_id = _parse(text)
@@ -67,7 +67,7 @@ def _handle(state: AppState, text: str) -> str:
     except _BadMessage as bad:
         return _error(bad.detail, bad.request_id)
     rid = request_id or "ws"
-    answers = [answer(model, state.writer, c, rid) for c in customers]
+    answers = [await answer(model, state.writer, c, rid) for c in customers]
     if isinstance(data, list):
         return json.dumps({"type": "predictions", "id": request_id, "predictions": answers})
     return json.dumps({"type": "prediction", "id": request_id, **answers[0]})
@@ -91,7 +91,7 @@ async def ws_predict(websocket: WebSocket) -> None:
                 except (TableError, UnicodeDecodeError):
                     await websocket.send_text(_error("messages must be UTF-8 JSON"))
                     continue
-            await websocket.send_text(_handle(state, text))
+            await websocket.send_text(await _handle(state, text))
     except WebSocketDisconnect:
         pass
 

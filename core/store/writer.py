@@ -1,14 +1,19 @@
-"""The batched prediction writer: handlers queue rows, one background thread inserts them.
+"""The prediction writer: handlers queue rows, one background thread inserts them (group commit).
 
-Handlers enqueue a dict (well under a microsecond) and one background thread inserts them in
-batches, off the request's critical path. Rows are never dropped:
+Handlers enqueue a dict (well under a microsecond), wake the writer thread and ``await
+writer.stored(ticket)`` before they answer: the thread inserts everything queued since its last
+write in one transaction, then releases every request of that batch at once (a *group commit*:
+under load one commit serves many requests). An answered prediction is therefore already durable
+(committed, or kept in the spool on disk), so a killed process (SIGKILL, an OOM kill) loses no
+answered prediction. Rows are never dropped:
 
-* the buffer is unbounded, and a batch that fails because the database is not there right now
-  (SQLite locked; PostgreSQL restarting, or a connection it dropped — psycopg's
-  ``OperationalError``/``InterfaceError``) is retried, with back-off, until it lands;
-* ``close()`` drains the buffer before the process exits; what still cannot be written when its
-  time is up is kept in the writer's spool (NDJSON files under ``var/spool/predictions``) and
-  replayed into the database by the next writer that starts on that folder;
+* a batch that fails because the database is not there right now (SQLite locked; PostgreSQL
+  restarting, or a connection it dropped — psycopg's ``OperationalError``/``InterfaceError``) is
+  written to the writer's spool (NDJSON files under ``var/spool/predictions``) at once, so the
+  prediction path does not wait for the database; the spool is replayed into the database, with
+  back-off, while the writer runs and by the next writer that starts on that folder. A writer
+  without a spool keeps retrying in memory instead;
+* ``close()`` drains the buffer before the process exits;
 * a row the database refuses for good (a bad value) is kept in ``rejected/`` of the spool, the
   rest of its batch is written; a row refused because its id is already stored (a batch whose
   commit was acknowledged too late, sent again) is not a loss and is only counted.
@@ -16,6 +21,9 @@ batches, off the request's critical path. Rows are never dropped:
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 import json
 import logging
 import threading
@@ -118,18 +126,21 @@ class BatchRows:
 class PredictionWriter:
     """Insert prediction rows in batches from one background thread; lose none.
 
-    ``submit`` appends to a list under an uncontended lock (no syscall, no thread wake-up per
-    request); the thread swaps the list out every ``interval`` seconds (or at once on ``flush``)
-    and inserts it in one transaction. A short interval keeps each insert (which holds the GIL
-    while it builds the rows) small, so it never stalls the event loop for long. Batches that fail
-    while the database is unavailable are retried until they land; ``close`` writes what is left,
-    and spools what it could not write in its time (see the module docstring).
+    ``submit`` appends to a list under an uncontended lock and returns a ticket (the row's place
+    in the submission order); ``await stored(ticket)`` wakes the thread and returns once the row
+    is settled. The thread swaps the list out, inserts it in one transaction and releases the
+    waiters of that batch together (one ``call_soon_threadsafe`` per event loop and batch). Rows
+    settle in submission order, so "settled" is one counter. Batches that fail while the
+    database is unavailable go to the spool at once and are replayed later (see the module
+    docstring); ``close`` writes what is left.
 
     Args:
         engine: the predictions database.
-        interval: seconds between writes.
-        spool_dir: where rows that could not be written are kept (and replayed from on start);
-            ``None`` keeps nothing: what ``close`` cannot write is then lost (and logged).
+        interval: the longest the thread sleeps when nobody waits (rows submitted without
+            ``stored``, e.g. by tests and scripts, are written within this many seconds).
+        spool_dir: where rows that could not be written are kept (and replayed from on start and
+            while running); ``None`` keeps nothing: a failing batch is then retried in memory
+            until it lands (its requests wait), and what ``close`` cannot write is lost (logged).
     """
 
     def __init__(
@@ -146,6 +157,11 @@ class PredictionWriter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._give_up = threading.Event()
+        #: requests waiting for their row: (ticket, tie-breaker, their loop, their future)
+        self._waiters: list[tuple[int, int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._replay_at: float | None = None  # when to replay the spool next (monotonic s)
+        self._replay_delay = 0.05
         self._thread = threading.Thread(target=self._run, name="prediction-writer", daemon=True)
 
     @property
@@ -168,17 +184,45 @@ class PredictionWriter:
         if not self._thread.is_alive() and not self._stop.is_set():
             self._thread.start()
 
-    def submit(self, row: dict[str, Any]) -> None:
-        """Queue one row (a dict of :class:`Prediction` columns; ``features`` may be a dict)."""
+    def submit(self, row: dict[str, Any]) -> int:
+        """Queue one row (a dict of :class:`Prediction` columns; ``features`` may be a dict).
+
+        Returns:
+            The row's ticket, for :meth:`stored`.
+        """
         with self._lock:
             self._buffer.append(row)
             self._counts.submitted += 1
+            return self._counts.submitted
 
-    def submit_batch(self, batch: BatchRows) -> None:
-        """Queue a scored batch; its rows are built in the writer thread."""
+    def submit_batch(self, batch: BatchRows) -> int:
+        """Queue a scored batch; its rows are built in the writer thread.
+
+        Returns:
+            The ticket of its last row, for :meth:`stored`.
+        """
         with self._lock:
             self._buffer.append(batch)
             self._counts.submitted += len(batch)
+            return self._counts.submitted
+
+    async def stored(self, ticket: int) -> None:
+        """Return once the rows up to ``ticket`` are settled: committed, or kept in the spool.
+
+        Wakes the writer thread (group commit: every row queued meanwhile goes in the same
+        transaction). Returns at once when the thread is not running (a writer never started or
+        already closed cannot store anything more: the caller answers anyway, never hangs).
+        """
+        if self._counts.settled >= ticket or not self._thread.is_alive():
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._done:
+            if self._counts.settled >= ticket:
+                return
+            heapq.heappush(self._waiters, (ticket, next(self._order), loop, future))
+        self._wake.set()
+        await future
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every row queued so far is settled (in the database, or spooled); False
@@ -233,10 +277,12 @@ class PredictionWriter:
             conn.execute(insert(PREDICTION), rows)
 
     def _insert_retrying(self, rows: list[dict[str, Any]]) -> bool:
-        """Insert; retry while the database is unavailable (transient errors), with back-off.
+        """Insert; on a transient error, give up at once when there is a spool to keep the rows
+        in, else retry with back-off until the database answers.
 
         Returns:
-            True once inserted; False when ``close`` gave up waiting (the rows are not written).
+            True once inserted; False when the rows are not written (to be spooled; or ``close``
+            gave up waiting).
 
         Raises:
             SQLAlchemyError: the database refused the rows (not a transient error).
@@ -250,6 +296,13 @@ class PredictionWriter:
                 if not transient(exc):
                     raise
                 reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+                if self._spool_dir is not None:
+                    log.warning(
+                        "writing %d predictions failed (%s); spooled, replayed later",
+                        len(rows),
+                        reason[0] if reason else type(exc).__name__,
+                    )
+                    return False
                 log.warning(
                     "writing %d predictions failed (%s); retrying in %.2f s",
                     len(rows),
@@ -295,17 +348,38 @@ class PredictionWriter:
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         left = self._store(rows)
+        if left and self._replay_at is None:
+            self._replay_at = time.monotonic() + self._replay_delay
         self._count(spooled=self._keep(left), settled=len(rows))
 
     def _count(
         self, *, written: int = 0, spooled: int = 0, duplicates: int = 0, settled: int = 0
     ) -> None:
+        released: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         with self._done:
             self._counts.written += written
             self._counts.spooled += spooled
             self._counts.duplicates += duplicates
             self._counts.settled += settled
             self._done.notify_all()
+            while self._waiters and self._waiters[0][0] <= self._counts.settled:
+                _, _, loop, future = heapq.heappop(self._waiters)
+                released.setdefault(loop, []).append(future)
+        for loop, futures in released.items():
+            try:
+                loop.call_soon_threadsafe(_release, futures)
+            except RuntimeError:  # that loop is closed: nobody waits on it any more
+                continue
+
+    def _release_all(self) -> None:
+        """Release every waiter (the thread is ending: nothing more will be stored)."""
+        with self._done:
+            waiters, self._waiters = self._waiters, []
+        for _, _, loop, future in waiters:
+            try:
+                loop.call_soon_threadsafe(_release, [future])
+            except RuntimeError:
+                continue
 
     def _stored(self, prediction_id: str) -> bool:
         try:
@@ -335,7 +409,11 @@ class PredictionWriter:
         if spool is None:
             log.error("%d predictions could not be written and there is no spool: lost", len(rows))
             return 0
-        spool.write(rows)
+        try:
+            spool.write(rows)
+        except OSError:  # a full or read-only disk: the rows are lost, the writer goes on
+            log.exception("%d predictions could not be written nor spooled: lost", len(rows))
+            return 0
         return len(rows)
 
     def replay(self) -> int:
@@ -365,13 +443,39 @@ class PredictionWriter:
                 return
             self._write(batch)
 
-    def _run(self) -> None:
+    def _replay_when_due(self) -> None:
+        """Replay the spool when a failed batch put rows in it and the back-off has passed; the
+        back-off doubles (up to 2 s) while the database stays away."""
+        if self._replay_at is None or time.monotonic() < self._replay_at:
+            return
+        spool = self._open_spool()
         self.replay()
-        while not self._stop.is_set():
-            self._wake.wait(self._interval)
-            self._wake.clear()
+        if spool is not None and spool.pending_records():
+            self._replay_delay = min(self._replay_delay * 2, 2.0)
+            self._replay_at = time.monotonic() + self._replay_delay
+        else:
+            self._replay_delay, self._replay_at = 0.05, None
+
+    def _run(self) -> None:
+        try:
+            self.replay()
+            while not self._stop.is_set():
+                self._wake.wait(self._interval)
+                self._wake.clear()
+                self._drain()
+                self._replay_when_due()
             self._drain()
-        self._drain()
+            self._replay_at = 0.0  # a last try for rows spooled while running
+            self._replay_when_due()
+        finally:
+            self._release_all()
+
+
+def _release(futures: list[asyncio.Future[None]]) -> None:
+    """Resolve the futures of requests whose rows are settled (in their event loop's thread)."""
+    for future in futures:
+        if not future.done():  # a request cancelled meanwhile (its client went away)
+            future.set_result(None)
 
 
 def _from_spool(record: dict[str, Any]) -> dict[str, Any]:

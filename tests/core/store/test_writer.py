@@ -3,8 +3,10 @@ retried, what cannot be written is spooled and replayed, refused rows are kept."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -178,3 +180,64 @@ def test_a_refused_row_is_kept_and_a_duplicate_is_not_a_loss(
     (segment,) = kept.segments()
     assert json.loads(segment.read_text("utf-8"))["id"] == bad["id"]
     assert Spool(spool).pending_records() == 0  # never replayed as if it could be written
+
+
+def test_a_row_is_committed_when_stored_returns(store_url: str) -> None:
+    """``await stored(ticket)`` returns only once the row is in the database (group commit):
+    what the API answered is already a row. 64 concurrent requests share the commits."""
+    engine = open_engine(store_url)
+    writer = PredictionWriter(engine, interval=5.0)  # a long sleep: stored() must wake it
+    writer.start()
+    missing: list[str] = []
+
+    async def request(i: int) -> None:
+        submitted = row(i)
+        await writer.stored(writer.submit(submitted))
+        with engine.connect() as conn:
+            query = select(PREDICTION.c.id).where(PREDICTION.c.id == submitted["id"])
+            if conn.execute(query).first() is None:
+                missing.append(submitted["id"])
+
+    async def requests() -> None:
+        await asyncio.gather(*(request(i) for i in range(64)))
+
+    asyncio.run(requests())
+    writer.close()
+    assert not missing
+    assert writer.written == stored(store_url) == 64
+
+
+def test_with_the_database_down_stored_returns_and_the_spool_is_replayed_while_running(
+    postgres: LocalPostgres, pg_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL stopped: the requests are not held until it returns — their rows go to the
+    spool on disk at once — and the running writer replays the spool once the server is back."""
+    spool = tmp_path / "spool"
+    writer = PredictionWriter(open_engine(pg_url), interval=0.01, spool_dir=spool)
+    writer.start()
+
+    async def requests(first: int) -> None:
+        await asyncio.gather(*(writer.stored(writer.submit(row(first + i))) for i in range(20)))
+
+    asyncio.run(requests(0))
+    postgres.stop()
+    try:
+        asyncio.run(requests(100))
+        assert writer.spooled == 20 and Spool(spool).pending_records() == 20
+    finally:
+        postgres.start()
+    for _ in range(600):  # the back-off is at most 2 s; this is a hang guard, not a figure
+        if writer.written == 40:
+            break
+        time.sleep(0.1)
+    writer.close()
+    assert writer.written == stored(pg_url) == 40 and Spool(spool).pending_records() == 0
+
+
+def test_stored_returns_when_the_writer_is_not_running(store_url: str) -> None:
+    """A writer never started (or closed) cannot store more: ``stored`` does not hang the
+    request; ``close`` then writes the row."""
+    writer = PredictionWriter(open_engine(store_url))
+    asyncio.run(writer.stored(writer.submit(row())))
+    writer.close()
+    assert stored(store_url) == 1
