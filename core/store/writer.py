@@ -162,6 +162,7 @@ class PredictionWriter:
         self._order = itertools.count()
         self._replay_at: float | None = None  # when to replay the spool next (monotonic s)
         self._replay_delay = 0.05
+        self._outage = False  # the last write failed (one warning per outage, not per batch)
         self._thread = threading.Thread(target=self._run, name="prediction-writer", daemon=True)
 
     @property
@@ -291,17 +292,21 @@ class PredictionWriter:
         while not self._give_up.is_set():
             try:
                 self._insert(rows)
+                if self._outage:
+                    self._outage = False
+                    log.info("the predictions database answers again")
                 return True
             except SQLAlchemyError as exc:
                 if not transient(exc):
                     raise
                 reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
                 if self._spool_dir is not None:
-                    log.warning(
-                        "writing %d predictions failed (%s); spooled, replayed later",
+                    (log.debug if self._outage else log.warning)(
+                        "writing %d predictions failed (%s); spooled until the database answers",
                         len(rows),
                         reason[0] if reason else type(exc).__name__,
                     )
+                    self._outage = True
                     return False
                 log.warning(
                     "writing %d predictions failed (%s); retrying in %.2f s",
