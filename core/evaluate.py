@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -137,6 +138,20 @@ def choose_threshold(y_valid: np.ndarray, p_valid: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1))])
 
 
+def predicted_churn(probability: Any, threshold: float | np.ndarray) -> Any:
+    """The decision rule, the only one: churn when the probability reaches the threshold.
+
+    Args:
+        probability: one churn probability, or an array of them.
+        threshold: the model's decision threshold (:func:`choose_threshold`), or one per
+            probability.
+
+    Returns:
+        A bool (array of bools, same shape) saying churn.
+    """
+    return probability >= threshold
+
+
 def evaluate(y: np.ndarray, p: np.ndarray, threshold: float) -> Metrics:
     """Score churn probabilities against true labels.
 
@@ -155,7 +170,7 @@ def evaluate(y: np.ndarray, p: np.ndarray, threshold: float) -> Metrics:
     p = np.asarray(p, dtype=np.float64)
     if len(np.unique(y)) < 2:
         raise ValueError("evaluation needs both churners and non-churners in the labels")
-    labels = (p >= threshold).astype(int)
+    labels = predicted_churn(p, threshold).astype(int)
     return Metrics(
         f1=float(f1_score(y, labels, zero_division=0)),
         precision=float(precision_score(y, labels, zero_division=0)),
@@ -218,7 +233,7 @@ def _cross_validate(
         x_valid, y_valid = x.iloc[valid_rows], y[valid_rows]
         pipeline = fit_pipeline(config, x.iloc[fit_rows], y[fit_rows], valid=(x_valid, y_valid))
         threshold = choose_threshold(y_valid, pipeline.predict_proba(x_valid)[:, 1])
-        labels = pipeline.predict_proba(x.iloc[held])[:, 1] >= threshold
+        labels = predicted_churn(pipeline.predict_proba(x.iloc[held])[:, 1], threshold)
         scores.append(float(f1_score(y[held], labels, zero_division=0)))
         if on_fold is not None:
             on_fold(k, folds)
@@ -350,7 +365,7 @@ def estimate_performance(
         raise ValueError("probabilities must lie in [0, 1]")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    churn = p >= cut
+    churn = predicted_churn(p, cut)
     # NannyML's expected confusion counts: TP = sum of p over churn labels, FP = sum of 1 - p there,
     # FN = sum of p over stay labels
     expected = _scores(np.sum(p[churn]), np.sum(1.0 - p[churn]), np.sum(p[~churn]), p.size)

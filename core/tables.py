@@ -151,6 +151,10 @@ class Dialect:
         return f"read as {separator}-separated, decimal {mark}, {self.encoding}"
 
 
+#: Plain CSV: UTF-8, comma-separated, decimal point (what :func:`write_like` writes for it).
+PLAIN_CSV = Dialect("text", "UTF-8", ",", ".")
+
+
 @dataclass(frozen=True)
 class Table:
     """A table read by :func:`read_table`.

@@ -34,7 +34,6 @@ from api.schemas import (
     ValidateResponse,
     upload_schema,
 )
-from api.serving import ServedModel
 from api.state import AppState
 from api.tables import (
     issue_items,
@@ -55,10 +54,17 @@ from core.schema import (
     usage_warnings,
 )
 from core.labelled import LabelledReport, SampleRule, labelled_report
+from core.predict import ServedModel, scored_table
 from core.schema import TARGET, YES_NO
 from core.settings import Settings
 from core.store import BatchRows
-from core.tables import Table, passthrough_records, passthrough_warnings, with_results
+from core.tables import (
+    PLAIN_CSV,
+    Table,
+    passthrough_records,
+    passthrough_warnings,
+    write_like,
+)
 
 router = APIRouter(prefix="/predict", tags=["predict"], route_class=RoleRoute)
 INTEGERS = {spec.name: "int64" for spec in FEATURES if spec.kind == "integer"}
@@ -263,7 +269,7 @@ def _labelled(
         table,
         probabilities,
         model.threshold,
-        model.predictor.bundle.seen_rows,
+        model.bundle.seen_rows,
         SampleRule.from_settings(settings),
     )
 
@@ -289,7 +295,7 @@ def _score_batch(
     started = time.perf_counter()
     probabilities = model.score_frame(valid)
     latency_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(valid))
-    labels = np.where(probabilities >= model.threshold, "yes", "no")
+    labels = model.labels(probabilities)
     ids = new_ids(len(valid))
     actuals = _outcomes(table) if record_feedback else None
     # the rows (and their features' JSON) are built by the writer thread, off this request
@@ -327,13 +333,17 @@ def _wants_csv(request: Request) -> bool:
     return "text/csv" in accept and "application/json" not in accept.split(",")[0]
 
 
-def scored_csv(valid: pd.DataFrame, table: Table, scored: pd.DataFrame) -> str:
-    """The features as validated, the passthrough columns unchanged, then the results (see
-    :func:`core.tables.with_results` for a passthrough column named like a result)."""
+def scored_csv(valid: pd.DataFrame, table: Table, scored: pd.DataFrame) -> bytes:
+    """The features as validated, the passthrough columns unchanged, then the results
+    (:func:`core.predict.scored_table`), as plain CSV."""
     inputs = pd.concat([valid.reset_index(drop=True), table.passthrough], axis=1)
-    results = {name: scored[name].to_numpy() for name in ("prediction_id", "churn_probability")}
-    results["label"] = scored["label"].to_numpy()
-    return with_results(inputs, results).to_csv(index=False)
+    frame = scored_table(
+        inputs,
+        scored["churn_probability"].to_numpy(),
+        scored["label"].to_numpy(),
+        prediction_id=scored["prediction_id"].to_numpy(),
+    )
+    return write_like(frame, PLAIN_CSV)
 
 
 @router.post(

@@ -201,7 +201,12 @@ def test_batch_csv_upload_bigml_and_csv_out(
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("text/csv")
     scored = pd.read_csv(io.StringIO(answer.text))
-    assert list(scored.columns) == [*FEATURE_NAMES, "prediction_id", "churn_probability", "label"]
+    assert list(scored.columns) == [
+        *FEATURE_NAMES,
+        "prediction_id",
+        "churn_probability",
+        "churn_label",
+    ]
     assert answer.headers["x-read-as"] == "read as ,-separated, decimal point, UTF-8"
     expected = bundle.pipeline.predict_proba(frame)[:, 1]
     assert np.max(np.abs(scored["churn_probability"].to_numpy() - expected)) <= PARITY
