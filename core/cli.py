@@ -29,10 +29,18 @@ from core.data import (
 from core.evaluate import QUALITY_THRESHOLDS, evaluate
 from core.labelled import SampleRule, labelled_report
 from core.persist import latest_bundle_dir, load_bundle
-from core.predict import LABEL, PROBABILITY, ServedModel, scored_table
+from core.predict import ServedModel
 from core.schema import POSITIVE_LABEL, SchemaError
 from core.settings import get_settings
-from core.tables import Table, TableError, read_path, write_like
+from core.tables import (
+    LABEL,
+    PROBABILITY,
+    Table,
+    TableError,
+    read_path,
+    scored_table,
+    write_like,
+)
 from core.train import MODEL_FAMILIES, TrainConfig
 
 

@@ -6,9 +6,9 @@ per model version by :meth:`ServedModel.build`, which compiles the pipeline
 (:func:`core.fastpath.build_scorer`: ONNX Runtime or exact numpy, sklearn when not compilable),
 so the CLI and the API give the same numbers to the last bit.
 
-The label rule (:func:`core.evaluate.predicted_churn`: churn when ``probability >= threshold``)
-and the names of the result columns of a scored table (:data:`PROBABILITY`, :data:`LABEL`,
-written by :func:`scored_table`) are defined here once.
+The label rule is :func:`core.evaluate.predicted_churn` (churn when ``probability >=
+threshold``); a scored table's result columns are :data:`core.tables.PROBABILITY` and
+:data:`core.tables.LABEL` (:func:`core.tables.scored_table`).
 """
 
 from __future__ import annotations
@@ -25,29 +25,17 @@ from core.fastpath import CompiledKind, Scorer, build_scorer
 from core.features import encode_frame, encode_records
 from core.persist import ModelBundle
 from core.schema import POSITIVE_LABEL, check_frame
-from core.tables import with_results
+from core.tables import LABEL, PROBABILITY
 
 if TYPE_CHECKING:  # the registry (and MLflow) is only needed by its callers
     from core.registry import LoadedModel
 
 NEGATIVE_LABEL = "no"
-#: The result columns of a scored table (CLI, API CSV, UI download): probability and label.
-PROBABILITY = "churn_probability"
-LABEL = "churn_label"
 
 
 def labels_of(probability: np.ndarray, threshold: float) -> np.ndarray:
     """``yes``/``no`` per probability, by the one rule :func:`core.evaluate.predicted_churn`."""
     return np.where(predicted_churn(probability, threshold), POSITIVE_LABEL, NEGATIVE_LABEL)
-
-
-def scored_table(
-    inputs: pd.DataFrame, probability: np.ndarray, label: np.ndarray, **extra: Any
-) -> pd.DataFrame:
-    """``inputs`` with ``extra`` columns (e.g. ``prediction_id``), then :data:`PROBABILITY` and
-    :data:`LABEL` appended (see :func:`core.tables.with_results` for an input column named like
-    a result); write it with :func:`core.tables.write_like`."""
-    return with_results(inputs, {**extra, PROBABILITY: probability, LABEL: label})
 
 
 @dataclass(frozen=True)
@@ -168,7 +156,8 @@ class ServedModel:
         """Validate and score a table (modeldata or BigML spelling; extra columns ignored).
 
         Returns:
-            A new DataFrame with :data:`PROBABILITY` and :data:`LABEL`, on the input's index.
+            A new DataFrame with :data:`core.tables.PROBABILITY` and :data:`core.tables.LABEL`,
+            on the input's index.
 
         Raises:
             core.schema.SchemaError: listing every bad row and column.

@@ -659,6 +659,18 @@ def write_like(frame: pd.DataFrame, dialect: Dialect) -> bytes:
     return csv_text.encode("utf-8" if plain else "utf-8-sig")
 
 
+#: The result columns of a scored table (``churnops predict``, the API's CSV out, the UI's
+#: download): the churn probability and the label (``yes``/``no``).
+PROBABILITY = "churn_probability"
+LABEL = "churn_label"
+
+
+def scored_table(inputs: pd.DataFrame, probability: Any, label: Any, **extra: Any) -> pd.DataFrame:
+    """``inputs`` with the ``extra`` columns (e.g. ``prediction_id``), then :data:`PROBABILITY`
+    and :data:`LABEL` appended (:func:`with_results`); write it with :func:`write_like`."""
+    return with_results(inputs, {**extra, PROBABILITY: probability, LABEL: label})
+
+
 def with_results(source: pd.DataFrame, results: Mapping[str, Any]) -> pd.DataFrame:
     """``source`` with result columns appended; a source column named like a result (a scored
     file scored again) is renamed ``<name> (input)`` instead of being overwritten."""

@@ -54,7 +54,7 @@ from core.schema import (
     usage_warnings,
 )
 from core.labelled import LabelledReport, SampleRule, labelled_report
-from core.predict import ServedModel, scored_table
+from core.predict import ServedModel
 from core.schema import TARGET, YES_NO
 from core.settings import Settings
 from core.store import BatchRows
@@ -63,6 +63,7 @@ from core.tables import (
     Table,
     passthrough_records,
     passthrough_warnings,
+    scored_table,
     write_like,
 )
 
@@ -335,7 +336,7 @@ def _wants_csv(request: Request) -> bool:
 
 def scored_csv(valid: pd.DataFrame, table: Table, scored: pd.DataFrame) -> bytes:
     """The features as validated, the passthrough columns unchanged, then the results
-    (:func:`core.predict.scored_table`), as plain CSV."""
+    (:func:`core.tables.scored_table`), as plain CSV."""
     inputs = pd.concat([valid.reset_index(drop=True), table.passthrough], axis=1)
     frame = scored_table(
         inputs,

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.predict import PROBABILITY, ServedModel
+from core.predict import ServedModel
+from core.tables import PROBABILITY
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, SPECS, US_STATES, Customer
 
 Change = Callable[[pd.DataFrame], pd.DataFrame]

@@ -9,7 +9,8 @@ import pytest
 from core.data import to_xy
 from core.evaluate import QUALITY_THRESHOLDS, choose_threshold, evaluate
 from core.pipelines import TrainedModel
-from core.predict import PROBABILITY, ServedModel
+from core.predict import ServedModel
+from core.tables import PROBABILITY
 
 
 def test_default_model_reaches_the_quality_floors(trained_model: TrainedModel) -> None:

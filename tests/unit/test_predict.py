@@ -13,8 +13,9 @@ from core.evaluate import predicted_churn
 from core.features import build_features
 from core.persist import ModelBundle
 from core.pipelines import TrainedModel
-from core.predict import LABEL, PROBABILITY, ServedModel, labels_of, scored_table
+from core.predict import ServedModel, labels_of
 from core.schema import Customer, SchemaError
+from core.tables import LABEL, PROBABILITY, scored_table
 from tests.factories import churner, customer, raw_rows, to_bigml
 
 
