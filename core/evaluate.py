@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +24,7 @@ from sklearn.metrics import (
 )
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from core.schema import predicted_churn
 from core.train import TrainConfig, fit_pipeline, thread_limit
 
 
@@ -136,20 +136,6 @@ def choose_threshold(y_valid: np.ndarray, p_valid: np.ndarray) -> float:
     denominator = np.where(precision + recall > 0, precision + recall, 1.0)
     f1 = 2 * precision * recall / denominator
     return float(thresholds[int(np.argmax(f1))])
-
-
-def predicted_churn(probability: Any, threshold: float | np.ndarray) -> Any:
-    """The decision rule, the only one: churn when the probability reaches the threshold.
-
-    Args:
-        probability: one churn probability, or an array of them.
-        threshold: the model's decision threshold (:func:`choose_threshold`), or one per
-            probability.
-
-    Returns:
-        A bool (array of bools, same shape) saying churn.
-    """
-    return probability >= threshold
 
 
 def evaluate(y: np.ndarray, p: np.ndarray, threshold: float) -> Metrics:

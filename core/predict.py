@@ -6,7 +6,7 @@ per model version by :meth:`ServedModel.build`, which compiles the pipeline
 (:func:`core.fastpath.build_scorer`: ONNX Runtime or exact numpy, sklearn when not compilable),
 so the CLI and the API give the same numbers to the last bit.
 
-The label rule is :func:`core.evaluate.predicted_churn` (churn when ``probability >=
+The label rule is :func:`core.schema.predicted_churn` (churn when ``probability >=
 threshold``); a scored table's result columns are :data:`core.tables.PROBABILITY` and
 :data:`core.tables.LABEL` (:func:`core.tables.scored_table`).
 """
@@ -20,21 +20,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from core.evaluate import predicted_churn
 from core.fastpath import CompiledKind, Scorer, build_scorer
 from core.features import encode_frame, encode_records
 from core.persist import ModelBundle
-from core.schema import POSITIVE_LABEL, check_frame
+from core.schema import NEGATIVE_LABEL, POSITIVE_LABEL, check_frame, predicted_churn
 from core.tables import LABEL, PROBABILITY
 
 if TYPE_CHECKING:  # the registry (and MLflow) is only needed by its callers
     from core.registry import LoadedModel
 
-NEGATIVE_LABEL = "no"
-
 
 def labels_of(probability: np.ndarray, threshold: float) -> np.ndarray:
-    """``yes``/``no`` per probability, by the one rule :func:`core.evaluate.predicted_churn`."""
+    """``yes``/``no`` per probability, by the one rule :func:`core.schema.predicted_churn`."""
     return np.where(predicted_churn(probability, threshold), POSITIVE_LABEL, NEGATIVE_LABEL)
 
 

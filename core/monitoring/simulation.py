@@ -41,10 +41,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
 from core.data import SplitParams, split_dataset
-from core.evaluate import estimate_performance, predicted_churn
+from core.evaluate import estimate_performance
 from core.monitoring.drift import ALPHA, compute_drift
 from core.reference import build_reference
-from core.schema import FEATURE_NAMES
+from core.schema import FEATURE_NAMES, predicted_churn
 
 #: Window sizes of the benchmark (rows).
 SIZES: tuple[int, ...] = (50, 100, 200, 500, 1000)

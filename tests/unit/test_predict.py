@@ -9,12 +9,11 @@ from pydantic import ValidationError
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler
 
-from core.evaluate import predicted_churn
 from core.features import build_features
 from core.persist import ModelBundle
 from core.pipelines import TrainedModel
 from core.predict import ServedModel, labels_of
-from core.schema import Customer, SchemaError
+from core.schema import Customer, SchemaError, predicted_churn
 from core.tables import LABEL, PROBABILITY, scored_table
 from tests.factories import churner, customer, raw_rows, to_bigml
 
