@@ -135,5 +135,9 @@ def test_the_live_server_stores_in_its_own_folder(live_url: str) -> None:
     """The module's real server answers and stores the prediction in the store it was given."""
     answer = httpx.post(f"{live_url}/predict", json=EXAMPLE_CHURNER, timeout=30)
     assert answer.status_code == 200
-    stored = httpx.get(f"{live_url}/predictions/{answer.json()['prediction_id']}", timeout=30)
+    stored = httpx.get(
+        f"{live_url}/predictions/{answer.json()['prediction_id']}",
+        headers={"X-API-Key": "test-key"},  # reading stored predictions needs a reader's key
+        timeout=30,
+    )
     assert stored.status_code == 200 and stored.json()["label"] == answer.json()["label"]
