@@ -83,13 +83,13 @@ class ServedModel:
             reason: why it is degraded.
         """
         scorer = build_scorer(bundle.pipeline, bundle.threshold, version)
-        meta = {**_meta(bundle), **(metadata or {})}
+        meta = {**_as_dict(getattr(bundle, "meta", None)), **(metadata or {})}
         info = {
             "name": name,
             "version": str(version),
             "alias": "champion",
             "family": meta.get("family"),
-            "metrics": _metrics(bundle),
+            "metrics": _as_dict(getattr(bundle, "metrics", None)),
             "trained_at": _text(meta.get("trained_at")),
             "data_sha256": meta.get("data_sha256"),
             "threshold": float(bundle.threshold),
@@ -165,22 +165,13 @@ class ServedModel:
         )
 
 
-def _meta(bundle: Any) -> dict[str, Any]:
-    meta = getattr(bundle, "meta", None)
-    if meta is None:
+def _as_dict(value: Any) -> dict[str, Any]:
+    """A bundle's metadata or metrics as a JSON-ready dict (``{}`` for none)."""
+    if value is None:
         return {}
-    if hasattr(meta, "model_dump"):
-        return dict(meta.model_dump(mode="json"))
-    return dict(vars(meta))
-
-
-def _metrics(bundle: Any) -> dict[str, Any]:
-    metrics = getattr(bundle, "metrics", None)
-    if metrics is None:
-        return {}
-    if hasattr(metrics, "model_dump"):
-        return dict(metrics.model_dump(mode="json"))
-    return dict(metrics)
+    if hasattr(value, "model_dump"):
+        return dict(value.model_dump(mode="json"))
+    return dict(value) if isinstance(value, Mapping) else dict(vars(value))
 
 
 def _text(value: Any) -> str | None:
