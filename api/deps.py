@@ -18,8 +18,8 @@ from starlette.requests import HTTPConnection
 from api.auth import Role, route_role
 from api.errors import AUTH_FIRST, content_refusal
 from api.schemas import AUTH_RESPONSES
-from api.serving import ServedModel
 from api.state import AppState
+from core.predict import ServedModel
 from core.settings import Settings
 from core.store import PredictionWriter
 

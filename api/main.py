@@ -29,9 +29,10 @@ from api.events import EventHub
 from api.fastlane import PredictFastLane
 from api.jobs import RetrainRunner, Trainer
 from api.routes import feedback, health, model, monitoring, predict, predictions, retrain, ws
-from api.serving import Loader, ModelManager, ServedModel
+from api.serving import Loader, ModelManager
 from api.state import AppState
 from core.logs import configure_logging
+from core.predict import ServedModel
 from core.settings import Settings, get_settings
 from core.store import PredictionWriter, RetrainJob, as_utc, open_engine, utcnow
 
@@ -144,7 +145,7 @@ def create_app(
                     "type": "model_swapped",
                     "model_version": served.version,
                     "generation": served.generation,
-                    "compiled": served.predictor.compiled,
+                    "compiled": served.compiled,
                 }
             )
 

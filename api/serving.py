@@ -1,9 +1,10 @@
 """The served model: an immutable snapshot, swapped atomically, in step across worker processes.
 
-A request takes ONE reference to the current :class:`ServedModel` and uses it to the end, so it is
-answered by a fully loaded model even while a swap happens. A promotion/rollback/reload bumps the
-*model generation* in the database (:func:`core.store.bump_generation`); every worker polls it and
-reloads the champion when it moves, building the new snapshot completely before the swap.
+A request takes ONE reference to the current :class:`core.predict.ServedModel` and uses it to the
+end, so it is answered by a fully loaded model even while a swap happens. A promotion/rollback/
+reload bumps the *model generation* in the database (:func:`core.store.bump_generation`); every
+worker polls it and reloads the champion when it moves, building the new snapshot completely
+before the swap.
 """
 
 from __future__ import annotations
@@ -11,17 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
 
-import numpy as np
-import pandas as pd
 from sqlalchemy import Engine
 
-from core.fastpath import NotCompilable, RawScorer
-from core.features import encode_frame, encode_records
-from core.predict import Predictor
+from core.predict import ServedModel
 from core.registry import LoadedModel, champion_version, load_champion
 from core.settings import Settings
 from core.store import read_generation
@@ -31,100 +26,6 @@ log = logging.getLogger(__name__)
 Loader = Callable[[Settings], LoadedModel]
 #: The version the registry's ``champion`` alias points at now (None: no champion).
 ChampionVersion = Callable[[Settings], str | None]
-
-
-def _meta(bundle: Any) -> dict[str, Any]:
-    meta = getattr(bundle, "meta", None)
-    if meta is None:
-        return {}
-    if hasattr(meta, "model_dump"):
-        return dict(meta.model_dump(mode="json"))
-    return dict(vars(meta))
-
-
-def _metrics(bundle: Any) -> dict[str, Any]:
-    metrics = getattr(bundle, "metrics", None)
-    if metrics is None:
-        return {}
-    if hasattr(metrics, "model_dump"):
-        return dict(metrics.model_dump(mode="json"))
-    return dict(metrics)
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """Everything a handler needs to answer with one model version (never mutated)."""
-
-    predictor: Predictor
-    scorer: RawScorer | None
-    version: str
-    threshold: float
-    generation: int
-    info: dict[str, Any] = field(default_factory=dict)
-    degraded: bool = False
-    reason: str = ""
-
-    @classmethod
-    def build(cls, loaded: LoadedModel, generation: int, name: str) -> ServedModel:
-        """Build (and compile) a snapshot from what the registry returned."""
-        try:
-            compiled = RawScorer(loaded.bundle.pipeline, threshold=loaded.bundle.threshold)
-            scorer: RawScorer | None = compiled
-            predictor = Predictor(loaded.bundle, scorer=compiled, compiled=compiled.compiled.kind)
-        except NotCompilable as exc:
-            log.warning("v%s not compiled, serving with sklearn: %s", loaded.version, exc)
-            scorer, predictor = None, Predictor(loaded.bundle)
-        meta = {**_meta(loaded.bundle), **(loaded.metadata or {})}
-        threshold = float(loaded.bundle.threshold)
-        info = {
-            "name": name,
-            "version": str(loaded.version),
-            "alias": "champion",
-            "family": meta.get("family"),
-            "metrics": _metrics(loaded.bundle),
-            "trained_at": _text(meta.get("trained_at")),
-            "data_sha256": meta.get("data_sha256"),
-            "threshold": threshold,
-            "compiled": predictor.compiled,
-            "degraded": loaded.degraded,
-            "reason": loaded.reason or None,
-            "generation": generation,
-        }
-        return cls(
-            predictor=predictor,
-            scorer=scorer,
-            version=str(loaded.version),
-            threshold=threshold,
-            generation=generation,
-            info=info,
-            degraded=loaded.degraded,
-            reason=loaded.reason,
-        )
-
-    # The inputs below are already validated (FastAPI's Customer model or the vectorised
-    # validator), so the handlers use the predictor's unvalidated seam ``predict_proba_raw``.
-    def score_one(self, record: Mapping[str, Any]) -> float:
-        """Churn probability of one validated record (compiled path when available)."""
-        raw = encode_records([record])
-        if self.scorer is not None:
-            return self.scorer.one(raw[0])
-        return float(self.predictor.predict_proba_raw(raw)[0])
-
-    def score_frame(self, frame: pd.DataFrame) -> np.ndarray:
-        """Churn probabilities of a validated, typed frame (batch path)."""
-        return self.predictor.predict_proba_raw(encode_frame(frame))
-
-    def score_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Churn probabilities of a few validated records."""
-        return self.predictor.predict_proba_raw(encode_records(records))
-
-    def label(self, probability: float) -> str:
-        """``yes`` when the probability reaches the threshold."""
-        return "yes" if probability >= self.threshold else "no"
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 class ModelManager:
@@ -193,7 +94,7 @@ class ModelManager:
             self._last_attempt = time.monotonic()
             try:
                 loaded = self._loader(self._settings)
-                served = ServedModel.build(loaded, target, self._settings.model_name)
+                served = ServedModel.from_loaded(loaded, target, self._settings.model_name)
             except Exception as exc:  # pylint: disable=broad-exception-caught  # keep serving
                 self.error = f"{type(exc).__name__}: {exc}"
                 self.generation = max(self.generation, target)
@@ -210,7 +111,7 @@ class ModelManager:
                 self._settings.model_name,
                 served.version,
                 target,
-                served.predictor.compiled,
+                served.compiled,
                 (time.perf_counter() - started) * 1000,
                 " [degraded]" if served.degraded else "",
             )

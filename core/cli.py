@@ -28,11 +28,19 @@ from core.data import (
 )
 from core.evaluate import QUALITY_THRESHOLDS, evaluate
 from core.labelled import SampleRule, labelled_report
-from core.persist import ModelBundle, latest_bundle_dir, load_bundle
-from core.predict import Predictor
-from core.schema import SchemaError
+from core.persist import latest_bundle_dir, load_bundle
+from core.predict import ServedModel
+from core.schema import POSITIVE_LABEL, SchemaError
 from core.settings import get_settings
-from core.tables import Table, TableError, read_path, with_results, write_like
+from core.tables import (
+    LABEL,
+    PROBABILITY,
+    Table,
+    TableError,
+    read_path,
+    scored_table,
+    write_like,
+)
 from core.train import MODEL_FAMILIES, TrainConfig
 
 
@@ -124,7 +132,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.split == "holdout":
         frame = split_dataset(frame, bundle.meta.config.split).test
     x, y = to_xy(frame)
-    probability = Predictor(bundle).predict_frame(x)["probability"].to_numpy()
+    served = ServedModel.build(bundle, bundle_dir.name)
+    probability = served.predict_frame(x)[PROBABILITY].to_numpy()
     metrics = evaluate(y, probability, bundle.threshold)
     failures = QUALITY_THRESHOLDS.failures(metrics)
     document: dict[str, Any] = {
@@ -138,29 +147,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 1 if failures and args.check else 0
 
 
-def _scoring_bundle(model_dir: Path | None) -> ModelBundle:
-    """The bundle to score with: ``--model DIR`` if given, else the champion the API serves
-    (from the registry, or its local copy when the registry is down); stderr says which."""
+def _scoring_model(model_dir: Path | None) -> ServedModel:
+    """The model to score with, as the API serves it: ``--model DIR`` if given, else the
+    champion (from the registry, or its local copy when the registry is down); stderr says
+    which."""
     if model_dir is not None:
         _err(f"scoring with the bundle in {model_dir} (given with --model)")
-        return load_bundle(model_dir)
+        return ServedModel.build(load_bundle(model_dir), model_dir.name)
     from core.registry import load_champion  # pylint: disable=import-outside-toplevel  # mlflow
 
     settings = get_settings()
     loaded = load_champion(settings)
     where = f"the local copy ({loaded.reason})" if loaded.degraded else "the registry"
     _err(f"scoring with {settings.model_name} v{loaded.version}, the champion, from {where}")
-    return loaded.bundle
+    return ServedModel.from_loaded(loaded, name=settings.model_name)
 
 
-def _print_labelled(bundle: ModelBundle, table: Table, probabilities: Any) -> None:
+def _print_labelled(model: ServedModel, table: Table, probabilities: Any) -> None:
     """With a label column: the model's quality on the labelled rows it never trained on, on
     stderr (nothing without one)."""
     report = labelled_report(
         table.labelled_frame(),
         probabilities,
-        bundle.threshold,
-        bundle.seen_rows,
+        model.threshold,
+        model.bundle.seen_rows,
         SampleRule.from_settings(get_settings()),
     )
     if report is None:
@@ -178,16 +188,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     table = read_path(args.input)  # a broken file is refused before any model is loaded
     if not table.report.ok:
         raise SchemaError(table.report)
-    bundle = _scoring_bundle(args.model)
-    predictor = Predictor(bundle)
+    model = _scoring_model(args.model)
     _report(args.input, table)
-    scored = predictor.predict_frame(table.report.frame)
-    _print_labelled(bundle, table, scored["probability"].to_numpy())
-    results = {
-        "churn_probability": scored["probability"].to_numpy(),
-        "churn_label": scored["label"].to_numpy(),
-    }
-    content = write_like(with_results(table.source, results), table.dialect)
+    scored = model.predict_frame(table.report.frame)
+    _print_labelled(model, table, scored[PROBABILITY].to_numpy())
+    output = scored_table(table.source, scored[PROBABILITY].to_numpy(), scored[LABEL].to_numpy())
+    content = write_like(output, table.dialect)
     if str(args.output) == "-":
         sys.stdout.flush()
         sys.stdout.buffer.write(content)
@@ -195,7 +201,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_bytes(content)
-        churners = int((scored["label"] == "yes").sum())
+        churners = int((scored[LABEL] == POSITIVE_LABEL).sum())
         _err(f"wrote {len(scored)} predictions ({churners} churn) to {args.output}")
     return 0
 

@@ -24,6 +24,7 @@ from sklearn.metrics import (
 )
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from core.schema import predicted_churn
 from core.train import TrainConfig, fit_pipeline, thread_limit
 
 
@@ -155,7 +156,7 @@ def evaluate(y: np.ndarray, p: np.ndarray, threshold: float) -> Metrics:
     p = np.asarray(p, dtype=np.float64)
     if len(np.unique(y)) < 2:
         raise ValueError("evaluation needs both churners and non-churners in the labels")
-    labels = (p >= threshold).astype(int)
+    labels = predicted_churn(p, threshold).astype(int)
     return Metrics(
         f1=float(f1_score(y, labels, zero_division=0)),
         precision=float(precision_score(y, labels, zero_division=0)),
@@ -218,7 +219,7 @@ def _cross_validate(
         x_valid, y_valid = x.iloc[valid_rows], y[valid_rows]
         pipeline = fit_pipeline(config, x.iloc[fit_rows], y[fit_rows], valid=(x_valid, y_valid))
         threshold = choose_threshold(y_valid, pipeline.predict_proba(x_valid)[:, 1])
-        labels = pipeline.predict_proba(x.iloc[held])[:, 1] >= threshold
+        labels = predicted_churn(pipeline.predict_proba(x.iloc[held])[:, 1], threshold)
         scores.append(float(f1_score(y[held], labels, zero_division=0)))
         if on_fold is not None:
             on_fold(k, folds)
@@ -350,7 +351,7 @@ def estimate_performance(
         raise ValueError("probabilities must lie in [0, 1]")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    churn = p >= cut
+    churn = predicted_churn(p, cut)
     # NannyML's expected confusion counts: TP = sum of p over churn labels, FP = sum of 1 - p there,
     # FN = sum of p over stay labels
     expected = _scores(np.sum(p[churn]), np.sum(1.0 - p[churn]), np.sum(p[~churn]), p.size)

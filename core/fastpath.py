@@ -16,7 +16,8 @@ same numbers, on the encoded raw matrix of :func:`core.features.encode_records`:
 
 The parity test runs the whole holdout through both paths: same labels, max |Δp| ≤ 1e-6 (0 for
 the numpy scorers; ~1e-8 for ONNX Runtime, whose tree sums come out as float32). Anything it does
-not know raises :class:`NotCompilable` and the caller falls back to sklearn.
+not know raises :class:`NotCompilable`, and :func:`build_scorer` falls back to sklearn (the one
+fallback: :class:`SklearnScorer`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnx
@@ -42,11 +43,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from core.features import ChurnFeatures
-from core.persist import ModelBundle
-from core.predict import CompiledKind, Predictor
+from core.train import thread_limit
 
 LOGGER = logging.getLogger(__name__)
 
+#: What scores a model: ONNX Runtime, exact numpy, or the sklearn pipeline itself.
+CompiledKind = Literal["onnx", "numpy", "sklearn"]
 # One step of the compiled feature path: a 2-D float64 matrix in, a 2-D float64 matrix out.
 Stage = Callable[[Any], Any]
 # ONNX Runtime 1.31 reads models up to IR version 13; onnx 1.23 writes 14 unless told.
@@ -278,10 +280,10 @@ class LinearScorer:
         return np.asarray(expit(x @ self.coef + self.intercept), dtype=np.float64)
 
 
-Scorer = HGBScorer | ForestScorer | LinearScorer
+ModelScorer = HGBScorer | ForestScorer | LinearScorer
 
 
-def compile_estimator(clf: Any) -> Scorer:
+def compile_estimator(clf: Any) -> ModelScorer:
     """The exact numpy scorer of a fitted binary classifier (positive class = ``classes_[1]``)."""
     if isinstance(clf, HistGradientBoostingClassifier):
         return HGBScorer(clf)
@@ -300,7 +302,7 @@ class CompiledPipeline:
     """A fitted pipeline compiled: encoded raw matrix in, churn probabilities out."""
 
     stages: tuple[Stage, ...]
-    scorer: Scorer
+    scorer: ModelScorer
 
     @property
     def kind(self) -> CompiledKind:
@@ -353,10 +355,18 @@ def compile_pipeline(pipeline: Any) -> CompiledPipeline:
     return CompiledPipeline(stages=stages, scorer=compile_estimator(model))
 
 
+def sklearn_proba(pipeline: Any, raw: np.ndarray) -> np.ndarray:
+    """Churn probabilities of an encoded raw matrix by the sklearn pipeline itself, on one OpenMP
+    thread (on a busy machine HGB's threaded predict is ~30x slower per row)."""
+    with thread_limit(1):
+        proba = pipeline.predict_proba(raw)
+    return np.asarray(proba[:, 1], dtype=np.float64)
+
+
 class RawScorer:
-    """What :class:`core.predict.Predictor` plugs in (``scorer=``): encoded raw matrix in,
-    probabilities out; compiled, except batches of ``sklearn_from`` rows or more for scorers that
-    name one (the numpy forest), where sklearn's Cython is faster and gives the same numbers.
+    """Encoded raw matrix in, churn probabilities out, compiled; except batches of
+    ``sklearn_from`` rows or more for scorers that name one (the numpy forest), where sklearn's
+    Cython is faster and gives the same numbers.
 
     With a ``threshold``, rows whose compiled probability is within ``TIE`` of it are scored again
     by sklearn, so a label never depends on the float32 rounding of ONNX Runtime's sums (a
@@ -374,33 +384,54 @@ class RawScorer:
         self.threshold = threshold
         self.sklearn_from = sklearn_from or self.compiled.scorer.sklearn_from
 
-    def _sklearn(self, raw: np.ndarray) -> np.ndarray:
-        return np.asarray(self.pipeline.predict_proba(raw)[:, 1], dtype=np.float64)
+    @property
+    def kind(self) -> CompiledKind:
+        """``"onnx"`` or ``"numpy"``."""
+        return self.compiled.kind
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         if self.sklearn_from is not None and len(raw) >= self.sklearn_from:
-            return self._sklearn(raw)
+            return sklearn_proba(self.pipeline, raw)
         proba = self.compiled.proba(raw)
         if self.threshold is not None:
             near = np.flatnonzero(np.abs(proba - self.threshold) <= TIE)
             if near.size:
-                proba[near] = self._sklearn(raw[near])
+                proba[near] = sklearn_proba(self.pipeline, raw[near])
         return proba
 
     def one(self, raw_row: np.ndarray) -> float:
         """Churn probability of one encoded raw row."""
         proba = self.compiled.proba_one(raw_row)
         if self.threshold is not None and abs(proba - self.threshold) <= TIE:
-            return float(self._sklearn(raw_row[None, :])[0])
+            return float(sklearn_proba(self.pipeline, raw_row[None, :])[0])
         return proba
 
 
-def compiled_predictor(bundle: ModelBundle) -> Predictor:
-    """A :class:`core.predict.Predictor` on the compiled path, or on sklearn when not compilable
-    (``predictor.compiled`` says which: ``"onnx"``, ``"numpy"`` or ``"sklearn"``)."""
+class SklearnScorer:
+    """The pipeline itself behind :class:`RawScorer`'s interface (a pipeline not compilable)."""
+
+    kind: CompiledKind = "sklearn"
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        return sklearn_proba(self.pipeline, raw)
+
+    def one(self, raw_row: np.ndarray) -> float:
+        """Churn probability of one encoded raw row."""
+        return float(sklearn_proba(self.pipeline, raw_row[None, :])[0])
+
+
+#: What scores a served model: compiled, or sklearn when the pipeline is not compilable.
+Scorer = RawScorer | SklearnScorer
+
+
+def build_scorer(pipeline: Any, threshold: float, version: str = "") -> Scorer:
+    """The compiled scorer of a fitted pipeline, or sklearn when it is not compilable (logged;
+    ``scorer.kind`` says which: ``"onnx"``, ``"numpy"`` or ``"sklearn"``)."""
     try:
-        scorer = RawScorer(bundle.pipeline, threshold=bundle.threshold)
+        return RawScorer(pipeline, threshold=threshold)
     except NotCompilable as exc:
-        LOGGER.warning("model not compiled, serving with sklearn: %s", exc)
-        return Predictor(bundle)
-    return Predictor(bundle, scorer=scorer, compiled=scorer.compiled.kind)
+        LOGGER.warning("model %s not compiled, serving with sklearn: %s", version, exc)
+        return SklearnScorer(pipeline)

@@ -40,6 +40,22 @@ YES_NO: tuple[str, ...] = ("no", "yes")
 
 TARGET = "churn"
 POSITIVE_LABEL = "yes"
+NEGATIVE_LABEL = "no"
+
+
+def predicted_churn(probability: Any, threshold: float | np.ndarray) -> Any:
+    """The decision rule, the only one: churn when the probability reaches the threshold (the
+    served label, the metrics, the performance estimate; light, so the UI can use it too).
+
+    Args:
+        probability: one churn probability, or an array of them.
+        threshold: the model's decision threshold (:func:`core.evaluate.choose_threshold`), or
+            one per probability.
+
+    Returns:
+        A bool (array of bools, same shape) saying churn.
+    """
+    return probability >= threshold
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,10 @@ class Dialect:
         return f"read as {separator}-separated, decimal {mark}, {self.encoding}"
 
 
+#: Plain CSV: UTF-8, comma-separated, decimal point (what :func:`write_like` writes for it).
+PLAIN_CSV = Dialect("text", "UTF-8", ",", ".")
+
+
 @dataclass(frozen=True)
 class Table:
     """A table read by :func:`read_table`.
@@ -653,6 +657,18 @@ def write_like(frame: pd.DataFrame, dialect: Dialect) -> bytes:
     plain = dialect.format == "json" or dialect.encoding == "UTF-8"
     csv_text = frame.to_csv(index=False, sep=separator, decimal=decimal)
     return csv_text.encode("utf-8" if plain else "utf-8-sig")
+
+
+#: The result columns of a scored table (``churnops predict``, the API's CSV out, the UI's
+#: download): the churn probability and the label (``yes``/``no``).
+PROBABILITY = "churn_probability"
+LABEL = "churn_label"
+
+
+def scored_table(inputs: pd.DataFrame, probability: Any, label: Any, **extra: Any) -> pd.DataFrame:
+    """``inputs`` with the ``extra`` columns (e.g. ``prediction_id``), then :data:`PROBABILITY`
+    and :data:`LABEL` appended (:func:`with_results`); write it with :func:`write_like`."""
+    return with_results(inputs, {**extra, PROBABILITY: probability, LABEL: label})
 
 
 def with_results(source: pd.DataFrame, results: Mapping[str, Any]) -> pd.DataFrame:

@@ -15,6 +15,6 @@ serve: $(STAMP) ## Serve the API alone in the foreground (API_PORT=8000, API_WOR
 bench: $(DEV_STAMP) ## Benchmark /predict vs mlflow models serve vs /health (wrk, c=1/8), 10k batch, ES shipper on/off + catch-up; last line JSON
 	@mkdir -p var
 	port=$$($(PY) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
-	ES_NICE=$(BENCH_ES_NICE) ES_STATE=$(CURDIR)/var/bench-es bash scripts/es.sh start $$port >&2; \
 	trap 'ES_STATE=$(CURDIR)/var/bench-es bash scripts/es.sh stop >&2' EXIT; \
+	ES_NICE=$(BENCH_ES_NICE) ES_STATE=$(CURDIR)/var/bench-es bash scripts/es.sh start $$port >&2; \
 	$(PY) scripts/bench.py --es-url http://127.0.0.1:$$port --es-nice $(BENCH_ES_NICE) $(BENCH_ARGS)

@@ -2,8 +2,9 @@
 
 Starts, on free ports of this machine:
 
-* the API: ``uvicorn api.main:create_app --factory`` with 2 workers (uvloop + httptools), its
-  predictions going to a throw-away SQLite file (so the real ``var/`` DB gets no benchmark rows);
+* the API as ``make serve`` starts it (:func:`ops.services.api`: uvicorn with uvloop + httptools,
+  the OpenMP settings) with 2 workers, its predictions going to a throw-away SQLite file (so the
+  real ``var/`` DB gets no benchmark rows);
 * ``mlflow models serve -m models:/churn-model@champion --env-manager local -w 2``;
 
 then loads ``POST /predict``, the MLflow server's ``POST /invocations`` and the API's own
@@ -47,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.schema import EXAMPLE_CHURNER  # noqa: E402  pylint: disable=wrong-import-position
 from core.settings import get_settings  # noqa: E402  pylint: disable=wrong-import-position
+from ops import services  # noqa: E402  pylint: disable=wrong-import-position
 
 FLOORS = {"ratio_vs_mlflow_c8": 40.0, "ratio_vs_health_c8": 0.40, "p99_ms_c8": 5.0, "batch_ms": 150}
 LUA = """wrk.method = "{method}"
@@ -193,15 +195,14 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     # mlflow's scoring server execs `uvicorn` from PATH: the venv's bin must be on it
     path = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": path}
-    env.update(OMP_NUM_THREADS="2", GOMP_SPINCOUNT="10000")  # as `make serve`
     env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
-    api_env = {**env, "DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}", "API_KEY": "bench-key"}
-    api, mlf = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
-    api_cmd = [
-        str(venv_bin / "uvicorn"), "api.main:create_app", "--factory", "--host", "127.0.0.1",
-        "--port", api.rsplit(":", 1)[1], "--workers", str(args.workers), "--loop", "uvloop",
-        "--http", "httptools", "--no-access-log",
-    ]  # fmt: skip
+    # The API as `make serve` starts it (ops.services: uvicorn line, OpenMP threads and spin).
+    api_service = services.api(settings, host="127.0.0.1", port=free_port(), workers=args.workers)
+    api_cmd = list(api_service.argv)
+    api_env = api_service.environment(
+        {**env, "DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}", "API_KEY": "bench-key"}
+    )
+    api, mlf = api_service.url, f"http://127.0.0.1:{free_port()}"
     mlflow_cmd = [
         str(venv_bin / "mlflow"), "models", "serve", "-m",
         f"models:/{settings.model_name}@champion", "--env-manager", "local",
@@ -328,7 +329,7 @@ def es_request(es_url: str, path: str, method: str = "GET") -> dict[str, Any]:
         with urllib.request.urlopen(request, timeout=30) as answer:  # nosec B310 - our own ES URL
             body: dict[str, Any] = json.loads(answer.read() or b"{}")
             return body
-    except urllib.error.URLError:
+    except OSError:  # URLError, or a timeout of a busy Elasticsearch
         return {}
 
 

@@ -44,7 +44,7 @@ from core.data import SplitParams, split_dataset
 from core.evaluate import estimate_performance
 from core.monitoring.drift import ALPHA, compute_drift
 from core.reference import build_reference
-from core.schema import FEATURE_NAMES
+from core.schema import FEATURE_NAMES, predicted_churn
 
 #: Window sizes of the benchmark (rows).
 SIZES: tuple[int, ...] = (50, 100, 200, 500, 1000)
@@ -218,7 +218,7 @@ def cbpe_replay(
     errors, realized, covered = [], [], []
     for i in range(windows):
         rows = rng.choice(p.size, size=n, replace=False)
-        churn = p[rows] >= threshold
+        churn = predicted_churn(p[rows], threshold)
         tp = int((churn & y[rows]).sum())
         wrong = int((churn ^ y[rows]).sum())
         if 2 * tp + wrong == 0:

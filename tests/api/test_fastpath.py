@@ -85,16 +85,6 @@ def test_raw_scorer_uses_sklearn_for_big_batches(
     assert scorer.one(raw[0]) == pytest.approx(big[0], abs=PARITY)
 
 
-def test_compiled_predictor_and_fallback(bundle: ModelBundle) -> None:
-    """HGB serves on ONNX Runtime; an unknown step falls back to sklearn, said so."""
-    assert fastpath.compiled_predictor(bundle).compiled == "onnx"
-    odd = Pipeline([("features", build_features()), ("scale", MinMaxScaler())])
-    odd.steps.append(("model", bundle.pipeline.steps[-1][1]))
-    fallback = ModelBundle(odd, bundle.threshold, bundle.metrics, bundle.meta)
-    predictor = fastpath.compiled_predictor(fallback)
-    assert predictor.compiled == "sklearn"
-
-
 @pytest.mark.parametrize(
     "pipeline",
     [

@@ -137,7 +137,7 @@ def test_the_live_server_stores_in_its_own_folder(live_url: str) -> None:
     assert answer.status_code == 200
     stored = httpx.get(
         f"{live_url}/predictions/{answer.json()['prediction_id']}",
-        headers={"X-API-Key": "test-key"},  # the admin key (reading predictions needs reader)
+        headers={"X-API-Key": "test-key"},  # reading stored predictions needs a reader's key
         timeout=30,
     )
     assert stored.status_code == 200 and stored.json()["label"] == answer.json()["label"]

@@ -1,4 +1,4 @@
-"""Fixtures of the model tests: the trained default model's holdout and a predictor on it."""
+"""Fixtures of the model tests: the trained default model's holdout and the model as served."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 
 from core.pipelines import TrainedModel
-from core.predict import Predictor
+from core.predict import ServedModel
 
 
 @pytest.fixture(scope="session")
-def predictor(trained_model: TrainedModel) -> Predictor:
-    """A predictor on the session's trained default model (sklearn path)."""
-    return Predictor(trained_model.bundle)
+def served(trained_model: TrainedModel) -> ServedModel:
+    """The session's trained default model as the API and the CLI serve it (compiled)."""
+    return ServedModel.build(trained_model.bundle, "test")
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.predict import Predictor
-from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, SPECS, US_STATES
+from core.predict import ServedModel
+from core.tables import PROBABILITY
+from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, SPECS, US_STATES, Customer
 
 Change = Callable[[pd.DataFrame], pd.DataFrame]
 
@@ -50,25 +51,25 @@ def _higher_day_charge(extra_usd: float) -> Change:
     ],
 )
 def test_directional_change_never_lowers_churn_on_average(
-    predictor: Predictor, holdout: tuple[pd.DataFrame, np.ndarray], change: Change
+    served: ServedModel, holdout: tuple[pd.DataFrame, np.ndarray], change: Change
 ) -> None:
     x_test, _ = holdout
     changed = change(x_test)
     assert len(changed) > 100
-    before = predictor.predict_frame(x_test.loc[changed.index])["probability"]
-    after = predictor.predict_frame(changed)["probability"]
+    before = served.predict_frame(x_test.loc[changed.index])[PROBABILITY]
+    after = served.predict_frame(changed)[PROBABILITY]
     assert (after - before).mean() >= 0.0
     assert not x_test.loc[changed.index].equals(changed)
 
 
 @pytest.mark.parametrize("state", ["AK", "CA", "NJ", "TX", "WY"])
 def test_state_does_not_move_the_probability(
-    predictor: Predictor, holdout: tuple[pd.DataFrame, np.ndarray], state: str
+    served: ServedModel, holdout: tuple[pd.DataFrame, np.ndarray], state: str
 ) -> None:
     x_test, _ = holdout
     assert state in US_STATES
-    before = predictor.predict_frame(x_test)["probability"]
-    after = predictor.predict_frame(x_test.assign(state=state))["probability"]
+    before = served.predict_frame(x_test)[PROBABILITY]
+    after = served.predict_frame(x_test.assign(state=state))[PROBABILITY]
     assert float((after - before).abs().max()) < 0.05
 
 
@@ -80,8 +81,8 @@ def test_state_does_not_move_the_probability(
     ],
 )
 def test_documented_examples_are_scored_as_documented(
-    predictor: Predictor, record: dict[str, object], expected: str
+    served: ServedModel, record: dict[str, object], expected: str
 ) -> None:
-    (prediction,) = predictor.predict_records([record])
-    assert prediction.label == expected
-    assert (prediction.probability >= predictor.threshold) == (expected == "yes")
+    probability = served.score_one(Customer.model_validate(record).features())
+    assert served.label(probability) == expected
+    assert (probability >= served.threshold) == (expected == "yes")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from core.data import to_xy
 from core.evaluate import QUALITY_THRESHOLDS, choose_threshold, evaluate
 from core.pipelines import TrainedModel
-from core.predict import Predictor
+from core.predict import ServedModel
+from core.tables import PROBABILITY
 
 
 def test_default_model_reaches_the_quality_floors(trained_model: TrainedModel) -> None:
@@ -29,16 +31,19 @@ def test_threshold_comes_from_validation_rows_only(trained_model: TrainedModel) 
 
 
 def test_served_predictions_reproduce_the_offline_metrics(
-    trained_model: TrainedModel, predictor: Predictor, holdout: tuple[pd.DataFrame, np.ndarray]
+    trained_model: TrainedModel, served: ServedModel, holdout: tuple[pd.DataFrame, np.ndarray]
 ) -> None:
+    """The model as served (compiled) scores the holdout as training measured it: the same
+    labels, so the same confusion matrix, and every figure within the compiled path's 1e-6."""
     x_test, y_test = holdout
-    frame_p = predictor.predict_frame(x_test)["probability"].to_numpy()
-    record_p = np.array(
-        [p.probability for p in predictor.predict_records(x_test.to_dict("records"))]
-    )
-    np.testing.assert_array_equal(frame_p, record_p)
-    served = evaluate(y_test, frame_p, predictor.threshold)
-    assert served == trained_model.bundle.metrics
+    frame_p = served.predict_frame(x_test)[PROBABILITY].to_numpy()
+    record_p = np.array([served.score_one(record) for record in x_test.to_dict("records")])
+    np.testing.assert_allclose(frame_p, record_p, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(served.labels(frame_p), served.labels(record_p))
+    metrics = evaluate(y_test, frame_p, served.threshold)
+    offline = trained_model.bundle.metrics
+    assert metrics.confusion == offline.confusion
+    assert metrics.numbers() == pytest.approx(offline.numbers(), abs=1e-6)
 
 
 def test_model_beats_the_majority_class_baseline(trained_model: TrainedModel) -> None:
