@@ -122,6 +122,7 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
         self.keys_seen: list[str | None] = []
         self.probability = 0.7312
         self.retrain_states: list[dict[str, Any]] = []
+        self.host_source = "agent"
         # GET /monitoring/drift as core.monitoring.read shapes it (one drifted feature)
         self.drift: dict[str, Any] = {
             "run_id": "run-1", "computed_at": "2025-01-03T00:00:00Z", "reference_rows": 3200,
@@ -325,6 +326,8 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
         self._call("monitoring_summary", hours)
         answer = {"window_hours": hours, "count": 42, "churn_rate": 0.1429,
                   "latency_ms": {"p50": 1.23, "p95": 4.56},
+                  "latency_by_kind": {"single": {"requests": 30, "p50": 0.81, "p95": 2.5},
+                                      "batch": {"requests": 2, "p50": 0.05, "p95": 0.07}},
                   "by_hour": [{"hour": f"2025-01-01T{h:02d}:00:00Z", "count": 10 + h,
                                "churn_rate": 0.1, "latency_p50_ms": 1.2, "latency_p95_ms": 4.0}
                               for h in range(3)]}  # fmt: skip
@@ -334,10 +337,18 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
         self._call("monitoring_drift")
         return self._serve("monitoring_drift", self.drift)
 
+    def compute_drift(self) -> dict[str, Any]:
+        self._call("compute_drift", self.api_key)
+        stored = {**self.drift, "run_id": "run-2", "computed_at": "2025-01-04T00:00:00Z"}
+        answer: dict[str, Any] = self._serve("compute_drift", stored)
+        self.drift = stored  # a refused call stores nothing
+        return answer
+
     def monitoring_host(self) -> dict[str, Any]:
         self._call("monitoring_host")
         answer = {"at": "2025-01-03T00:00:00Z", "host": "box", "cpu_percent": 37.5,
-                  "memory_percent": 61.0, "disk_percent": 44.25}  # fmt: skip
+                  "memory_percent": 61.0, "disk_percent": 44.25,
+                  "source": self.host_source}  # fmt: skip
         return self._serve("monitoring_host", answer)
 
     def start_retrain(
