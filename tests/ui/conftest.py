@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jsonschema
+import numpy as np
+import pandas as pd
 import pytest
 import requests
 from pydantic import SecretStr
@@ -26,6 +28,7 @@ from streamlit.testing.v1 import AppTest
 
 from api.auth import Role, decide, open_roles, route_role
 from api.main import create_app
+from core.labelled import SampleRule, labelled_report
 from core.settings import Settings
 from ui import client as ui_client
 from ui.client import ApiClient, ApiError
@@ -293,14 +296,22 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
         return self._serve("explain", answer, customer)
 
     def predict_batch(self, records: Any) -> dict[str, Any]:
+        """Rows with the international plan score 0.9, the others 0.1; rows with a ``churn``
+        field get the report of :func:`core.labelled.labelled_report`, as the API computes it
+        (no fingerprints: the fake model trained on nothing)."""
         rows = list(records)
         self._call("predict_batch", len(rows))
-        answer = {"model_version": "2", "read_as": "read as a JSON array", "warnings": [],
-                  "results": [{"row": i, "prediction_id": f"b-{i}",
-                               "churn_probability": 0.9 if r["international_plan"] == "yes"
-                               else 0.1,
-                               "label": "yes" if r["international_plan"] == "yes" else "no"}
-                              for i, r in enumerate(rows)]}  # fmt: skip
+        probabilities = [0.9 if r["international_plan"] == "yes" else 0.1 for r in rows]
+        labelled = None
+        if any("churn" in r for r in rows):
+            frame = pd.DataFrame([{"churn": r.get("churn")} for r in rows])
+            found = labelled_report(frame, np.array(probabilities), 0.42, None, SampleRule())
+            labelled = None if found is None else json.loads(found.model_dump_json())
+        answer = {"model_version": "2", "threshold": 0.42, "read_as": "read as a JSON array",
+                  "warnings": [], "labelled": labelled,
+                  "results": [{"row": i, "prediction_id": f"b-{i}", "churn_probability": p,
+                               "label": "yes" if p >= 0.42 else "no"}
+                              for i, p in enumerate(probabilities)]}  # fmt: skip
         return self._serve("predict_batch", answer, rows)
 
     def predictions(self, **filters: Any) -> dict[str, Any]:
