@@ -62,7 +62,7 @@ ROLE_PURPOSE: dict[Role, str] = {
     Role.PREDICT: "score customers (open unless `PREDICT_KEY` is set)",
     Role.READER: "read stored customers, live quality, monitoring, the registry and retrain jobs",
     Role.WRITER: "record true outcomes (feedback)",
-    Role.ADMIN: "retrain, promote, roll back, reload the model",
+    Role.ADMIN: "retrain, promote, roll back, reload the model, run the drift job now",
 }
 
 #: The role of every route, as ``"METHOD /path"`` (``WS`` for a WebSocket). The one table:
@@ -70,8 +70,8 @@ ROLE_PURPOSE: dict[Role, str] = {
 #: The registry's versions, curves and figures are ``reader``: run ids, metrics and gate
 #: decisions are internal details an anonymous caller does not need; the served model's own
 #: card (``GET /model``) is ``predict``, as its version comes with every prediction anyway.
-#: No route writes monitoring data (jobs write it from their own processes); one that did
-#: would be ``admin``.
+#: The one route that writes monitoring data (``POST /monitoring/drift``, a drift run now) is
+#: ``admin``.
 ROUTE_ROLES: dict[str, Role] = {
     "GET /health": Role.OPEN,
     "GET /ready": Role.OPEN,
@@ -103,6 +103,7 @@ ROUTE_ROLES: dict[str, Role] = {
     "POST /model/promote": Role.ADMIN,
     "POST /model/rollback": Role.ADMIN,
     "POST /model/reload": Role.ADMIN,
+    "POST /monitoring/drift": Role.ADMIN,
 }
 
 

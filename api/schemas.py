@@ -307,6 +307,10 @@ class BatchResponse(BaseModel):
     """A scored batch, and what its label column says about the model (when it has one)."""
 
     model_version: str = Field(description="Model version that answered.", examples=["3"])
+    threshold: float = Field(
+        description="Decision threshold of that model: a row is labelled churn at or above it.",
+        examples=[0.42],
+    )
     read_as: str = _read_as()
     warnings: list[str] = _warnings()
     results: list[BatchResult] = Field(description="One result per input row, in order.")

@@ -242,6 +242,29 @@ class SampleRule(BaseModel):
         return None
 
 
+class Confusion(BaseModel):
+    """Counts of a confusion matrix: true outcome (churned or stayed) by predicted label."""
+
+    model_config = ConfigDict(frozen=True)
+
+    true_positives: int = Field(description="Churned, predicted to churn.", examples=[80])
+    false_negatives: int = Field(description="Churned, predicted to stay.", examples=[17])
+    false_positives: int = Field(description="Stayed, predicted to churn.", examples=[9])
+    true_negatives: int = Field(description="Stayed, predicted to stay.", examples=[561])
+
+    @classmethod
+    def of(cls, y: np.ndarray, p: np.ndarray, threshold: float) -> Confusion:
+        """The counts of labels ``y`` (0/1) against probabilities ``p`` cut at ``threshold``
+        (churn at or above it, as the served label)."""
+        truth, predicted = np.asarray(y).astype(bool), np.asarray(p) >= threshold
+        return cls(
+            true_positives=int((truth & predicted).sum()),
+            false_negatives=int((truth & ~predicted).sum()),
+            false_positives=int((~truth & predicted).sum()),
+            true_negatives=int((~truth & ~predicted).sum()),
+        )
+
+
 class LabelledReport(BaseModel):
     """What scoring a file with a label column says about the model's quality on it."""
 
@@ -265,6 +288,9 @@ class LabelledReport(BaseModel):
     )
     quality: Quality = Field(
         description="Figures on the labelled rows the model never trained on, with intervals."
+    )
+    confusion: Confusion = Field(
+        description="Confusion matrix on the same rows as `quality` (predicted at the threshold)."
     )
     enough_rows: bool = Field(
         description="Whether those rows are enough to judge the model (the promotion gate's "
@@ -309,7 +335,8 @@ def labelled_report(
     known, y = _labels(frame)
     labelled = frame.loc[known]
     already = seen_mask(labelled, seen) if seen is not None else np.zeros(len(labelled), dtype=bool)
-    quality = labelled_quality(y[~already], p[known][~already], threshold)
+    unseen_y, unseen_p = y[~already], p[known][~already]
+    quality = labelled_quality(unseen_y, unseen_p, threshold)
     shortfall = rule.shortfall(quality)
     parts = [
         f"{quality.n} labelled rows the model never trained on ({quality.churners} churners)",
@@ -329,6 +356,7 @@ def labelled_report(
         seen=int(already.sum()),
         fingerprinted=seen is not None,
         quality=quality,
+        confusion=Confusion.of(unseen_y, unseen_p, threshold),
         enough_rows=shortfall is None,
         note="; ".join(parts),
     )

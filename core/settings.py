@@ -63,7 +63,14 @@ class Settings(BaseSettings):
     es_username: str | None = None
     es_password: SecretStr | None = None
     es_password_file: Path | None = None
-    kibana_url: str | None = None
+    kibana_url: str | None = Field(
+        None, description="Kibana as users reach it; unset: the UI shows no Kibana link."
+    )
+    mlflow_public_url: str | None = Field(
+        None,
+        description="The MLflow UI as users reach it (e.g. http://mlflow.example:5000); unset: "
+        "the UI shows no MLflow link (the tracking URI may be internal to the stack).",
+    )
     logstash_host: str | None = Field(
         None, description="host:port of Logstash's tcp json_lines input (port 50000 if omitted)."
     )

@@ -28,6 +28,7 @@ from ui.components import (  # noqa: E402  # pylint: disable=wrong-import-positi
     api_state_banner,
     api_status_sidebar,
 )
+from ui.links import api_docs  # noqa: E402  # pylint: disable=wrong-import-position
 
 # Not "pages/": a folder of that name next to the entry script switches Streamlit to its legacy
 # multipage mode (MPA v1), which runs page files without this script around them.
@@ -104,6 +105,7 @@ def main() -> None:
     if api_status_sidebar() not in ("ready", "degraded"):
         api_state_banner()
     api_key_sidebar()
+    st.sidebar.markdown(f"[API docs]({api_docs(get_settings())})")
     try:
         navigation.run()
     except Exception:  # pylint: disable=broad-exception-caught  # last resort: no traceback in UI

@@ -262,8 +262,12 @@ class ApiClient:  # pylint: disable=too-many-public-methods  # one method per AP
         """``GET /monitoring/drift``: drift per feature."""
         return self._dict("GET", "/monitoring/drift")
 
+    def compute_drift(self) -> dict[str, Any]:
+        """``POST /monitoring/drift`` (admin): run the drift job now; the stored report."""
+        return self._dict("POST", "/monitoring/drift", timeout=BATCH_TIMEOUT)
+
     def monitoring_host(self) -> dict[str, Any]:
-        """``GET /monitoring/host``: the latest host metrics."""
+        """``GET /monitoring/host``: the host now (the agent's sample, or one the API takes)."""
         return self._dict("GET", "/monitoring/host")
 
     # --- retrain ---------------------------------------------------------------------------------

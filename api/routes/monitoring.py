@@ -1,4 +1,5 @@
-"""Monitoring: prediction volume/churn rate/latency, the latest drift run and host sample."""
+"""Monitoring: prediction volume/churn rate/latency, drift (the latest run, or one run now) and
+the host's metrics."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from fastapi.concurrency import run_in_threadpool
 from api.deps import RoleRoute, SettingsDep
 from api.schemas import DriftReport
 from core.monitoring.es import ES_ERRORS
-from core.monitoring.read import latest_drift, latest_host, prediction_summary
+from core.registry import RegistryError
+from core.monitoring.jobs import DriftOptions, run_drift
+from core.monitoring.read import current_host, latest_drift, prediction_summary
+from core.settings import Settings
 
 T = TypeVar("T")
 
@@ -52,7 +56,30 @@ async def drift(settings: SettingsDep) -> DriftReport:
     return DriftReport.model_validate(found)
 
 
+def _drift_now(settings: Settings) -> dict[str, Any] | None:
+    """One run of the drift job (:func:`core.monitoring.jobs.run_drift`, its default window and
+    alerts; never a retrain), then the stored run as ``GET /monitoring/drift`` reads it."""
+    run_drift(settings, DriftOptions(retrain=False))
+    return latest_drift(settings)
+
+
+@router.post(
+    "/drift",
+    response_model=DriftReport,
+    responses={409: {"description": "Nothing to compare yet (no recent prediction, no champion "
+                     "reference)."}},  # fmt: skip
+)
+async def drift_now(settings: SettingsDep) -> DriftReport:
+    """Run the drift job now on the recent predictions (as `make drift`); the stored report."""
+    try:
+        found = await _read(_drift_now, settings)
+    except (ValueError, FileNotFoundError, RegistryError) as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return DriftReport.model_validate(_found(found, "the drift run stored no report"))
+
+
 @router.get("/host")
 async def host(settings: SettingsDep) -> dict[str, Any]:
-    """The newest host sample (CPU, RAM, disk, swap %)."""
-    return _found(await _read(latest_host, settings), "no host sample yet: run `make agent`")
+    """The host now (CPU, RAM, disk, swap %): the agent's newest sample while it runs, otherwise
+    a sample the API takes itself (`source`: `agent` or `live`)."""
+    return await _read(current_host, settings)

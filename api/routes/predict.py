@@ -397,7 +397,7 @@ async def predict_batch(
         csv = await run_in_threadpool(scored_csv, scored.features, table, scored.results)
         return Response(csv, media_type="text/csv", headers=headers)
     return Response(
-        _results_json(model.version, table, scored), media_type="application/json", headers=headers
+        _results_json(model, table, scored), media_type="application/json", headers=headers
     )
 
 
@@ -413,7 +413,7 @@ def _labelled_headers(scored: ScoredBatch) -> dict[str, str]:
 _RESULT = '{{"row":{},"prediction_id":"{}","churn_probability":{!r},"label":"{}"'
 
 
-def _results_json(version: str, table: Table, scored: ScoredBatch) -> str:
+def _results_json(model: ServedModel, table: Table, scored: ScoredBatch) -> str:
     """The batch answer as JSON, probabilities with full precision (repr round-trips exactly);
     each result carries its row's passthrough columns when the table has any."""
     results = scored.results
@@ -434,7 +434,8 @@ def _results_json(version: str, table: Table, scored: ScoredBatch) -> str:
     meta = f'"read_as":{json.dumps(table.read_as)},"warnings":{json.dumps(list(table.warnings))}'
     labelled = "null" if scored.labelled is None else scored.labelled.model_dump_json()
     return (
-        f'{{"model_version":{json.dumps(version)},{meta},"results":[{items}],'
+        f'{{"model_version":{json.dumps(model.version)},"threshold":{float(model.threshold)!r},'
+        f'{meta},"results":[{items}],'
         f'"labelled":{labelled},"feedback_recorded":{scored.feedback_recorded}}}'
     )
 

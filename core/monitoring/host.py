@@ -117,6 +117,30 @@ def collect_host(
     return [host, *per_core], now
 
 
+def host_summary(document: dict[str, Any]) -> dict[str, Any]:
+    """``GET /monitoring/host``'s shape of one host document: time, host, CPU/RAM/disk/swap %."""
+    system = document.get("system", {})
+    return {
+        "at": document.get("@timestamp"),
+        "host": document.get("host", {}).get("name"),
+        "cpu_percent": system.get("cpu", {}).get("pct"),
+        "memory_percent": system.get("memory", {}).get("pct"),
+        "disk_percent": system.get("disk", {}).get("pct"),
+        "swap_percent": system.get("swap", {}).get("pct"),
+        "document": document,
+    }
+
+
+def live_host(seconds: float = 0.5, disk_path: str = "/") -> dict[str, Any]:
+    """A sample taken now by the calling process (psutil), in :func:`host_summary`'s shape with
+    ``source: "live"``: CPU is measured over ``seconds`` (blocks that long)."""
+    _, first = collect_host(disk_path=disk_path)
+    time.sleep(seconds)
+    documents, _ = collect_host(first, disk_path=disk_path)
+    host = {**documents[0], "host": {"name": hostname()}}
+    return {**host_summary(host), "source": "live"}
+
+
 class _UnixHTTPConnection(http.client.HTTPConnection):
     """HTTP over a Unix socket (the Docker Engine API), standard library only."""
 

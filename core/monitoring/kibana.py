@@ -68,6 +68,15 @@ class Dashboard:
     description: str
     panels: tuple[Panel, ...] = field(default_factory=tuple)
 
+    @property
+    def object_id(self) -> str:
+        """The saved object's id in Kibana."""
+        return f"churnops-{self.key}"
+
+    def url(self, kibana_url: str) -> str:
+        """The dashboard's address in the Kibana at ``kibana_url``."""
+        return f"{kibana_url.rstrip('/')}/app/dashboards#/view/{self.object_id}"
+
 
 FINAL = "metric.kind:final and metric.name:(f1 or roc_auc or precision or recall)"
 
@@ -345,7 +354,7 @@ def dashboard_object(dashboard: Dashboard) -> dict[str, Any]:
         if x >= 48:
             x, y = 0, y + 14
     return {
-        "id": f"churnops-{dashboard.key}",
+        "id": dashboard.object_id,
         "type": "dashboard",
         "attributes": {
             "title": dashboard.title,

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from core.monitoring.es import from_settings
+from core.monitoring.host import host_summary, live_host
 from core.monitoring.indices import Indices
 from core.monitoring.store import MonitoringStore
 from core.settings import Settings
@@ -33,7 +34,26 @@ def _empty_summary(hours: int) -> dict[str, Any]:
         "count": 0,
         "churn_rate": None,
         "latency_ms": {"p50": None, "p95": None},
+        "latency_by_kind": _latency_by_kind(pd.DataFrame(columns=["request_id", "latency_ms"])),
         "by_hour": [],
+    }
+
+
+def _latency_by_kind(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Latency p50/p95 of single predictions and of batches, apart.
+
+    A batch stores one row per customer, all with its request id and its time per row; a single
+    prediction is a request of one row. Single: one value per prediction (ms). Batch: one value
+    per batch request (ms per row), so a large batch counts once, not once per row.
+    """
+    sizes = frame.groupby("request_id")["request_id"].transform("size")
+    single = frame.loc[sizes == 1, "latency_ms"].to_numpy(dtype="float64")
+    batch = (
+        frame.loc[sizes > 1].groupby("request_id")["latency_ms"].first().to_numpy(dtype="float64")
+    )
+    return {
+        "single": {"requests": int(single.size), "p50": _pct(single, 50), "p95": _pct(single, 95)},
+        "batch": {"requests": int(batch.size), "p50": _pct(batch, 50), "p95": _pct(batch, 95)},
     }
 
 
@@ -53,6 +73,7 @@ def recent_predictions(
     since = end - timedelta(hours=hours)
     columns = [
         PREDICTION.c.created_at,
+        PREDICTION.c.request_id,
         PREDICTION.c.model_version,
         PREDICTION.c.label,
         PREDICTION.c.threshold,
@@ -102,6 +123,7 @@ def summary_from_db(settings: Settings, hours: int = 24) -> dict[str, Any]:
         "count": int(len(frame)),
         "churn_rate": float(frame["churn"].mean()),
         "latency_ms": {"p50": _pct(latency, 50), "p95": _pct(latency, 95)},
+        "latency_by_kind": _latency_by_kind(frame),
         "by_hour": by_hour,
     }
 
@@ -294,17 +316,7 @@ def latest_host_from_es(client: Elasticsearch, indices: Indices) -> dict[str, An
     hits = answer["hits"]["hits"]
     if not hits:
         return None
-    src = hits[0]["_source"]
-    system = src.get("system", {})
-    return {
-        "at": src["@timestamp"],
-        "host": src.get("host", {}).get("name"),
-        "cpu_percent": system.get("cpu", {}).get("pct"),
-        "memory_percent": system.get("memory", {}).get("pct"),
-        "disk_percent": system.get("disk", {}).get("pct"),
-        "swap_percent": system.get("swap", {}).get("pct"),
-        "document": src,
-    }
+    return {**host_summary(hits[0]["_source"]), "source": "agent"}
 
 
 def latest_host(settings: Settings, indices: Indices | None = None) -> dict[str, Any] | None:
@@ -318,4 +330,23 @@ def latest_host(settings: Settings, indices: Indices | None = None) -> dict[str,
     found = MonitoringStore(settings.db_url).latest_host()
     if found is not None:
         found["at"] = as_utc(datetime.fromisoformat(found["at"])).isoformat()
+        found["source"] = "agent"
     return found
+
+
+#: A host agent whose newest sample is older than this is taken as not running.
+AGENT_STALE = timedelta(minutes=5)
+
+
+def current_host(
+    settings: Settings, indices: Indices | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    """The host now: the agent's newest sample (``source: "agent"``) while it is fresh (at most
+    :data:`AGENT_STALE` old), otherwise a sample taken by this process
+    (:func:`core.monitoring.host.live_host`, ``source: "live"``), with ``agent_last_seen`` (the
+    stale sample's time, or ``None`` when no agent ever ran)."""
+    found = latest_host(settings, indices)
+    at = as_utc(datetime.fromisoformat(str(found["at"]))) if found and found.get("at") else None
+    if found is not None and at is not None and (now or datetime.now(UTC)) - at <= AGENT_STALE:
+        return found
+    return {**live_host(), "agent_last_seen": None if at is None else at.isoformat()}

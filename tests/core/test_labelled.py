@@ -8,6 +8,7 @@ from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
     brier_score_loss,
+    confusion_matrix,
     f1_score,
     precision_score,
     recall_score,
@@ -16,7 +17,7 @@ from sklearn.metrics import (
 
 from core.data import to_xy
 from core.fingerprints import fingerprint_set
-from core.labelled import METRICS, SampleRule, labelled_quality, labelled_report
+from core.labelled import METRICS, Confusion, SampleRule, labelled_quality, labelled_report
 from core.pipelines import TrainedModel
 from tests.factories import dataset
 
@@ -125,6 +126,11 @@ def test_report_of_a_labelled_file_leaves_out_the_rows_the_model_saw(
     assert (report.rows, report.labelled, report.seen) == (len(table), len(table), 300)
     y, p_test, threshold = _holdout(trained_model)
     assert report.quality == labelled_quality(y, p_test, threshold)
+    # the confusion matrix of the same rows, as scikit-learn counts it (rows: truth 0/1)
+    (tn, fp), (fn, tp) = confusion_matrix(y, p_test >= threshold, labels=[0, 1])
+    assert report.confusion == Confusion(
+        true_positives=tp, false_negatives=fn, false_positives=fp, true_negatives=tn
+    )
     assert report.enough_rows and report.fingerprinted
     assert "300 rows it was trained on left out" in report.note
     assert f"{len(y)} labelled rows the model never trained on" in report.note

@@ -8,6 +8,9 @@ import os
 import re
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from tests.e2e.conftest import (
     WRITER,
     WRITER_KEY,
     Stack,
+    free_port,
     http_json,
     uuid_in,
 )
@@ -144,6 +148,17 @@ def test_csv_upload_scores_and_downloads(page: Any, stack: Stack, tmp_path: Path
     download_button = page.get_by_role("button", name="Download scored CSV")
     download_button.wait_for()
     assert metric(page, "Rows scored") == "40"
+    # the histogram of the probabilities, drawn by Vega in the browser, with the threshold rule
+    histogram = page.get_by_test_id("stVegaLiteChart").first
+    histogram.locator("canvas, svg").first.wait_for()
+    # the file's labels: the API's report of the whole file, figures and confusion matrix
+    labelled = http_json(
+        f"{stack.api_url}/predict/batch",
+        rows[[spec.name for spec in FEATURES] + ["churn"]].to_dict(orient="records"),
+    )["labelled"]
+    assert metric(page, "F1") == pct(labelled["quality"]["f1"]["value"])
+    page.get_by_text("Confusion matrix").wait_for()
+    page.get_by_text(f"n = {labelled['quality']['n']:,}").first.wait_for()
     no_traceback(page)
     screenshot(page, "batch")
     with page.expect_download() as info:
@@ -282,3 +297,84 @@ def test_api_docs_render_with_the_network_off(
     assert "churnops API" in page.title()
     needed = [url for kind, url in blocked if kind != "image"]
     assert not needed, f"the docs page needs other hosts: {needed}"
+
+
+def test_drift_computed_from_the_page(page: Any, stack: Stack) -> None:
+    """An admin presses Compute drift now: the API runs the drift job on the recent predictions
+    and the page shows the run it stored."""
+    for _ in range(3):
+        http_json(f"{stack.api_url}/predict", EXAMPLE_CHURNER)
+    before = http_json(f"{stack.api_url}/monitoring/drift", headers=READER).get("run_id")
+    open_page(page, stack, "monitoring", "Monitoring", key=API_KEY)
+    page.get_by_role("button", name="Compute drift now").click()
+    page.get_by_text(re.compile(r"^Drift computed on \d+ recent rows")).wait_for(timeout=120_000)
+    stored = http_json(f"{stack.api_url}/monitoring/drift", headers=READER)
+    assert stored["run_id"] != before
+    page.get_by_text(re.compile(rf"^Computed {re.escape(str(stored['computed_at']))} ")).wait_for()
+    no_traceback(page)
+
+
+def test_links_absent_when_not_configured_and_api_docs_present(page: Any, stack: Stack) -> None:
+    """The stack has no KIBANA_URL and no MLFLOW_PUBLIC_URL: no link to either; the API docs
+    link points at the API the UI uses."""
+    open_page(page, stack, "model", "Model", key=READER_KEY)
+    page.get_by_test_id("stMetric").filter(has_text="Champion version").wait_for()
+    assert page.get_by_role("link", name=re.compile("MLflow")).count() == 0
+    docs = page.get_by_role("link", name="API docs")
+    assert docs.get_attribute("href") == f"{stack.api_url}/docs"
+    open_page(page, stack, "monitoring", "Monitoring", key=READER_KEY)
+    page.get_by_test_id("stMetric").filter(has_text="CPU").wait_for()
+    assert page.get_by_role("link", name=re.compile("Kibana")).count() == 0
+    no_traceback(page)
+
+
+@pytest.fixture()
+def linked_ui(stack: Stack, tmp_path: Path) -> Iterator[Stack]:
+    """A second UI on the same API, started as `make ui` starts it, with KIBANA_URL and
+    MLFLOW_PUBLIC_URL set (nothing needs to answer there: the page only links to them)."""
+    port = free_port()
+    env = {**stack.env, "API_URL": stack.api_url, "UI_PORT": str(port),
+           "KIBANA_URL": "http://kibana.example:5601/",
+           "MLFLOW_PUBLIC_URL": "http://mlflow.example"}  # fmt: skip
+    log = tmp_path / "ui.log"
+    with log.open("wb") as out:
+        ui = subprocess.Popen(  # pylint: disable=consider-using-with
+            [sys.executable, "-m", "ops.cli", "serve", "ui"], cwd=ROOT, env=env, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            if ui.poll() is not None:
+                pytest.fail(f"the UI exited:\n{log.read_text(errors='replace')}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(1.0)
+        yield Stack(stack.api_url, url, ui, log, stack.var_dir, env)
+    finally:
+        ui.terminate()
+        ui.wait(timeout=30)
+
+
+def test_links_to_mlflow_and_kibana_when_configured(page: Any, linked_ui: Stack) -> None:
+    versions = http_json(f"{linked_ui.api_url}/model/versions", headers=READER)
+    champion = next(v for v in versions if "champion" in v["aliases"])
+    open_page(page, linked_ui, "model", "Model", key=READER_KEY)
+    page.get_by_test_id("stMetric").filter(has_text="Champion version").wait_for()
+    run = page.get_by_role("link", name="MLflow: champion run")
+    assert run.get_attribute("href") == f"http://mlflow.example/#/runs/{champion['run_id']}"
+    version = page.get_by_role("link", name="MLflow: champion model version")
+    assert version.get_attribute("href") == (
+        f"http://mlflow.example/#/models/churn-model/versions/{champion['version']}"
+    )
+    open_page(page, linked_ui, "monitoring", "Monitoring", key=READER_KEY)
+    page.get_by_test_id("stMetric").filter(has_text="CPU").wait_for()
+    view = "http://kibana.example:5601/app/dashboards#/view/churnops-"
+    for name, key in (("model metrics", "model-metrics"), ("predictions", "predictions"),
+                      ("drift", "drift"), ("host", "host")):  # fmt: skip
+        link = page.get_by_role("link", name=f"Kibana: {name} dashboard")
+        assert link.get_attribute("href") == f"{view}{key}"
+    no_traceback(page)
+    screenshot(page, "monitoring-links")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 import logging
 import socket
 import socketserver
@@ -14,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -24,7 +26,13 @@ from core import logs
 from core.monitoring import jobs
 from core.monitoring.cli import main
 from core.monitoring.host import DockerStats, collect_host, container_document, run_agent
-from core.monitoring.read import latest_drift, latest_host, prediction_summary
+from core.monitoring.read import (
+    AGENT_STALE,
+    current_host,
+    latest_drift,
+    latest_host,
+    prediction_summary,
+)
 from core.monitoring.store import MonitoringStore
 from core.reference import build_reference
 from core.settings import Settings
@@ -135,6 +143,36 @@ def test_no_host_sample_yet(settings: Settings) -> None:
     assert latest_host(settings) is None
 
 
+def test_current_host_is_live_when_the_agent_stopped(settings: Settings) -> None:
+    """The agent's sample while it is fresh; a live one, naming the stale sample, after."""
+    MonitoringStore(settings.db_url).add_host(collect_host()[0])
+    stored = latest_host(settings)
+    assert stored is not None
+    at = datetime.fromisoformat(stored["at"])
+    assert current_host(settings, now=at + AGENT_STALE) == stored
+    later = current_host(settings, now=at + AGENT_STALE + timedelta(seconds=1))
+    assert later["source"] == "live" and later["agent_last_seen"] == stored["at"]
+
+
+def test_single_and_batch_latencies_apart(settings: Settings) -> None:
+    """A 50-row batch (one request, 0.1 ms per row) next to 10 single predictions (5 ms each):
+    the batch counts once, and does not pull the single predictions' p50 down."""
+    singles = prediction_rows(hours=1, per_hour=10)
+    for row in singles:
+        row["latency_ms"] = 5.0
+    batch = [
+        {**row, "id": f"batch-{i}", "request_id": "one-batch", "latency_ms": 0.1}
+        for i, row in enumerate(prediction_rows(hours=1, per_hour=50))
+    ]
+    seed_predictions(settings.db_url, singles + batch)
+    summary = prediction_summary(settings, 24)
+    assert summary["count"] == 60
+    assert summary["latency_by_kind"] == {
+        "single": {"requests": 10, "p50": 5.0, "p95": 5.0},
+        "batch": {"requests": 1, "p50": 0.1, "p95": 0.1},
+    }
+
+
 def test_json_logging_has_ecs_fields(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -213,13 +251,24 @@ def test_monitoring_routes(store_settings: Settings) -> None:
     app.state.churnops = SimpleNamespace(keys=KeyRing(settings))  # the routes' guard reads it
     client = TestClient(app, headers={"X-API-Key": settings.require_api_key()})
     assert client.get("/monitoring/drift").status_code == 404
-    assert client.get("/monitoring/host").status_code == 404
+    no_data = client.post("/monitoring/drift")  # the drift job now, with nothing to compare
+    assert no_data.status_code == 409 and "no recent predictions" in no_data.json()["detail"]
+    reader = {"X-API-Key": "a-reader-key"}
+    app.state.churnops = SimpleNamespace(
+        keys=KeyRing(settings.model_copy(update={"reader_key": SecretStr(reader["X-API-Key"])}))
+    )
+    assert client.post("/monitoring/drift", headers=reader).status_code == 403  # admin only
+    assert client.get("/monitoring/host", headers=reader).status_code == 200
+    live = client.get("/monitoring/host").json()  # no agent has run: the API samples the host
+    assert live["source"] == "live" and live["agent_last_seen"] is None
+    assert 0 < live["memory_percent"] <= 100 and live["document"]["system"]["memory"]["total"] > 0
     seed_predictions(settings.db_url, prediction_rows(hours=2, per_hour=10))
     answer = client.get("/monitoring/summary", params={"hours": 24})
     assert answer.status_code == 200 and answer.json()["count"] == 20
     assert answer.json() == {**prediction_summary(settings, 24), "source": "db"}
     MonitoringStore(settings.db_url).add_host(collect_host()[0])
-    assert client.get("/monitoring/host").json()["memory_percent"] > 0
+    sampled = client.get("/monitoring/host").json()
+    assert sampled["memory_percent"] > 0 and sampled["source"] == "agent"
     run = jobs.run_drift(
         settings, jobs.DriftOptions(notify=False), reference=reference(), model_version="3"
     )

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jsonschema
+import numpy as np
+import pandas as pd
 import pytest
 import requests
 from pydantic import SecretStr
@@ -26,6 +28,7 @@ from streamlit.testing.v1 import AppTest
 
 from api.auth import Role, decide, open_roles, route_role
 from api.main import create_app
+from core.labelled import SampleRule, labelled_report
 from core.settings import Settings
 from ui import client as ui_client
 from ui.client import ApiClient, ApiError
@@ -122,6 +125,7 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
         self.keys_seen: list[str | None] = []
         self.probability = 0.7312
         self.retrain_states: list[dict[str, Any]] = []
+        self.host_source = "agent"
         # GET /monitoring/drift as core.monitoring.read shapes it (one drifted feature)
         self.drift: dict[str, Any] = {
             "run_id": "run-1", "computed_at": "2025-01-03T00:00:00Z", "reference_rows": 3200,
@@ -292,14 +296,22 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
         return self._serve("explain", answer, customer)
 
     def predict_batch(self, records: Any) -> dict[str, Any]:
+        """Rows with the international plan score 0.9, the others 0.1; rows with a ``churn``
+        field get the report of :func:`core.labelled.labelled_report`, as the API computes it
+        (no fingerprints: the fake model trained on nothing)."""
         rows = list(records)
         self._call("predict_batch", len(rows))
-        answer = {"model_version": "2", "read_as": "read as a JSON array", "warnings": [],
-                  "results": [{"row": i, "prediction_id": f"b-{i}",
-                               "churn_probability": 0.9 if r["international_plan"] == "yes"
-                               else 0.1,
-                               "label": "yes" if r["international_plan"] == "yes" else "no"}
-                              for i, r in enumerate(rows)]}  # fmt: skip
+        probabilities = [0.9 if r["international_plan"] == "yes" else 0.1 for r in rows]
+        labelled = None
+        if any("churn" in r for r in rows):
+            frame = pd.DataFrame([{"churn": r.get("churn")} for r in rows])
+            found = labelled_report(frame, np.array(probabilities), 0.42, None, SampleRule())
+            labelled = None if found is None else json.loads(found.model_dump_json())
+        answer = {"model_version": "2", "threshold": 0.42, "read_as": "read as a JSON array",
+                  "warnings": [], "labelled": labelled,
+                  "results": [{"row": i, "prediction_id": f"b-{i}", "churn_probability": p,
+                               "label": "yes" if p >= 0.42 else "no"}
+                              for i, p in enumerate(probabilities)]}  # fmt: skip
         return self._serve("predict_batch", answer, rows)
 
     def predictions(self, **filters: Any) -> dict[str, Any]:
@@ -325,6 +337,8 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
         self._call("monitoring_summary", hours)
         answer = {"window_hours": hours, "count": 42, "churn_rate": 0.1429,
                   "latency_ms": {"p50": 1.23, "p95": 4.56},
+                  "latency_by_kind": {"single": {"requests": 30, "p50": 0.81, "p95": 2.5},
+                                      "batch": {"requests": 2, "p50": 0.05, "p95": 0.07}},
                   "by_hour": [{"hour": f"2025-01-01T{h:02d}:00:00Z", "count": 10 + h,
                                "churn_rate": 0.1, "latency_p50_ms": 1.2, "latency_p95_ms": 4.0}
                               for h in range(3)]}  # fmt: skip
@@ -334,10 +348,18 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
         self._call("monitoring_drift")
         return self._serve("monitoring_drift", self.drift)
 
+    def compute_drift(self) -> dict[str, Any]:
+        self._call("compute_drift", self.api_key)
+        stored = {**self.drift, "run_id": "run-2", "computed_at": "2025-01-04T00:00:00Z"}
+        answer: dict[str, Any] = self._serve("compute_drift", stored)
+        self.drift = stored  # a refused call stores nothing
+        return answer
+
     def monitoring_host(self) -> dict[str, Any]:
         self._call("monitoring_host")
         answer = {"at": "2025-01-03T00:00:00Z", "host": "box", "cpu_percent": 37.5,
-                  "memory_percent": 61.0, "disk_percent": 44.25}  # fmt: skip
+                  "memory_percent": 61.0, "disk_percent": 44.25,
+                  "source": self.host_source}  # fmt: skip
         return self._serve("monitoring_host", answer)
 
     def start_retrain(

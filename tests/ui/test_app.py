@@ -24,6 +24,8 @@ def test_every_page_renders_against_the_api(open_page, fake_api, page):
     assert_clean(at)
     assert at.title[0].value == TITLES[page]
     assert "API ready · model v2" in at.sidebar.success[0].value
+    # the API's own docs, at the address the UI reaches the API (API_URL)
+    assert "[API docs](http://127.0.0.1:8000/docs)" in [m.value for m in at.sidebar.markdown]
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -63,7 +63,7 @@ def test_batch_value_is_list(open_page, fake_api: FakeApi) -> None:
     at = _upload(open_page, "batch_value_is_list.json")
     assert_clean(at)
     issues = at.dataframe[1].value
-    assert issues[["row", "column"]].values.tolist() == [[1, "state"]]
+    assert issues[["row", "column"]].values.tolist() == [[0, "state"]]  # 0-based, as the API
     assert "a list is not a single value" in issues["reason"].iloc[0]
     assert not [b for b in at.button if b.key == "batch_score"]
     del fake_api
@@ -95,6 +95,7 @@ def test_bigml_5rows_baseline(open_page, fake_api: FakeApi) -> None:
     assert_clean(at)
     assert _metric(at, "Rows scored") == "5"
     scored = at.dataframe[-1].value
-    assert list(scored.columns[:2]) == ["State", "Account length"]
+    assert list(scored.columns[:2]) == ["churn_probability", "churn_label"]
+    assert list(scored.columns[5:7]) == ["State", "Account length"]  # then the upload's columns
     assert scored["Churn"].tolist() == ["False", "True", "True", "False", "False"]
     del fake_api

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.settings import get_settings
 from tests.ui.conftest import assert_clean, texts
 
 
@@ -77,3 +78,29 @@ def test_api_down(open_page, down_api):
     assert_clean(at)
     assert f"`{down_api.base_url}/model`" in at.main.error[0].value
     assert at.button(key="retry_read_the_served_model") is not None
+
+
+def test_mlflow_links_to_the_champion_run_and_version_when_configured(
+    open_page, fake_api, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_PUBLIC_URL", "http://mlflow.example:5000/")
+    get_settings.cache_clear()
+    at = open_page("model")
+    assert_clean(at)
+    links = {b.proto.label: b.proto.url for b in at.get("link_button")}
+    mlflow = "http://mlflow.example:5000/#"
+    assert links == {
+        "MLflow: champion run": f"{mlflow}/runs/run2",
+        "MLflow: champion model version": f"{mlflow}/models/churn-model/versions/2",
+    }
+    versions = at.dataframe[1].value
+    assert (
+        versions.set_index("version").loc["3", "mlflow"] == "http://mlflow.example:5000/#/runs/run3"
+    )
+
+
+def test_no_mlflow_link_without_its_url(open_page, fake_api):
+    at = open_page("model")
+    assert_clean(at)
+    assert not at.get("link_button")
+    assert "mlflow" not in at.dataframe[1].value.columns

@@ -33,13 +33,23 @@ def test_all_sections(open_page, fake_api):
         "realized": "91.7 %",
         "realized interval": "95 % CI 64.6 %–98.5 %",
     }
-    assert _metric(at, "Latency p95") == "4.56 ms"
+    assert (_metric(at, "Single latency p50"), _metric(at, "Single latency p95")) == (
+        "0.81 ms",
+        "2.50 ms",
+    )
+    assert (_metric(at, "Batch latency p50"), _metric(at, "Batch latency p95")) == (
+        "0.05 ms/row",
+        "0.07 ms/row",
+    )
+    assert "Single: n = 30 predictions" in body and "Batch: n = 2 batch requests" in body
     assert _metric(at, "Predicted churn rate") == "14.3 %"
-    assert "Drift detected in 1 feature(s): total_day_minutes" in at.warning[0].value
+    # the schema's labels, as every other page shows the features
+    assert "Drift detected in 1 feature(s): Total day minutes (minutes)" in at.warning[0].value
     assert "adjusted for the features tested together (Holm), is at most 0.05" in texts(at)
     assert "alarms at most 5.0 % of the time. PSI is shown for reference only." in texts(at)
     drift = at.dataframe[1].value  # after the quality table
-    assert drift["feature"].tolist() == ["total_day_minutes", "state"]  # strongest evidence first
+    # strongest evidence first
+    assert drift["feature"].tolist() == ["Total day minutes (minutes)", "State"]
     assert drift["test"].tolist() == ["Kolmogorov-Smirnov", "chi-squared (Monte Carlo)"]
     assert drift["drifted"].tolist() == [True, False]
     assert (_metric(at, "CPU"), _metric(at, "RAM"), _metric(at, "Disk")) == (
@@ -47,7 +57,45 @@ def test_all_sections(open_page, fake_api):
         "61.0 %",
         "44.2 %",
     )
+    assert "sampled 2025-01-03 00:00 UTC by the host agent" in texts(at)
     assert not at.get("link_button"), "no Kibana link without KIBANA_URL"
+
+
+def test_host_sampled_live_when_no_agent_runs(open_page, fake_api):
+    fake_api.host_source = "live"
+    at = open_page("monitoring")
+    assert_clean(at)
+    assert "sampled 2025-01-03 00:00 UTC live by the API (no host agent is running)" in texts(at)
+
+
+def test_compute_drift_now_with_the_admin_key(open_page, fake_api):
+    at = open_page("monitoring", key="good-key")
+    at.button(key="monitoring_drift_now").click().run()
+    assert_clean(at)
+    assert fake_api.called("compute_drift") == [("good-key",)]
+    # the page shows the report the run stored, read after it
+    names = [n for n, _ in fake_api.calls]
+    assert names.index("compute_drift") < len(names) - 1 - names[::-1].index("monitoring_drift")
+    assert "Computed 2025-01-04T00:00:00Z" in texts(at)
+
+
+def test_compute_drift_now_refused_to_a_reader(open_page, fake_api):
+    at = open_page("monitoring")  # the reader key
+    at.button(key="monitoring_drift_now").click().run()
+    assert_clean(at)
+    assert fake_api.called("compute_drift") == [("reader-key",)]
+    assert any("API_KEY" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert "Computed 2025-01-03T00:00:00Z" in texts(at), texts(at)  # the last report shown
+
+
+def test_compute_drift_with_nothing_to_compare_is_a_hint(open_page, fake_api):
+    fake_api.fail["compute_drift"] = ApiError(
+        f"{FAKE_URL}/monitoring/drift", 409, "no data to compare: no recent predictions"
+    )
+    at = open_page("monitoring", key="good-key")
+    at.button(key="monitoring_drift_now").click().run()
+    assert_clean(at)
+    assert "Nothing to compare yet: no data to compare: no recent predictions" in texts(at)
 
 
 def test_one_label_shows_n_1_and_a_wide_interval_never_a_bare_zero(open_page, fake_api):
@@ -120,8 +168,14 @@ def test_kibana_link_when_configured(open_page, fake_api, monkeypatch):
     get_settings.cache_clear()
     at = open_page("monitoring")
     assert_clean(at)
-    link = at.get("link_button")[0]
-    assert link.proto.url == "http://kibana.example:5601/app/dashboards"
+    links = {b.proto.label: b.proto.url for b in at.get("link_button")}
+    view = "http://kibana.example:5601/app/dashboards#/view/churnops-"
+    assert links == {
+        "Kibana: model metrics dashboard": f"{view}model-metrics",
+        "Kibana: predictions dashboard": f"{view}predictions",
+        "Kibana: drift dashboard": f"{view}drift",
+        "Kibana: host dashboard": f"{view}host",
+    }
 
 
 def test_one_section_down_keeps_the_others(open_page, fake_api):

@@ -156,11 +156,26 @@ def test_drivers_chart_and_table_share_one_order(open_page, fake_api, monkeypatc
     at = open_page("predict")
     at.button(key="predict_submit").click().run()
     assert_clean(at)
-    assert at.dataframe[0].value["contribution"].tolist() == [-0.3, 0.1, 0.05]
+    table = at.dataframe[0].value
+    assert table["contribution"].tolist() == [-0.3, 0.1, 0.05]
     spec = json.loads(at.get("vega_lite_chart")[-1].proto.spec)
-    sort = spec["encoding"]["y"]["sort"]
-    assert sort == {"field": "magnitude", "order": "descending"}
+    # the chart's rows are the table's rows, top to bottom
+    assert spec["encoding"]["y"]["sort"] == table["feature"].tolist()
     assert "one usage figure" in texts(at)
+    assert "the typical customer has no drivers" in texts(at)  # the method, in one sentence
+
+
+def test_the_typical_customer_has_no_drivers_and_says_why(open_page, fake_api, monkeypatch):
+    original = fake_api.explain
+
+    def typical(customer):
+        return {**original(customer), "drivers": []}
+
+    monkeypatch.setattr(fake_api, "explain", typical)
+    at = open_page("predict")
+    at.button(key="predict_submit").click().run()
+    assert_clean(at)
+    assert any("every field is at the typical customer's value" in i.value for i in at.info)
 
 
 def test_a_result_is_never_shown_for_values_the_form_no_longer_holds(open_page, fake_api):

@@ -7,8 +7,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.settings import get_settings
 from ui.client import ApiClient, ApiError
 from ui.components import KEY_STATE, keyed_client, fetch_or_stop, num, show_api_error
+from ui.links import mlflow_run, mlflow_version
 
 METRICS = ("f1", "precision", "recall", "roc_auc", "pr_auc", "accuracy", "brier", "threshold")
 LOWER_IS_BETTER = frozenset({"brier"})
@@ -139,9 +141,31 @@ def _versions_table(versions: list[dict[str, Any]]) -> None:
                 "decision": decision_text(gate),
                 "reason": gate.get("reason") or "",
                 "run_id": item.get("run_id"),
+                "mlflow": mlflow_run(get_settings(), item.get("run_id")),
             }
         )
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="model_versions_table")
+    frame = pd.DataFrame(rows)
+    if frame["mlflow"].isna().all():  # no MLFLOW_PUBLIC_URL: no link column
+        frame = frame.drop(columns="mlflow")
+    st.dataframe(
+        frame,
+        hide_index=True,
+        key="model_versions_table",
+        column_config={"mlflow": st.column_config.LinkColumn("MLflow run", display_text="open")},
+    )
+
+
+def _mlflow_links(champion_version: str | None, run_id: str | None) -> None:
+    """Links to the champion's run and registered version in MLflow (none without
+    ``MLFLOW_PUBLIC_URL``)."""
+    settings = get_settings()
+    links = {
+        "MLflow: champion run": mlflow_run(settings, run_id),
+        "MLflow: champion model version": mlflow_version(settings, champion_version),
+    }
+    shown = {title: url for title, url in links.items() if url}
+    for column, (title, url) in zip(st.columns(max(len(shown), 1) + 2), shown.items()):
+        column.link_button(title, url, key=f"model_{title.split()[-1]}_link")
 
 
 def _admin(api: ApiClient, versions: list[str], champion: str | None) -> None:
@@ -180,6 +204,7 @@ def main() -> None:
 
     champion_version = str(model.get("version")) if model.get("version") is not None else None
     champion = _with_alias(versions, "champion") or {"metrics": model.get("metrics") or {}}
+    _mlflow_links(champion_version, champion.get("run_id"))
     challenger = _with_alias(versions, "challenger")
     if challenger is not None and str(challenger.get("version")) == champion_version:
         challenger = None

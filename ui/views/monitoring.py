@@ -8,9 +8,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.schema import SPECS
 from core.settings import get_settings
 from ui.client import ApiClient, ApiError
 from ui.components import keyed_client, fetch, num, pct, show_api_error, time_chart
+from ui.form import label
+from ui.links import kibana_dashboard
 
 WINDOWS = {1: "last hour", 6: "last 6 hours", 24: "last 24 hours", 168: "last 7 days"}
 
@@ -67,8 +70,16 @@ def _side(column: Any, title: str, found: dict[str, Any] | None, rows: str, miss
     )
 
 
+def _kibana(key: str) -> None:
+    """A link to the Kibana dashboard of this section (nothing without ``KIBANA_URL``)."""
+    url = kibana_dashboard(get_settings(), key)
+    if url:
+        st.link_button(f"Kibana: {key.replace('-', ' ')} dashboard", url, key=f"kibana_{key}")
+
+
 def _live(api: ApiClient) -> None:
     st.subheader("Model quality: estimated and realized")
+    _kibana("model-metrics")
     live = fetch("read the live quality", api.live_metrics)
     if live is None:
         return
@@ -118,20 +129,44 @@ def _live(api: ApiClient) -> None:
     )
 
 
+def _latencies(summary: dict[str, Any]) -> None:
+    """Latency p50/p95 of single predictions (ms) and of batches (ms per row), apart: a batch's
+    rows would otherwise swamp the single predictions."""
+    kinds = summary.get("latency_by_kind")
+    if not kinds:  # the Elasticsearch summary does not split them
+        latency = summary.get("latency_ms") or {}
+        both = st.columns(2)
+        both[0].metric("Latency p50", f"{num(latency.get('p50'), 2)} ms")
+        both[1].metric("Latency p95", f"{num(latency.get('p95'), 2)} ms")
+        return
+    cols = st.columns(4)
+    for i, (kind, title, unit) in enumerate(
+        (("single", "Single", "ms"), ("batch", "Batch", "ms/row"))
+    ):
+        found = kinds.get(kind) or {}
+        cols[2 * i].metric(f"{title} latency p50", f"{num(found.get('p50'), 2)} {unit}")
+        cols[2 * i + 1].metric(f"{title} latency p95", f"{num(found.get('p95'), 2)} {unit}")
+    single, batch = kinds.get("single") or {}, kinds.get("batch") or {}
+    st.caption(
+        f"Single: n = {int(single.get('requests') or 0):,} predictions, server time of each. "
+        f"Batch: n = {int(batch.get('requests') or 0):,} batch requests, time per row of each "
+        "(a batch counts once, however many rows it holds)."
+    )
+
+
 def _traffic(api: ApiClient) -> None:
     st.subheader("Traffic and latency")
+    _kibana("predictions")
     hours = st.columns(4)[0].selectbox(
         "Window", list(WINDOWS), index=2, key="monitoring_hours", format_func=WINDOWS.__getitem__
     )
     summary = fetch("read the traffic summary", lambda: api.monitoring_summary(int(hours)))
     if summary is None:
         return
-    latency = summary.get("latency_ms") or {}
-    cols = st.columns(4)
+    cols = st.columns(2)
     cols[0].metric("Predictions", f"{int(summary.get('count') or 0):,}")
     cols[1].metric("Predicted churn rate", pct(summary.get("churn_rate")))
-    cols[2].metric("Latency p50", f"{num(latency.get('p50'), 2)} ms")
-    cols[3].metric("Latency p95", f"{num(latency.get('p95'), 2)} ms")
+    _latencies(summary)
     by_hour = pd.DataFrame(summary.get("by_hour") or [])
     if by_hour.empty:
         st.caption("No prediction in this window.")
@@ -163,15 +198,43 @@ TESTS = {
 }
 
 
+def _feature_label(name: Any) -> str:
+    """The schema's label of a feature (as the form shows it); the raw name if unknown."""
+    return label(SPECS[name]) if name in SPECS else str(name)
+
+
+def _compute_drift(api: ApiClient) -> None:
+    """The "Compute drift now" action (admin key): one run of the drift job in the API."""
+    if not st.button(
+        "Compute drift now",
+        key="monitoring_drift_now",
+        help="Run the drift job (as `make drift`) on the recent predictions; needs the admin key.",
+    ):
+        return
+    try:
+        with st.spinner("Computing drift on the recent predictions…"):
+            found = api.compute_drift()
+    except ApiError as err:
+        if err.status == 409:
+            st.info(f"Nothing to compare yet: {err.message}")
+        else:
+            show_api_error(err, "compute drift", retry=False)
+        return
+    st.toast(f"Drift computed on {found.get('current_rows', '—')} recent rows.")
+
+
 def _drift(api: ApiClient) -> None:
     st.subheader("Data drift per feature")
+    _kibana("drift")
+    _compute_drift(api)
     drift = _optional("read the drift report", api.monitoring_drift)
     if drift is None:
         return
     features = pd.DataFrame(drift.get("features") or [])
     if features.empty:
-        st.info("No drift report yet (it needs recent predictions; see `make drift`).")
+        st.info("No drift report yet (it needs recent predictions: **Compute drift now**).")
         return
+    features["feature"] = features["feature"].map(_feature_label)
     for name in ("psi", "p_value_adjusted", "test", "drifted"):
         if name not in features.columns:
             features[name] = None
@@ -250,6 +313,7 @@ def _psi_chart(features: pd.DataFrame) -> Any:
 
 def _host(api: ApiClient) -> None:
     st.subheader("Host")
+    _kibana("host")
     host = _optional("read the host metrics", api.monitoring_host)
     if host is None:
         return
@@ -261,7 +325,12 @@ def _host(api: ApiClient) -> None:
         col.metric(title, f"{float(value):.1f} %" if value is not None else "—")
         if value is not None:
             col.progress(min(max(float(value) / 100.0, 0.0), 1.0))
-    st.caption(f"Host `{host.get('host', '—')}` · sampled {host.get('at', '—')}")
+    source = (
+        "by the host agent"
+        if host.get("source") == "agent"
+        else "live by the API (no host agent is running)"
+    )
+    st.caption(f"Host `{host.get('host', '—')}` · sampled {_when(host.get('at'))} {source}")
 
 
 def _sections() -> None:
@@ -275,12 +344,9 @@ def _sections() -> None:
 def main() -> None:
     """Draw the page."""
     st.title("Monitoring")
-    kibana = get_settings().kibana_url
-    cols = st.columns([3, 1, 1])
+    cols = st.columns([4, 1])
     cols[0].caption("Read from the API (Elasticsearch when configured, SQLite otherwise).")
-    if kibana:
-        cols[1].link_button("Open Kibana", kibana.rstrip("/") + "/app/dashboards")
-    auto = cols[2].toggle("Auto-refresh (10 s)", key="monitoring_autorefresh")
+    auto = cols[1].toggle("Auto-refresh (10 s)", key="monitoring_autorefresh")
     if auto:
         st.fragment(run_every=10)(_sections)()
     else:

@@ -48,17 +48,23 @@ def _drivers(explain: dict[str, Any]) -> None:
 
     st.subheader("What drives this prediction")
     st.caption(
-        "Each bar is how much this customer's churn probability moves when that one field is set "
-        "to a typical loyal customer's value instead (positive: the field pushes towards "
-        "churn). The model reads a period's minutes and charge together as one usage figure, so "
-        "their effect is shared between them."
+        "How the drivers are computed: each bar is how much this customer's churn probability "
+        "drops when that one field is set to the typical (loyal) customer's value instead "
+        "(positive: the field pushes towards churn), largest effect first in the chart and the "
+        "table alike. A field already at the typical value has nothing to swap, so the typical "
+        "customer has no drivers and a customer close to it only near-zero ones. The model reads "
+        "a period's minutes and charge together as one usage figure, so their effect is shared "
+        "between them."
     )
     if "error" in explain:
         st.info(f"Drivers are not available: {explain['error']}")
         return
     drivers = [d for d in explain.get("drivers") or [] if isinstance(d, dict)]
     if not drivers:
-        st.info("The API returned no drivers for this prediction.")
+        st.info(
+            "No drivers: every field is at the typical customer's value, so no swap moves the "
+            "probability."
+        )
         return
     frame = pd.DataFrame(drivers)
     frame["contribution"] = pd.to_numeric(frame["contribution"], errors="coerce").fillna(0.0)
@@ -76,10 +82,10 @@ def _drivers(explain: dict[str, Any]) -> None:
         .mark_bar()
         .encode(
             x=alt.X("contribution:Q", title="contribution to the churn score"),
-            # the table's order: largest effect first, whatever its sign
+            # the table's order, given explicitly: largest effect first, whatever its sign
             y=alt.Y(
                 "feature_label:N",
-                sort=alt.EncodingSortField(field="magnitude", order="descending"),
+                sort=frame["feature_label"].tolist(),
                 title=None,
                 axis=alt.Axis(labelLimit=260),
             ),

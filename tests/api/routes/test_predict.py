@@ -49,6 +49,21 @@ def test_a_labelled_file_is_judged_on_the_rows_the_model_never_saw(
     assert report.quality.n == int((~seen).sum()) and report.quality.f1.low is not None
     assert f"{report.seen} rows it was trained on left out" in report.note
     assert body["feedback_recorded"] == 0
+    assert body["threshold"] == bundle.threshold  # the cut behind every label of the answer
+    assert {r["label"] for r in body["results"] if r["churn_probability"] >= bundle.threshold} == {
+        "yes"
+    }
+
+
+def test_a_json_batch_with_a_churn_field_gets_the_same_report(client: TestClient) -> None:
+    """The UI sends the valid rows as JSON with the label as a `churn` field: the report is the
+    one a CSV upload of the same rows gets."""
+    table = bigml_like()[1]
+    as_json = client.post("/predict/batch", json=table.to_dict(orient="records")).json()
+    files = {"file": ("bigml-20.csv", _bigml20().to_csv(index=False), "text/csv")}
+    assert as_json["labelled"] == client.post("/predict/batch", files=files).json()["labelled"]
+    confusion = as_json["labelled"]["confusion"]
+    assert sum(confusion.values()) == as_json["labelled"]["quality"]["n"]
 
 
 def test_csv_out_carries_the_same_report_in_a_header(client: TestClient) -> None:
