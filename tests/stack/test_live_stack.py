@@ -511,12 +511,16 @@ def test_every_service_stays_under_its_memory_limit(deployed: Deployed) -> None:
     assert {"api", "mlflow", "elasticsearch", "ui", "shipper", "exporter", "agent", "db"} <= set(
         figures
     )
-    oom = [
-        name
+    killed = [
+        (name, task.error)
         for name, view in deployed.engine.views().items()
         for task in view.tasks
         if "137" in task.error or "OOM" in task.error.upper()
     ]
+    # a task Swarm killed because its health check failed (a starved machine) exits 137 too; the
+    # engine says so ("unhealthy container"): recorded, not an OOM kill
+    deployed.engine.figures["tasks_killed_after_smoke"] = killed
+    oom = [(name, error) for name, error in killed if "unhealthy container" not in error]
     assert not oom, f"tasks killed (OOM?): {oom}"
 
 
