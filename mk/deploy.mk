@@ -12,7 +12,7 @@ STACK_FILE ?= stack.yml
 STACK_ENV ?= $(firstword $(wildcard deploy/stack.env) deploy/stack.env.example)
 SECRETS_DIR ?= ./secrets
 SECRET_NAMES := es_password es_writer_password kibana_password kibana_encryption_key api_key \
-  writer_key reader_key smtp_password
+  writer_key reader_key smtp_password db_password
 GIT_SHA = $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 SOURCE_URL ?= $(shell git config --get remote.origin.url 2>/dev/null || echo unknown)
 BUILD_DATE = $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -25,6 +25,9 @@ DEPLOY_TAG ?= $(GIT_SHA)
 # Extra `docker build` options, e.g. the base images where no image registry is reachable:
 # DOCKER_BUILD_ARGS="--build-arg PYTHON_IMAGE=... --build-arg UV_IMAGE=... --network=host"
 DOCKER_BUILD_ARGS ?=
+# The stack's own images: churnops-api (also mlflow, setup, shipper, exporter, agent), churnops-ui
+# and churnops-db (PostgreSQL from Debian, deploy/postgres/).
+IMAGE_KINDS := api ui db
 
 # Export KEY=VALUE lines of $(STACK_ENV) that the environment does not already set.
 define load_stack_env
@@ -39,8 +42,8 @@ define load_stack_env
 endef
 
 .PHONY: hadolint
-hadolint: $(DEV_STAMP) ## Lint Dockerfile.api and Dockerfile.ui with hadolint (no ignored rules)
-	$(RUN)/hadolint Dockerfile.api Dockerfile.ui
+hadolint: $(DEV_STAMP) ## Lint the Dockerfiles (api, ui, db) with hadolint (ignores justified inline)
+	$(RUN)/hadolint Dockerfile.api Dockerfile.ui deploy/postgres/Dockerfile
 
 .PHONY: stack-config
 stack-config: ## Validate stack.yml offline with the docker CLI (variables from STACK_ENV)
@@ -49,18 +52,20 @@ stack-config: ## Validate stack.yml offline with the docker CLI (variables from 
 	  && echo "$(STACK_FILE): valid (env: $(STACK_ENV), images: $$DOCKERHUB_USER/churnops-*:$$IMAGE_TAG)"
 
 .PHONY: docker-build
-docker-build: ## Build the API and UI images, tagged <git sha>, latest and model-v<champion version>
+docker-build: ## Build the API, UI and db images, tagged <git sha>, latest and model-v<champion version>
 	@$(load_stack_env); \
 	  model="$(MODEL_VERSION)"; \
-	  for kind in api ui; do \
+	  for kind in $(IMAGE_KINDS); do \
 	    image="$$DOCKERHUB_USER/churnops-$$kind"; \
 	    tags=(-t "$$image:$(GIT_SHA)" -t "$$image:latest"); \
 	    [ "$$model" = none ] || tags+=(-t "$$image:model-v$$model"); \
+	    if [ $$kind = db ]; then context=(-f deploy/postgres/Dockerfile deploy/postgres); \
+	    else context=(-f Dockerfile.$$kind .); fi; \
 	    echo "== building $$image ($(GIT_SHA), champion: $$model)"; \
-	    DOCKER_BUILDKIT=1 $(DOCKER) build -f Dockerfile.$$kind "$${tags[@]}" \
+	    DOCKER_BUILDKIT=1 $(DOCKER) build "$${tags[@]}" \
 	      --build-arg SOURCE_URL="$(SOURCE_URL)" --build-arg VCS_REF="$(GIT_SHA)" \
 	      --build-arg BUILD_DATE="$(BUILD_DATE)" --build-arg MODEL_VERSION="$$model" \
-	      $(DOCKER_BUILD_ARGS) . ; \
+	      $(DOCKER_BUILD_ARGS) "$${context[@]}" || exit 1; \
 	  done
 
 .PHONY: docker-push
@@ -75,7 +80,7 @@ docker-push: ## Log in to the registry of DOCKERHUB_USER (token in env DOCKERHUB
 	  printf '%s' "$$DOCKERHUB_TOKEN" \
 	    | $(DOCKER) login $$registry --username "$$user" --password-stdin >/dev/null; \
 	  model="$(MODEL_VERSION)"; \
-	  for kind in api ui; do \
+	  for kind in $(IMAGE_KINDS); do \
 	    image="$$namespace/churnops-$$kind"; \
 	    for tag in $(GIT_SHA) latest $$([ "$$model" = none ] || echo "model-v$$model"); do \
 	      $(DOCKER) push --quiet "$$image:$$tag"; \
@@ -132,7 +137,7 @@ stack-rollback: ## Roll the API and UI back to their previous image/spec
 
 .PHONY: smoke
 smoke: $(STAMP) ## After a deploy: /ready, /predict with the documented churner, Kibana status
-	PYTHON=$(PY) SECRETS_DIR=$(SECRETS_DIR) scripts/smoke.sh
+	PYTHON=$(PY) SECRETS_DIR=$(SECRETS_DIR) STACK=$(STACK) DOCKER=$(DOCKER) scripts/smoke.sh
 
 STACK_API_URL ?= http://localhost:8000
 .PHONY: stack-train

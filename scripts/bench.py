@@ -17,6 +17,17 @@ API (fresh database) is loaded at c=8 ``--pairs`` times without and with the pre
 medians), and the time it takes, after each load, until Elasticsearch holds every stored
 prediction is timed.
 
+Then the comparison with what ML teams pick instead: the same champion served by churnops on
+SQLite, churnops on PostgreSQL (a durable throw-away cluster from Debian's binaries, or
+``--database-url``), BentoML, LitServe and ``mlflow models serve``, each with its documented
+defaults and ``--workers`` workers, all up at once and loaded in turn (interleaved, ``--rounds``
+rounds, medians) at concurrency 8 and 32. BentoML and LitServe run in venvs of their own under
+``var/bench-envs/`` (``uv venv`` + ``uv pip install``; the framework pinned in
+``scripts/bench-requirements/<name>.txt``, the libraries the scorer imports pinned to
+``uv.lock``'s versions), never in the product's lock; they score with
+:func:`scripts.bench_servers.churn_scorer` (churnops' own validation and compiled scorer) on the
+champion's exported bundle.
+
 A champion must exist (``make train``). The last stdout line is one JSON object with every figure,
 the ratios and whether each floor holds.
 """
@@ -39,18 +50,37 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.schema import EXAMPLE_CHURNER  # noqa: E402  pylint: disable=wrong-import-position
-from core.settings import get_settings  # noqa: E402  pylint: disable=wrong-import-position
-from ops import services  # noqa: E402  pylint: disable=wrong-import-position
+# pylint: disable=wrong-import-position
+from core.schema import EXAMPLE_CHURNER  # noqa: E402
+from core.settings import Settings, get_settings  # noqa: E402
+from ops import services  # noqa: E402
+
+# pylint: enable=wrong-import-position
 
 FLOORS = {"ratio_vs_mlflow_c8": 40.0, "ratio_vs_health_c8": 0.40, "p99_ms_c8": 5.0, "batch_ms": 150}
+#: The frameworks compared with churnops, each in its own venv (``var/bench-envs/<name>``).
+COMPETITORS = ("bentoml", "litserve")
+#: Prints the distributions that importing the scorer of scripts/bench_servers loads (run by
+#: the product's interpreter): what the competitors' venvs share with the product, at uv.lock's
+#: versions.
+SCORER_IMPORTS = """
+import importlib.metadata, json, sys
+before = set(sys.modules)
+from core.persist import load_bundle
+from scripts.bench_servers import churn_scorer
+found = importlib.metadata.packages_distributions()
+loaded = {name.split(".")[0] for name in set(sys.modules) - before}
+print(json.dumps(sorted({d for name in loaded for d in found.get(name, [])})))
+"""
+COMPARED = ("churnops_sqlite", "churnops_postgresql", "bentoml", "litserve", "mlflow")
 LUA = """wrk.method = "{method}"
 wrk.body = [[{body}]]
 wrk.headers["Content-Type"] = "application/json"
@@ -188,28 +218,36 @@ def batch_figures(api: str, rows: int, repeats: int) -> dict[str, Any]:
     }
 
 
-def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    """Start each server in turn and load it; returns the raw figures."""
-    settings = get_settings()
+def base_env(settings: Settings) -> dict[str, str]:
+    """The environment every server of the benchmark starts from."""
     venv_bin = Path(sys.executable).parent
     # mlflow's scoring server execs `uvicorn` from PATH: the venv's bin must be on it
     path = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": path}
     env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
-    # The API as `make serve` starts it (ops.services: uvicorn line, OpenMP threads and spin).
-    api_service = services.api(settings, host="127.0.0.1", port=free_port(), workers=args.workers)
-    api_cmd = list(api_service.argv)
-    api_env = api_service.environment(
-        {**env, "DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}", "API_KEY": "bench-key"}
+    env.pop("DATABASE_URL", None)
+    return env
+
+
+def api_server(
+    settings: Settings, workers: int, database_url: str, env: dict[str, str]
+) -> tuple[list[str], str, dict[str, str]]:
+    """The API as ``make serve`` starts it (:func:`ops.services.api`) on a free port, its
+    predictions in ``database_url``; (argv, base URL, environment)."""
+    service = services.api(settings, host="127.0.0.1", port=free_port(), workers=workers)
+    api_env = service.environment(
+        {**env, "DATABASE_URL": database_url, "API_KEY": "bench-key", "LOG_JSON": "false"}
     )
-    api, mlf = api_service.url, f"http://127.0.0.1:{free_port()}"
-    mlflow_cmd = [
-        str(venv_bin / "mlflow"), "models", "serve", "-m",
-        f"models:/{settings.model_name}@champion", "--env-manager", "local",
-        "-w", str(args.workers), "-h", "127.0.0.1", "-p", mlf.rsplit(":", 1)[1],
-    ]  # fmt: skip
+    return list(service.argv), service.url, api_env
+
+
+def measure(args: argparse.Namespace, tmp: Path, database_url: str) -> dict[str, Any]:
+    """Load the API alone (c=1/8, /health, batch, shipper on/off), then compare it with the
+    other servers (interleaved); returns the raw figures."""
+    settings = get_settings()
+    env = base_env(settings)
+    api_cmd, api, api_env = api_server(settings, args.workers, f"sqlite:///{tmp / 'bench.db'}", env)
     customer = json.dumps(EXAMPLE_CHURNER)
-    mlflow_body = json.dumps({"dataframe_records": [EXAMPLE_CHURNER]})
     results: dict[str, Any] = {}
     with server(api_cmd, api_env, f"{api}/ready", tmp / "api.log"):
         for _ in range(50):  # warm both workers
@@ -226,13 +264,165 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             )
     if args.es_url:  # the same load with the prediction shipper on
         results.update(shipper_figures(args, api_cmd, api, api_env, tmp))
-    with server(mlflow_cmd, env, f"{mlf}/ping", tmp / "mlflow.log"):
-        post(f"{mlf}/invocations", mlflow_body.encode())
-        for conns in (1, 8):
-            results[f"mlflow_c{conns}"] = run_wrk(
-                f"{mlf}/invocations", "POST", mlflow_body, conns, args.seconds, tmp
-            )
+    results.update(compare(args, settings, env, tmp, database_url))
     return results
+
+
+@dataclass(frozen=True)
+class Target:
+    """One server of the comparison: how it starts, where it answers, what it is sent."""
+
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    ready: str
+    predict: str
+    body: str
+
+
+def bench_python(name: str) -> Path:
+    """The interpreter of the venv of ``name`` (``var/bench-envs/<name>``), made or updated with
+    uv when its pins changed: the framework from ``scripts/bench-requirements/<name>.txt``, the
+    model libraries at ``uv.lock``'s versions (the product's lock is never touched)."""
+    uv = os.environ.get("UV", "uv").split()
+    venv = ROOT / "var" / "bench-envs" / name
+    python = venv / "bin" / "python"
+    requirements = ROOT / "scripts" / "bench-requirements" / f"{name}.txt"
+    exported = subprocess.run(  # nosec B603 - fixed argv
+        [*uv, "export", "--frozen", "--no-hashes", "--no-emit-project"],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=120,
+    ).stdout  # fmt: skip
+    imported = subprocess.run(  # nosec B603 - fixed argv, our code
+        [sys.executable, "-c", SCORER_IMPORTS],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        check=True, timeout=300,
+    ).stdout  # fmt: skip
+    needed = {re.sub(r"[-_.]+", "-", name).lower() for name in json.loads(imported)}
+    pins = sorted(
+        line.split(";")[0].strip()
+        for line in exported.splitlines()
+        if line.split("==")[0].strip() in needed
+    )
+    stamp = venv / ".bench-pins"
+    wanted = requirements.read_text(encoding="utf-8") + "\n".join(pins)
+    if python.exists() and stamp.exists() and stamp.read_text(encoding="utf-8") == wanted:
+        return python
+    print(f"bench: making the {name} venv in {venv} (uv)", file=sys.stderr)
+    subprocess.run(  # nosec B603 - fixed argv
+        [*uv, "venv", "--quiet", "--allow-existing", "--python", "3.11", str(venv)],
+        check=True, timeout=600,
+    )  # fmt: skip
+    constraints = venv / "constraints.txt"
+    constraints.write_text("\n".join(pins) + "\n", encoding="utf-8")
+    subprocess.run(  # nosec B603 - fixed argv
+        [*uv, "pip", "install", "--quiet", "--python", str(python), "-r", str(requirements),
+         "-c", str(constraints), *(pin.split("==")[0] for pin in pins)],
+        check=True, timeout=1800,
+    )  # fmt: skip
+    stamp.write_text(wanted, encoding="utf-8")
+    return python
+
+
+def targets(
+    args: argparse.Namespace, settings: Settings, env: dict[str, str], tmp: Path, database_url: str
+) -> list[Target]:
+    """The servers compared, every one with ``args.workers`` workers on the same champion."""
+    from core.persist import save_bundle  # pylint: disable=import-outside-toplevel
+    from core.registry import load_champion  # pylint: disable=import-outside-toplevel
+
+    bundle = tmp / "champion"
+    save_bundle(load_champion(settings).bundle, bundle)
+    customer = json.dumps(EXAMPLE_CHURNER)
+    found: list[Target] = []
+    for backend, url in (
+        ("sqlite", f"sqlite:///{tmp / 'compare.db'}"),
+        ("postgresql", database_url),
+    ):
+        cmd, base, api_env = api_server(settings, args.workers, url, env)
+        found.append(
+            Target(
+                f"churnops_{backend}", cmd, api_env, f"{base}/ready", f"{base}/predict", customer
+            )
+        )
+    other = {**env, "CHURN_BUNDLE": str(bundle), "BENCH_WORKERS": str(args.workers)}
+    servers = ROOT / "scripts" / "bench_servers"
+    port = free_port()
+    bentoml = bench_python("bentoml").parent / "bentoml"
+    found.append(
+        Target(
+            "bentoml",
+            [str(bentoml), "serve", "bentoml_service:Churn", "--host", "127.0.0.1",
+             "--port", str(port), "--working-dir", str(servers)],
+            other, f"http://127.0.0.1:{port}/readyz", f"http://127.0.0.1:{port}/predict",
+            json.dumps({"customer": EXAMPLE_CHURNER}),
+        )  # fmt: skip
+    )
+    port = free_port()
+    found.append(
+        Target(
+            "litserve",
+            [str(bench_python("litserve")), str(servers / "litserve_server.py"), str(port),
+             str(args.workers)],
+            other, f"http://127.0.0.1:{port}/health", f"http://127.0.0.1:{port}/predict",
+            customer,
+        )  # fmt: skip
+    )
+    port = free_port()
+    venv_bin = Path(sys.executable).parent
+    found.append(
+        Target(
+            "mlflow",
+            [str(venv_bin / "mlflow"), "models", "serve", "-m",
+             f"models:/{settings.model_name}@champion", "--env-manager", "local",
+             "-w", str(args.workers), "-h", "127.0.0.1", "-p", str(port)],
+            env, f"http://127.0.0.1:{port}/ping", f"http://127.0.0.1:{port}/invocations",
+            json.dumps({"dataframe_records": [EXAMPLE_CHURNER]}),
+        )  # fmt: skip
+    )
+    return found
+
+
+def compare(
+    args: argparse.Namespace, settings: Settings, env: dict[str, str], tmp: Path, database_url: str
+) -> dict[str, Any]:
+    """Every server of :func:`targets` up at once, loaded in turn at c=8 then c=32, the order
+    rotated each round; the medians per server and concurrency, and churnops' ratios."""
+    servers = targets(args, settings, env, tmp, database_url)
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {t.name: {8: [], 32: []} for t in servers}
+    with ExitStack() as stack:
+        for target in servers:
+            stack.enter_context(
+                server(target.cmd, target.env, target.ready, tmp / f"{target.name}.log")
+            )
+            for _ in range(20):  # warm every worker
+                post(target.predict, target.body.encode())
+        mlflow = next(t for t in servers if t.name == "mlflow")
+        one = run_wrk(mlflow.predict, "POST", mlflow.body, 1, args.seconds, tmp)
+        for conns in (8, 32):
+            for turn in range(args.rounds):
+                order = servers[turn % len(servers) :] + servers[: turn % len(servers)]
+                for target in order:
+                    runs[target.name][conns].append(
+                        run_wrk(target.predict, "POST", target.body, conns, args.seconds, tmp)
+                    )
+    figures = {name: {f"c{c}": _median_run(per[c]) for c in per} for name, per in runs.items()}
+    ratios = {
+        backend: {
+            f"vs_{other}_c{c}": round(
+                figures[f"churnops_{backend}"][f"c{c}"]["rps"] / figures[other][f"c{c}"]["rps"], 2
+            )
+            for other in ("bentoml", "litserve", "mlflow")
+            for c in (8, 32)
+        }
+        for backend in ("sqlite", "postgresql")
+    }
+    return {
+        "compare": figures,
+        "compare_ratios": ratios,
+        "compare_rounds": args.rounds,
+        "mlflow_c1": one,
+        "mlflow_c8": figures["mlflow"]["c8"],
+    }
 
 
 @contextmanager
@@ -390,17 +580,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--es-timeout", type=float, default=120.0, help="seconds the shipper may take to catch up"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="interleaved rounds of the comparison (medians)"
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", ""),
+        help="an empty PostgreSQL database for churnops_postgresql (default: a durable "
+        "throw-away cluster from Debian's postgresql package, removed afterwards)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="churnops-bench-"))
-    try:
-        results = judge(measure(args, tmp))
+    with ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, tmp, ignore_errors=True)
+        database_url = args.database_url or cleanup.enter_context(local_postgres())
+        results = judge(measure(args, tmp, database_url))
         if args.es_url:
             results["es_nice"] = args.es_nice
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     print(f"{'target':<22}{'c':>3}{'req/s':>11}{'p50 ms':>9}{'p99 ms':>9}")
     for name in ("api_predict", "api_health", "mlflow"):
         for conns in (1, 8):
@@ -423,8 +622,35 @@ def main(argv: list[str] | None = None) -> int:
             f" ES, caught up {results['es_catch_up_s']} s after the load; medians of"
             f" {results['es_pairs']} alternating pairs)"
         )
+    print(f"\n{'same champion, interleaved':<22}{'c':>3}{'req/s':>11}{'p50 ms':>9}{'p99 ms':>9}")
+    for conns in (8, 32):
+        for name in COMPARED:
+            row = results["compare"][name][f"c{conns}"]
+            print(
+                f"{name:<22}{conns:>3}{row['rps']:>11.1f}{row['p50_ms']:>9.3f}{row['p99_ms']:>9.3f}"
+            )
+    for backend, ratios in results["compare_ratios"].items():
+        print(
+            f"churnops on {backend}, req/s ratio: "
+            + ", ".join(f"{k} {v}x" for k, v in ratios.items())
+        )
     print(json.dumps(results, separators=(",", ":")))
     return 0
+
+
+@contextmanager
+def local_postgres() -> Iterator[str]:
+    """A durable throw-away PostgreSQL (the tests' helper, with fsync on); its database URL."""
+    from tests.postgres import (  # pylint: disable=import-outside-toplevel
+        remove,
+        start_local_postgres,
+    )
+
+    cluster = start_local_postgres(durable=True)
+    try:
+        yield cluster.create_database()
+    finally:
+        remove(cluster)
 
 
 if __name__ == "__main__":

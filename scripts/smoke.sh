@@ -8,14 +8,18 @@
 #   documented churner (core.schema.EXAMPLE_CHURNER), UI /_stcore/health, MLflow /health,
 #   Elasticsearch cluster health (as `elastic`, password from SECRETS_DIR), Kibana /api/status, and
 #   that the prediction reached the churnops-predictions data stream.
-# Exit status 0 only when every check passed. URLs default to this host's published ports.
+# Exit status 0 only when every check passed. URLs default to this host's published ports; MLflow
+# and Elasticsearch are not published, so they are checked from inside an API task of the stack
+# STACK (docker exec, on this node) at their service names.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 API_URL=${SMOKE_API_URL:-http://localhost:8000}
 UI_URL=${SMOKE_UI_URL:-http://localhost:8501}
-MLFLOW_URL=${SMOKE_MLFLOW_URL:-http://localhost:5000}
-ES_URL=${SMOKE_ES_URL:-http://localhost:9200}
+STACK=${STACK:-churnops}
+DOCKER=${DOCKER:-docker}
+MLFLOW_URL=http://mlflow:5000
+ES_URL=http://elasticsearch:9200
 KIBANA_URL=${SMOKE_KIBANA_URL:-http://localhost:5601}
 SECRETS_DIR=${SECRETS_DIR:-$ROOT/secrets}
 TIMEOUT=${SMOKE_TIMEOUT:-300}
@@ -75,16 +79,31 @@ fi
 
 # --- UI and MLflow --------------------------------------------------------------------------------
 if wait_for "$UI_URL/_stcore/health" 60 >/dev/null; then ok "UI $UI_URL"; else fail "UI $UI_URL"; fi
-if wait_for "$MLFLOW_URL/health" 60 >/dev/null; then ok "MLflow $MLFLOW_URL"; else fail "MLflow"; fi
+
+# inside URL [USER:PASSWORD on stdin]: GET URL from an API task of the stack (internal services);
+# the credentials go through stdin, never argv.
+task=$("$DOCKER" ps -q --filter "label=com.docker.swarm.service.name=${STACK}_api" | head -n 1)
+inside() {
+  [ -n "$task" ] || return 1
+  "$DOCKER" exec -i "$task" python -c '
+import base64, sys, urllib.request
+credentials = sys.stdin.read()
+headers = {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+request = urllib.request.Request(sys.argv[1], headers=headers if credentials else {})
+print(urllib.request.urlopen(request, timeout=40).read().decode())' "$1"
+}
+if [ -z "$task" ]; then
+  fail "no running task of ${STACK}_api on this node: MLflow and Elasticsearch not checked"
+elif inside "$MLFLOW_URL/health" </dev/null >/dev/null; then ok "MLflow $MLFLOW_URL (internal)"
+else fail "MLflow $MLFLOW_URL/health (from ${STACK}_api)"; fi
 
 # --- Elasticsearch and Kibana ---------------------------------------------------------------------
-es() { # es PATH: GET as `elastic`; the password goes through curl's stdin config, never argv.
-  printf 'user = "elastic:%s"\n' "$(cat "$SECRETS_DIR/es_password")" \
-    | curl -fsS --max-time 10 -K - "$ES_URL$1"
+es() { # es PATH: GET as `elastic`, from inside the stack
+  printf 'elastic:%s' "$(cat "$SECRETS_DIR/es_password")" | inside "$ES_URL$1"
 }
 if [ -r "$SECRETS_DIR/es_password" ]; then
   if health=$(es '/_cluster/health?wait_for_status=yellow&timeout=30s'); then
-    ok "Elasticsearch: cluster $(json status <<<"$health")"
+    ok "Elasticsearch (internal): cluster $(json status <<<"$health")"
   else
     fail "Elasticsearch $ES_URL/_cluster/health"
   fi
@@ -115,4 +134,4 @@ if ((failures)); then
   echo "== smoke test FAILED: $failures check(s)" >&2
   exit 1
 fi
-echo "== smoke test passed: UI $UI_URL · API docs $API_URL/docs · MLflow $MLFLOW_URL · Kibana $KIBANA_URL"
+echo "== smoke test passed: UI $UI_URL · API docs $API_URL/docs · Kibana $KIBANA_URL"

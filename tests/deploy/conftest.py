@@ -249,7 +249,8 @@ def context_files() -> list[str]:
 
 
 def churnops_image_services(stack: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
-    """(name, service) of the services that run one of the two churnops images."""
+    """(name, service) of the services that run one of the two churnops Python images (not the
+    db image: PostgreSQL from Debian)."""
     for name, service in stack["services"].items():
-        if "/churnops-" in service["image"]:
+        if re.search(r"/churnops-(api|ui):", service["image"]):
             yield name, service

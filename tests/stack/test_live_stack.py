@@ -3,16 +3,18 @@
 
 In order: the stack converged and a broken service is caught; a champion trained by
 ``POST /retrain`` on the stack's MLflow makes the API ready; the documented examples, a 5,000-row
-CSV and the UI's form in headless Chromium are answered; the predictions, the host agent's
-documents and the retrain's metrics reach the stack's Elasticsearch by themselves; every service's
-memory stays under its limit; then an API task is killed under load, the API is rolled to a new
-image, rolled to a broken one (and back by itself), and Elasticsearch is killed.
+CSV and the UI's form in headless Chromium are answered; the predictions are rows of the stack's
+PostgreSQL, and reach its Elasticsearch by themselves, as do the host agent's documents and the
+retrain's metrics; an intruder on the host gets nothing from any published port without a right
+key, nor from MLflow, Elasticsearch, Logstash or PostgreSQL (not published); every service's memory
+stays under its limit; then an API task is killed under load, the API is rolled to a new image,
+rolled to a broken one (and back by itself), and Elasticsearch is killed.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,8 +27,10 @@ import httpx
 import pandas as pd
 import pytest
 
+from api.auth import ROUTE_ROLES, Role
 from core.monitoring.es import ES_ERRORS
 from core.schema import EXAMPLE_CHURNER
+from tests.api.test_auth import LEAKS, concrete
 from tests.conftest import ROOT
 from tests.stack.conftest import (
     STACK,
@@ -119,46 +123,34 @@ def load(url: str, threads: int = LOAD_THREADS, pause: float = 0.0) -> Iterator[
 
 # --- reading the stack's stores -------------------------------------------------------------------
 def stored_ids(deployed: Deployed, ids: list[str]) -> set[str]:
-    """Which of ``ids`` are rows of the API's predictions table (SQLite on the api_var volume)."""
-    volume = deployed.engine.api.volumes.get(f"{STACK}_api_var")
-    path = Path(volume.attrs["Mountpoint"]) / "churnops.db"
+    """Which of ``ids`` are rows of the API's predictions table (the stack's PostgreSQL)."""
     found: set[str] = set()
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as db:
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = db.execute(
-                f"SELECT id FROM prediction WHERE id IN ({marks})", chunk
-            )  # nosec B608
-            found.update(row[0] for row in rows)
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        assert all(re.fullmatch(r"[0-9a-f-]+", i) for i in chunk), "not prediction ids"
+        listed = ",".join(f"'{i}'" for i in chunk)
+        rows = deployed.sql(f"SELECT id FROM prediction WHERE id IN ({listed})")  # nosec B608
+        found.update(row[0] for row in rows)
     return found
 
 
 def indexed_ids(deployed: Deployed, index: str, ids: list[str]) -> int:
     """How many of ``ids`` are documents of ``index`` in the stack's Elasticsearch."""
-    es = deployed.es()
-    try:
-        es.indices.refresh(index=index, ignore_unavailable=True)
-        total = 0
-        for start in range(0, len(ids), 1000):
-            chunk = ids[start : start + 1000]
-            answer = es.count(
-                index=index, query={"ids": {"values": chunk}}, ignore_unavailable=True
-            )
-            total += int(answer["count"])
-        return total
-    finally:
-        es.close()
+    deployed.es_api("POST", f"/{index}/_refresh?ignore_unavailable=true")
+    total = 0
+    for start in range(0, len(ids), 1000):
+        query = {"query": {"ids": {"values": ids[start : start + 1000]}}}
+        total += int(
+            deployed.es_api("POST", f"/{index}/_count?ignore_unavailable=true", query)["count"]
+        )
+    return total
 
 
 def count_docs(deployed: Deployed, index: str, query: dict[str, Any] | None = None) -> int:
     """Documents of ``index`` (matching ``query``) in the stack's Elasticsearch."""
-    es = deployed.es()
-    try:
-        es.indices.refresh(index=index, ignore_unavailable=True)
-        return int(es.count(index=index, query=query, ignore_unavailable=True)["count"])
-    finally:
-        es.close()
+    deployed.es_api("POST", f"/{index}/_refresh?ignore_unavailable=true")
+    body = {"query": query} if query else None
+    return int(deployed.es_api("POST", f"/{index}/_count?ignore_unavailable=true", body)["count"])
 
 
 def wait_update(engine: Engine, service: str, wanted: str, timeout: float) -> None:
@@ -190,13 +182,15 @@ def test_every_service_converged(deployed: Deployed) -> None:
     views = deployed.engine.views()
     expected = {
         "api", "ui", "mlflow", "elasticsearch", "shipper", "exporter", "agent", "setup", "edge",
-        "kibana", "logstash",
+        "kibana", "logstash", "db",
     }  # fmt: skip
     assert set(views) == expected
     assert views["api"].wanted == 2 and views["kibana"].wanted == 0 == views["logstash"].wanted
     assert [t.state for t in views["setup"].tasks].count("complete") == 1
     for name in ("api", "mlflow", "exporter", "shipper"):
         assert service_image(deployed.engine, name) == deployed.images.api(), name
+    db_image = deployed.images.api().replace("/churnops-api:", "/churnops-db:")
+    assert service_image(deployed.engine, "db") == db_image
 
 
 def test_a_service_whose_health_check_never_passes_fails_the_stack(deployed: Deployed) -> None:
@@ -298,6 +292,170 @@ def test_the_ui_form_in_chromium_gives_the_api_s_answer(deployed: Deployed, brow
     assert shown == f"{direct['churn_probability'] * 100:.1f} %"
 
 
+def test_the_smoke_predictions_are_rows_of_the_stack_s_postgresql(deployed: Deployed) -> None:
+    """Every prediction of the smoke is a row of the `db` service's PostgreSQL (read with psql in
+    its task), and the API reads that same table back with the reader key."""
+    ids = deployed.journey["prediction_ids"]
+    assert stored_ids(deployed, ids) == set(ids)
+    ((rows,),) = deployed.sql("SELECT count(*) FROM prediction")
+    reader = {"X-API-Key": deployed.secret("reader_key")}
+    with httpx.Client(base_url=deployed.api_url, timeout=30) as http:
+        page = http.get("/predictions", params={"limit": 1}, headers=reader)
+        one = http.get(f"/predictions/{ids[-1]}", headers=reader)
+    assert page.status_code == 200 and one.status_code == 200, (page.text, one.text)
+    assert page.json()["total"] == int(rows) >= len(ids)
+    assert one.json()["id"] == ids[-1]
+    deployed.engine.figures["smoke_rows_in_postgresql"] = int(rows)
+
+
+def test_the_documented_pg_dump_restores_every_prediction(deployed: Deployed) -> None:
+    """docs/deploy.md's backup (pg_dump in the db task, plain SQL with --clean) restored with
+    psql into a new database holds the same predictions, owned by the application's role."""
+    (db,) = deployed.engine.containers("db")
+    dump = deployed.engine.run(
+        "exec", db.id, "pg_dump", "-U", "postgres", "--clean", "--if-exists", "churnops",
+        timeout=600,
+    )  # fmt: skip
+    deployed.sql("DROP DATABASE IF EXISTS restored; CREATE DATABASE restored OWNER churnops;")
+    try:
+        deployed.sql(dump, database="restored")
+        check = "SELECT count(*), max(id), min(tableowner) FROM prediction, pg_tables "
+        check += "WHERE tablename = 'prediction'"
+        assert deployed.sql(check, database="restored") == deployed.sql(check)
+        ((owner,),) = deployed.sql(
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'prediction'", database="restored"
+        )
+        assert owner == "churnops"
+    finally:
+        deployed.sql("DROP DATABASE restored")
+
+
+# --- an intruder on the host ----------------------------------------------------------------------
+# What the stack publishes to users (through edge here, ingress ports in production): the API and
+# the UI. MLflow (its REST API could move the champion alias), Elasticsearch, Logstash's inputs and
+# PostgreSQL are reached only on the overlay network.
+INTERNAL_PORTS = {
+    "mlflow": {5000},
+    "elasticsearch": {9200},
+    "logstash": {5044, 50000},
+    "db": {5432},
+}
+STRANGER_KEYS = [None, "", "wrong", "ключ"]  # no key, an empty one, wrong ones
+# MLflow's REST call that moves an alias (mlflow.MlflowClient.set_registered_model_alias)
+SET_ALIAS = "/api/2.0/mlflow/registered-models/alias"
+
+
+def published_ports(deployed: Deployed) -> dict[str, set[tuple[int, int]]]:
+    """(target, published) ports of every service of the stack that publishes any."""
+    out: dict[str, set[tuple[int, int]]] = {}
+    for name, attrs in deployed.engine.services().items():
+        ports = attrs["Spec"].get("EndpointSpec", {}).get("Ports") or []
+        ports += attrs.get("Endpoint", {}).get("Ports") or []
+        if ports:
+            out[name] = {(int(p["TargetPort"]), int(p["PublishedPort"])) for p in ports}
+    return out
+
+
+def test_only_the_api_and_the_ui_are_published(deployed: Deployed) -> None:
+    """MLflow, Elasticsearch, Logstash and PostgreSQL publish nothing, and no container of the
+    stack binds a host port but the edge's two."""
+    api_port, ui_port = (int(u.rsplit(":", 1)[1]) for u in (deployed.api_url, deployed.ui_url))
+    assert published_ports(deployed) == {"edge": {(8000, api_port), (8501, ui_port)}}
+    for name in (*INTERNAL_PORTS, "api", "ui", "shipper", "exporter", "agent"):
+        for container in deployed.engine.containers(name):
+            bindings = container.attrs["HostConfig"].get("PortBindings") or {}
+            assert not any(bindings.values()), (name, bindings)
+    bound = {
+        int(binding["HostPort"])
+        for container in deployed.engine.containers("edge")
+        for bindings in (container.attrs["NetworkSettings"]["Ports"] or {}).values()
+        for binding in bindings or []
+    }
+    assert bound == {api_port, ui_port}
+    assert not bound & set().union(*INTERNAL_PORTS.values())
+
+
+def _websocket_refused(url: str, key: str | None) -> bool:
+    """True when the API refuses the WebSocket (HTTP 403 at the handshake or close 1008)."""
+    from websockets.exceptions import (  # pylint: disable=import-outside-toplevel
+        ConnectionClosed,
+        InvalidStatus,
+    )
+    from websockets.sync.client import connect  # pylint: disable=import-outside-toplevel
+
+    headers = {"X-API-Key": key} if key is not None else {}
+    try:  # pylint: disable=too-many-try-statements
+        with connect(url, additional_headers=headers, open_timeout=10) as socket_:
+            socket_.recv(timeout=5)
+    except InvalidStatus as exc:
+        return exc.response.status_code in (401, 403)
+    except ConnectionClosed as exc:
+        return exc.rcvd is not None and exc.rcvd.code == 1008
+    except TimeoutError:
+        return False  # accepted and waiting: not refused
+    return False
+
+
+def test_an_intruder_gets_only_the_open_routes_on_every_published_port(deployed: Deployed) -> None:
+    """Every route of api.auth.ROUTE_ROLES, through every published port, without a key and with
+    wrong ones: only the documented open routes (liveness, readiness, docs, and scoring, open in
+    the stack: no PREDICT_KEY) answer 2xx; every other is refused (401, 403 for a WebSocket);
+    no answer is a 5xx or leaks a traceback, a path or a library version. The UI's port serves
+    its page shell (HTML) for any path, never the API's data."""
+    open_roles = {Role.OPEN, Role.PREDICT}
+    ports = {"api": deployed.api_url, "ui": deployed.ui_url}
+    for route, role in sorted(ROUTE_ROLES.items()):
+        method, path = concrete(route)
+        for key in STRANGER_KEYS:
+            headers = {b"X-API-Key": key.encode()} if key is not None else {}
+            if method == "WS":
+                if role not in open_roles and (key is None or key.isascii()):
+                    ws_url = deployed.api_url.replace("http://", "ws://") + path
+                    assert _websocket_refused(ws_url, key), (route, key)
+                continue
+            for port, base in ports.items():
+                body = {"prediction_id": "x", "actual": "yes"} if method == "POST" else None
+                answer = httpx.request(method, base + path, headers=headers, json=body, timeout=60)
+                text = answer.text
+                assert answer.status_code < 500, (port, route, key, answer.status_code)
+                for pattern in LEAKS:
+                    assert not pattern.search(text), (port, route, pattern.pattern, text[:300])
+                if port == "ui":
+                    assert not answer.is_success or "text/html" in answer.headers["content-type"]
+                elif role not in open_roles:
+                    assert answer.status_code == 401, (route, key, answer.status_code, text)
+
+
+def test_no_published_port_lets_a_stranger_move_the_champion_alias(deployed: Deployed) -> None:
+    """MLflow's alias call, sent to every published port, moves nothing (MLflow is not
+    published); the champion the API serves stays the one the retrain promoted."""
+    with httpx.Client(timeout=30) as http:
+        before = http.get(f"{deployed.api_url}/ready").json()["model_version"]
+        for base in (deployed.api_url, deployed.ui_url):
+            for method in ("POST", "PATCH"):
+                answer = http.request(
+                    method, base + SET_ALIAS,
+                    json={"name": "churn-model", "alias": "champion", "version": "1"},
+                )  # fmt: skip
+                assert not answer.is_success, (base, method, answer.status_code)
+        assert http.get(f"{deployed.api_url}/ready").json()["model_version"] == before
+    published = {port for ports in published_ports(deployed).values() for _, port in ports}
+    assert not published & set().union(*INTERNAL_PORTS.values())
+
+
+def test_the_ui_history_without_a_key_shows_the_refusal(deployed: Deployed, browser: Any) -> None:
+    """A stranger opening History in the UI sees the API's refusal, not the stored customers."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(f"{deployed.ui_url}/history")
+        page.get_by_text("the API needs another key").first.wait_for()
+        assert page.get_by_test_id("stException").count() == 0
+    finally:
+        context.close()
+
+
 def test_predictions_reach_elasticsearch_through_the_shipper(deployed: Deployed) -> None:
     ids = deployed.journey["prediction_ids"]
     assert len(ids) == len(EXAMPLES) + 5000
@@ -329,12 +487,8 @@ def test_the_retrain_s_metrics_reach_elasticsearch_without_an_export(deployed: D
         ARRIVAL_TIMEOUT,
         poll=5,
     )
-    es = deployed.es()
-    try:
-        hit = es.search(index="churnops-model-metrics", query=query)["hits"]["hits"][0]["_source"]
-    finally:
-        es.close()
-    assert "champion" in hit["model"]["aliases"]
+    found = deployed.es_api("POST", "/churnops-model-metrics/_search", {"query": query})
+    assert "champion" in found["hits"]["hits"][0]["_source"]["model"]["aliases"]
 
 
 def test_every_service_stays_under_its_memory_limit(deployed: Deployed) -> None:
@@ -354,13 +508,19 @@ def test_every_service_stays_under_its_memory_limit(deployed: Deployed) -> None:
     deployed.engine.figures["memory_after_smoke"] = figures
     over = {name: f for name, f in figures.items() if f["peak_mib"] >= 0.9 * f["limit_mib"]}
     assert not over, f"less than 10 % headroom under the limit: {over}"
-    assert {"api", "mlflow", "elasticsearch", "ui", "shipper", "exporter", "agent"} <= set(figures)
-    oom = [
-        name
+    assert {"api", "mlflow", "elasticsearch", "ui", "shipper", "exporter", "agent", "db"} <= set(
+        figures
+    )
+    killed = [
+        (name, task.error)
         for name, view in deployed.engine.views().items()
         for task in view.tasks
         if "137" in task.error or "OOM" in task.error.upper()
     ]
+    # a task Swarm killed because its health check failed (a starved machine) exits 137 too; the
+    # engine says so ("unhealthy container"): recorded, not an OOM kill
+    deployed.engine.figures["tasks_killed_after_smoke"] = killed
+    oom = [(name, error) for name, error in killed if "unhealthy container" not in error]
     assert not oom, f"tasks killed (OOM?): {oom}"
 
 
