@@ -28,7 +28,7 @@ from core.monitoring.read import latest_drift, latest_host, prediction_summary
 from core.monitoring.store import MonitoringStore
 from core.reference import build_reference
 from core.settings import Settings
-from tests.monitoring.conftest import free_port
+from tests.net import free_port
 from tests.monitoring.helpers import (
     prediction_rows,
     reference,
