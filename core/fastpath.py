@@ -45,7 +45,7 @@ from core.features import ChurnFeatures
 from core.persist import ModelBundle
 from core.predict import CompiledKind, Predictor
 
-LOGGER = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 # One step of the compiled feature path: a 2-D float64 matrix in, a 2-D float64 matrix out.
 Stage = Callable[[Any], Any]
@@ -401,6 +401,6 @@ def compiled_predictor(bundle: ModelBundle) -> Predictor:
     try:
         scorer = RawScorer(bundle.pipeline, threshold=bundle.threshold)
     except NotCompilable as exc:
-        LOGGER.warning("model not compiled, serving with sklearn: %s", exc)
+        log.warning("model not compiled, serving with sklearn: %s", exc)
         return Predictor(bundle)
     return Predictor(bundle, scorer=scorer, compiled=scorer.compiled.kind)
