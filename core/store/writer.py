@@ -169,7 +169,7 @@ class PredictionWriter:
             self._thread.start()
 
     def submit(self, row: dict[str, Any]) -> None:
-        """Queue one row (a dict of :class:`Prediction` columns; ``features`` may be a dict)."""
+        """Queue one row (:class:`StoredPrediction` columns; ``features`` may be a dict)."""
         with self._lock:
             self._buffer.append(row)
             self._counts.submitted += 1
