@@ -25,9 +25,9 @@ from sqlmodel import Session, col, select
 
 from api import errors
 from api.auth import KeyRing
-from api.events import EventHub
+from api.event_hub import EventHub
 from api.fastlane import PredictFastLane
-from api.jobs import RetrainRunner, Trainer
+from api.retrain_runner import RetrainRunner, Trainer
 from api.routes import feedback, health, model, monitoring, predict, predictions, retrain, ws
 from api.serving import Loader, ModelManager
 from api.state import AppState

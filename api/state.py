@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from api.auth import KeyRing
-from api.events import EventHub
-from api.jobs import RetrainRunner
+from api.event_hub import EventHub
+from api.retrain_runner import RetrainRunner
 from api.serving import ModelManager
 from core.settings import Settings
 from core.store import PredictionWriter

@@ -45,7 +45,7 @@ from sklearn.preprocessing import StandardScaler
 from core.features import ChurnFeatures
 from core.train import thread_limit
 
-LOGGER = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 #: What scores a model: ONNX Runtime, exact numpy, or the sklearn pipeline itself.
 CompiledKind = Literal["onnx", "numpy", "sklearn"]
@@ -433,5 +433,5 @@ def build_scorer(pipeline: Any, threshold: float, version: str = "") -> Scorer:
     try:
         return RawScorer(pipeline, threshold=threshold)
     except NotCompilable as exc:
-        LOGGER.warning("model %s not compiled, serving with sklearn: %s", version, exc)
+        log.warning("model %s not compiled, serving with sklearn: %s", version, exc)
         return SklearnScorer(pipeline)

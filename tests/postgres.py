@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.net import free_port
+
 #: Not UTC, and not a whole hour: a timestamp that is not converted shows at once.
 SERVER_TIMEZONE = "Asia/Kolkata"
 USER = "churnops"
@@ -34,19 +36,13 @@ def binaries() -> Path | None:
     return found[-1].parent if found else None
 
 
-def _free_port() -> int:
-    from tests.api.conftest import free_port  # pylint: disable=import-outside-toplevel
-
-    return free_port()
-
-
 @dataclass
 class LocalPostgres:
     """One PostgreSQL cluster in ``workdir``; :meth:`stop`/:meth:`start` keep its data."""
 
     bin_dir: Path
     workdir: Path
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     run_as: str | None = None
 
     @property

@@ -33,7 +33,7 @@ from ui.links import api_docs  # noqa: E402  # pylint: disable=wrong-import-posi
 # Not "pages/": a folder of that name next to the entry script switches Streamlit to its legacy
 # multipage mode (MPA v1), which runs page files without this script around them.
 PAGES_DIR = Path(__file__).resolve().parent / "views"
-LOG = logging.getLogger("churnops.ui")
+log = logging.getLogger("churnops.ui")
 
 
 def build_navigation() -> StreamlitPage:
@@ -90,7 +90,7 @@ def logging_configured() -> bool:
     """Configure logging once per UI process (``LOG_JSON``: ECS JSON lines, ``LOGSTASH_HOST``)."""
     settings = get_settings()
     configure_logging(settings, service="churnops-ui")
-    LOG.info("churnops UI started; API at %s", settings.api_url)
+    log.info("churnops UI started; API at %s", settings.api_url)
     return True
 
 
@@ -109,7 +109,7 @@ def main() -> None:
     try:
         navigation.run()
     except Exception:  # pylint: disable=broad-exception-caught  # last resort: no traceback in UI
-        LOG.exception("unexpected error on page %s", getattr(navigation, "title", "?"))
+        log.exception("unexpected error on page %s", getattr(navigation, "title", "?"))
         st.error(
             "Unexpected error on this page. It has been logged; please retry or report it.",
             icon=":material/bug_report:",

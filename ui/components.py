@@ -12,7 +12,7 @@ from ui import client
 from ui.client import ApiClient, ApiError
 
 T = TypeVar("T")
-LOG = logging.getLogger("churnops.ui")
+log = logging.getLogger("churnops.ui")
 #: Session-state key of the user's API key (the sidebar's password field).
 KEY_STATE = "api_key"
 
@@ -70,7 +70,7 @@ def fetch(what: str, call: Callable[[], T], *, retry: bool = True) -> T | None:
     try:
         return call()
     except ApiError as err:
-        LOG.warning("API call failed: %s", err)
+        log.warning("API call failed: %s", err)
         show_api_error(err, what, retry=retry)
         return None
 

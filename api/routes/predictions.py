@@ -11,14 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from core.store import Prediction, as_utc
+from core.store import StoredPrediction, as_utc
 from api.deps import RoleRoute, SessionDep, WriterDep
 from api.schemas import ERROR_RESPONSES, NOT_FOUND, PredictionPage, PredictionRecord
 
 router = APIRouter(prefix="/predictions", tags=["predictions"], route_class=RoleRoute)
 
 
-def to_record(row: Prediction) -> dict[str, Any]:
+def to_record(row: StoredPrediction) -> dict[str, Any]:
     """A stored row as the API shows it (features decoded, timestamps in UTC)."""
     return {
         "id": row.id,
@@ -58,18 +58,20 @@ def list_predictions(
     limit, offset = query.limit, query.offset
     conditions = []
     if since is not None:
-        conditions.append(col(Prediction.created_at) >= _utc(since))
+        conditions.append(col(StoredPrediction.created_at) >= _utc(since))
     if until is not None:
-        conditions.append(col(Prediction.created_at) < _utc(until))
+        conditions.append(col(StoredPrediction.created_at) < _utc(until))
     if label is not None:
-        conditions.append(col(Prediction.label) == label)
+        conditions.append(col(StoredPrediction.label) == label)
     if model_version is not None:
-        conditions.append(col(Prediction.model_version) == model_version)
-    total = session.exec(select(func.count()).select_from(Prediction).where(*conditions)).one()
+        conditions.append(col(StoredPrediction.model_version) == model_version)
+    total = session.exec(
+        select(func.count()).select_from(StoredPrediction).where(*conditions)
+    ).one()
     rows = session.exec(
-        select(Prediction)
+        select(StoredPrediction)
         .where(*conditions)
-        .order_by(col(Prediction.created_at).desc(), col(Prediction.id))
+        .order_by(col(StoredPrediction.created_at).desc(), col(StoredPrediction.id))
         .offset(offset)
         .limit(limit)
     ).all()
@@ -89,7 +91,7 @@ def _utc(value: datetime) -> datetime:
 def get_prediction(prediction_id: str, session: SessionDep, writer: WriterDep) -> PredictionRecord:
     """One stored prediction by id."""
     writer.flush(timeout=2.0)
-    row = session.get(Prediction, prediction_id[:64])
+    row = session.get(StoredPrediction, prediction_id[:64])
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no prediction {prediction_id[:64]!r}")
     return PredictionRecord.model_validate(to_record(row))

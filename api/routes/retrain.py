@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import RoleRoute, StateDep
-from api.jobs import JobConflict
+from api.retrain_runner import JobConflict
 from api.state import AppState
 from api.schemas import (
     ERROR_RESPONSES,

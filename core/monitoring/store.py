@@ -69,13 +69,6 @@ class MonitoringStore:
             rows = conn.execute(select(DRIFT).where(DRIFT.c.run_id == run_id).order_by(DRIFT.c.id))
             return [dict(r) for r in rows.mappings()]
 
-    def latest_quality(self) -> dict[str, Any] | None:
-        """The newest live-quality snapshot, or ``None``."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(QUALITY).order_by(QUALITY.c.at.desc()).limit(1)).mappings()
-            found = row.first()
-        return dict(found) if found else None
-
 
 def _dig(doc: Mapping[str, Any], path: str) -> Any:
     value: Any = doc

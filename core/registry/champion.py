@@ -2,12 +2,15 @@
 
 :func:`load_champion` returns the champion and keeps a copy under ``settings.model_cache_dir``,
 from which serving starts (degraded) when the tracking server is down; :func:`champion_version`
+
+log = logging.getLogger(__name__)
 is the cheap question a running API asks to follow promotions made anywhere.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -23,7 +26,6 @@ from mlflow.entities.model_registry import ModelVersion
 from core.persist import MODEL_FILE, ModelBundle, load_bundle
 from core.registry.client import (
     CHAMPION,
-    LOGGER,
     MODEL_ARTIFACT,
     ChampionUnavailable,
     RegistryError,
@@ -35,6 +37,7 @@ from core.registry.client import (
 from core.registry.versions import _download_version, _load_downloaded
 from core.settings import Settings
 
+log = logging.getLogger(__name__)
 CACHE_INFO = "champion.json"
 
 
@@ -164,7 +167,7 @@ def load_champion(settings: Settings, *, timeout: float = 3.0) -> LoadedModel:
         reason = f"{type(exc).__name__}: {exc}"
         if not cache_info.is_file():
             raise ChampionUnavailable(f"no champion: {reason}; no local copy") from exc
-        LOGGER.warning("registry unavailable (%s); serving the local copy", reason)
+        log.warning("registry unavailable (%s); serving the local copy", reason)
         loaded = _load_cache(settings)
         why = f"registry unavailable, serving local copy of v{loaded.version}: {reason}"
         return LoadedModel(

@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.settings import Settings
 
-LOGGER = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"

@@ -9,6 +9,7 @@ recorded manual overrides. Every decision is written on the version and on its r
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -30,7 +31,6 @@ from core.persist import MODEL_FILE, ModelBundle, load_bundle
 from core.registry.client import (
     CHAMPION,
     HISTORY_TAG,
-    LOGGER,
     MODEL_ARTIFACT,
     RegistryError,
     _events,
@@ -41,6 +41,8 @@ from core.registry.client import (
 from core.registry.gate import FairHoldout, GateDecision, GatePolicy, decide, fair_holdout
 from core.settings import Settings
 from core.train import thread_limit
+
+log = logging.getLogger(__name__)
 
 
 class VersionInfo(BaseModel):
@@ -68,7 +70,7 @@ def _download_version(client: MlflowClient, name: str, version: ModelVersion, ds
         try:
             client.download_artifacts(run_id, doc, str(dst))
         except (MlflowException, OSError) as exc:  # runs logged by hand may lack one
-            LOGGER.warning("version %s: no %s (%s)", version.version, doc, exc)
+            log.warning("version %s: no %s (%s)", version.version, doc, exc)
     return dst
 
 

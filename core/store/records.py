@@ -5,21 +5,23 @@ from __future__ import annotations
 from sqlalchemy import Engine, update
 from sqlmodel import Session, select
 
-from core.store.tables import ModelGeneration, Prediction, utcnow
+from core.store.tables import ModelGeneration, StoredPrediction, utcnow
 
 
-def set_feedback(engine: Engine, prediction_id: str, actual: str) -> Prediction | None:
+def set_feedback(engine: Engine, prediction_id: str, actual: str) -> StoredPrediction | None:
     """Record the true outcome (``yes``/``no``) of one prediction; None when the id is unknown."""
     with Session(engine) as session:
         result = session.exec(
-            update(Prediction)
-            .where(Prediction.id == prediction_id)  # type: ignore[arg-type]
+            update(StoredPrediction)
+            .where(StoredPrediction.id == prediction_id)  # type: ignore[arg-type]
             .values(actual=actual, feedback_at=utcnow())
         )
         session.commit()
         if not result.rowcount:
             return None
-        return session.exec(select(Prediction).where(Prediction.id == prediction_id)).first()
+        return session.exec(
+            select(StoredPrediction).where(StoredPrediction.id == prediction_id)
+        ).first()
 
 
 def read_generation(engine: Engine) -> int:

@@ -33,8 +33,9 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class Prediction(SQLModel, table=True):
-    """One answered prediction: inputs, outputs, model version, latency and the true outcome."""
+class StoredPrediction(SQLModel, table=True):
+    """One answered prediction, a row of the ``prediction`` table: inputs, outputs, model version,
+    latency and the true outcome."""
 
     __tablename__ = "prediction"
     __table_args__ = (
@@ -92,7 +93,7 @@ class ModelGeneration(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-PREDICTION = Prediction.__table__  # type: ignore[attr-defined]  # SQLModel's table object
+PREDICTION = StoredPrediction.__table__  # type: ignore[attr-defined]  # SQLModel's table object
 
 HOST = Table(
     "monitoring_host",

@@ -186,7 +186,7 @@ class PredictionWriter:
             self._thread.start()
 
     def submit(self, row: dict[str, Any]) -> int:
-        """Queue one row (a dict of :class:`Prediction` columns; ``features`` may be a dict).
+        """Queue one row (a dict of :class:`StoredPrediction` columns; ``features`` may be a dict).
 
         Returns:
             The row's ticket, for :meth:`stored`.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from core.settings import Settings
 from core.train import HGBParams, TrainConfig, fit_pipeline
 from ops import services
 from tests.conftest import ROOT
+from tests.net import free_port
 
 API_KEY = "test-key"
 
@@ -118,14 +118,6 @@ def client(make_app: AppFactory) -> Iterator[TestClient]:
     with TestClient(make_app(), raise_server_exceptions=False) as test_client:
         test_client.headers["X-API-Key"] = API_KEY
         yield test_client
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class LiveServer:

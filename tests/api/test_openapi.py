@@ -26,7 +26,8 @@ from core.persist import ModelBundle
 from core.registry import LoadedModel
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURE_NAMES
 from core.settings import Settings
-from tests.api.conftest import Champion, free_port
+from tests.api.conftest import Champion
+from tests.net import free_port
 
 MIN_CASES = 1000
 

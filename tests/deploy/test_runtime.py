@@ -15,7 +15,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from tests.deploy.conftest import (
     context_files,
     parse_dockerfile,
 )
+from tests.net import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -100,13 +100,6 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Runtime:
         )
         assert result.returncode == 0, result.stderr[-3000:]
     return Runtime(venv, app)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _image_command(kind: str, rt: Runtime) -> list[str]:
@@ -195,7 +188,7 @@ def _healthcheck_passes(kind: str, rt: Runtime, env: dict[str, str], port: int) 
 def api(runtime: Runtime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The API image's CMD, in production mode, on an empty store (no champion yet)."""
     var_dir = tmp_path_factory.mktemp("api-var")
-    port = _free_port()
+    port = free_port()
     env = _image_env("api", runtime, var_dir)
     env["API_KEY"] = secrets.token_urlsafe(24)  # ENV=prod refuses placeholder keys
     env.update(API_WORKERS="1", API_HOST="127.0.0.1", API_PORT=str(port))
@@ -219,7 +212,7 @@ def test_api_entrypoint_starts(api: Server, runtime: Runtime) -> None:
 
 def test_ui_entrypoint_starts(api: Server, runtime: Runtime, tmp_path: Path) -> None:
     _wait_ok(api, "/health")
-    port = _free_port()
+    port = free_port()
     env = _image_env("ui", runtime, tmp_path / "var")
     env.update(API_URL=api.url, UI_HOST="127.0.0.1", UI_PORT=str(port))
     command = _image_command("ui", runtime)

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -26,6 +25,7 @@ import psutil
 import pytest
 
 from tests.conftest import ROOT
+from tests.net import free_port
 
 API_KEY = "e2e-admin-key"
 READER_KEY = "e2e-reader-key"
@@ -34,13 +34,6 @@ WRITER_KEY = "e2e-writer-key"
 READER = {"X-API-Key": READER_KEY}
 WRITER = {"X-API-Key": WRITER_KEY}
 STARTUP_TIMEOUT = float(os.environ.get("E2E_STARTUP_TIMEOUT", "360"))
-
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_json(url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:

@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
-from tests.e2e.conftest import ctrl_c, free_port, http_json
+from tests.e2e.conftest import ctrl_c, http_json
+from tests.net import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
 

@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 from core.settings import Settings, get_settings
 from ops import services
 from tests.conftest import ROOT
-from tests.e2e.conftest import free_port
+from tests.net import free_port
 from tests.ui.conftest import APP
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess  # nosec B404 - the test starts the real mlflow server
 import sys
 import time
@@ -24,16 +23,11 @@ from core import registry
 from core.settings import Settings
 from tests import mlflow_factory as factory
 from tests.conftest import need
+from tests.net import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MLFLOW = Path(sys.executable).with_name("mlflow")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -68,7 +62,7 @@ def server_fixture(
     """A real ``mlflow server`` on a free port with a SQLite store and served artifacts."""
     need(MLFLOW.is_file(), f"mlflow CLI not found at {MLFLOW}")
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     command = [

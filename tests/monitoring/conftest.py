@@ -11,7 +11,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess  # nosec B404 - starts the local test cluster
 import tempfile
 import time
@@ -27,15 +26,9 @@ from elasticsearch import Elasticsearch
 from core.monitoring.es import connect, ping
 from core.monitoring.indices import Indices
 from tests.conftest import ROOT, need
+from tests.net import free_port
 
 ES_SCRIPT = ROOT / "scripts" / "es.sh"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import select
 
 from core.monitoring import jobs, simulation
 from core.monitoring.drift import compute_drift, drift_documents, psi
 from core.monitoring.quality import live_quality
 from core.monitoring.read import latest_drift, summary_from_db
 from core.settings import Settings
+from core.store import QUALITY, open_engine
 from tests.monitoring.helpers import (
     prediction_rows,
     reference,
@@ -161,9 +163,10 @@ def test_drift_job_on_recent_predictions_writes_sqlite(
     assert {f["feature"] for f in found["features"] if f["drifted"]} >= {"total_day_minutes"}
     day = next(f for f in found["features"] if f["feature"] == "total_day_minutes")
     assert day["test"] == "ks" and day["p_value_adjusted"] <= 0.05 and day["rows"] == 300
-    stored = jobs.MonitoringStore(settings.db_url).latest_quality()
-    now = live_quality(settings, until=stored["at"] if stored else None).realized
-    assert stored is not None and now is not None and stored["count"] == now.n == 150
+    with open_engine(settings.db_url).connect() as conn:
+        stored = conn.execute(select(QUALITY)).mappings().one()
+    now = live_quality(settings, until=stored["at"]).realized
+    assert now is not None and stored["count"] == now.n == 150
     assert (stored["accuracy"], stored["f1"]) == (now.accuracy.value, now.f1.value)
 
 

@@ -36,7 +36,7 @@ from core.monitoring.read import (
 from core.monitoring.store import MonitoringStore
 from core.reference import build_reference
 from core.settings import Settings
-from tests.monitoring.conftest import free_port
+from tests.net import free_port
 from tests.monitoring.helpers import (
     prediction_rows,
     reference,

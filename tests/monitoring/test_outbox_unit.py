@@ -15,7 +15,7 @@ from core.monitoring.es import connect
 from core.monitoring.outbox import PredictionShipper, ShipperConfig
 from core.settings import Settings, get_settings
 from tests.conftest import ROOT
-from tests.monitoring.conftest import free_port
+from tests.net import free_port
 from tests.monitoring.outbox_helpers import (
     prediction_rows,
     run_loop_until_sigterm,

@@ -14,7 +14,7 @@ from core.monitoring.indices import Indices
 from core.monitoring.sink import BulkEventSink, NullSink, SinkConfig, get_event_sink
 from core.monitoring.spool import Spool
 from core.settings import Settings
-from tests.monitoring.conftest import free_port
+from tests.net import free_port
 from tests.monitoring.helpers import prediction_rows
 
 

@@ -554,12 +554,6 @@ def test_stopping_an_api_task_under_load_loses_no_answered_prediction(deployed: 
     assert figures["answered_not_stored"] == 0 and figures["failed"] == 0, figures
 
 
-@pytest.mark.xfail(  # not strict: a kill right after a commit may find nothing to lose
-    strict=False,
-    reason="known: the API answers before its batched writer commits the row (core.store.writer."
-    "PredictionWriter, 20 ms write-behind), so a SIGKILL (OOM kill, crash) loses the answered "
-    "predictions of the last interval; answering after the group commit would close it",
-)
 def test_killing_an_api_task_under_load_loses_no_answered_prediction(deployed: Deployed) -> None:
     """SIGKILL, as an OOM kill or a crash: every prediction answered 200 should be a row."""
     figures = kill_an_api_task_under_load(deployed, "SIGKILL")

@@ -30,6 +30,7 @@ from api.auth import Role, decide, open_roles, route_role
 from api.main import create_app
 from core.labelled import SampleRule, labelled_report
 from core.settings import Settings
+from tests.net import free_port
 from ui import client as ui_client
 from ui.client import ApiClient, ApiError
 
@@ -392,12 +393,7 @@ def fake_api(monkeypatch: pytest.MonkeyPatch) -> FakeApi:
 @pytest.fixture()
 def down_api(monkeypatch: pytest.MonkeyPatch) -> ApiClient:
     """A real client pointed at a port where nothing listens (the API is down)."""
-    import socket  # pylint: disable=import-outside-toplevel
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    api = ApiClient(f"http://127.0.0.1:{port}", timeout=(0.5, 1.0))
+    api = ApiClient(f"http://127.0.0.1:{free_port()}", timeout=(0.5, 1.0))
     monkeypatch.setattr(ui_client, "get_client", lambda: api)
     return api
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from core.settings import get_settings
+from tests.net import free_port
 from ui import client as ui_client
 from ui.client import ApiClient, ApiError
 
@@ -172,9 +172,7 @@ def test_timeout_and_refused_have_no_status(stub: str) -> None:
     with pytest.raises(ApiError) as info:
         slow.request("GET", "/slow")
     assert info.value.unreachable and "timeout" in info.value.message
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     with pytest.raises(ApiError) as info:
         ApiClient(f"http://127.0.0.1:{port}").health()
     assert info.value.unreachable and info.value.url == f"http://127.0.0.1:{port}/health"

@@ -7,7 +7,6 @@ daemon. The SMTP server is a real aiosmtpd ``Controller`` on a free loopback por
 from __future__ import annotations
 
 import logging
-import socket
 import sys
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -22,6 +21,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from core import notify
 from ops import runner as automation
 from core.settings import Settings, get_settings
+from tests.net import free_port
 
 
 class FakeNotification:
@@ -57,13 +57,6 @@ class Inbox:
         self.messages.append(parsed)
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 OK"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture()

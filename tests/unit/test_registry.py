@@ -7,7 +7,6 @@ one ordered story, the read-only checks look at the first run.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from core.registry import CHALLENGER, CHAMPION
 from core.settings import Settings, get_settings
 from core.tuning import tune
 from tests import mlflow_factory as factory
+from tests.net import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -193,12 +193,6 @@ def test_list_versions_matches_the_registry(store: Settings, first: tuple[str, s
         assert not any(k.startswith("system/") for k in info.metrics)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_champion_loads_from_local_copy_when_server_is_dead(
     store: Settings, first: tuple[str, str]
 ) -> None:
@@ -212,7 +206,7 @@ def test_champion_loads_from_local_copy_when_server_is_dead(
     assert Path(loaded.metadata["reference_path"]).is_file()
     assert not list(store.model_cache_dir.rglob("*.pkl"))
 
-    dead = _settings(store.var_dir, f"http://127.0.0.1:{_free_port()}")
+    dead = _settings(store.var_dir, f"http://127.0.0.1:{free_port()}")
     offline = registry.load_champion(dead, timeout=0.5)
     assert offline.degraded and offline.version == champion
     assert "registry unavailable" in offline.reason and offline.metadata["source"] == "cache"
@@ -225,7 +219,7 @@ def test_champion_loads_from_local_copy_when_server_is_dead(
 
 def test_no_champion_and_no_copy_is_an_error(tmp_path: Path) -> None:
     """With a dead server and no local copy there is nothing to serve."""
-    dead = _settings(tmp_path / "var", f"http://127.0.0.1:{_free_port()}")
+    dead = _settings(tmp_path / "var", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(registry.ChampionUnavailable, match="no local copy"):
         registry.load_champion(dead, timeout=0.5)
     with pytest.raises(registry.TrackingUnavailable, match="unreachable"):

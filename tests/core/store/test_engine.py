@@ -25,6 +25,7 @@ from core.store.engine import (
 )
 from core.store.tables import METADATA
 from tests.conftest import ROOT
+from tests.net import free_port
 
 
 def _at_revision(url: str, revision: str) -> None:
@@ -201,7 +202,6 @@ def test_errors_are_one_clear_line(pg_url: str, tmp_path: Path) -> None:
     message = str(denied.value)
     assert "nope" not in message and "***" in message and "\n" not in message
     assert "password authentication failed" in message and "DATABASE_URL" in message
-    from tests.api.conftest import free_port  # pylint: disable=import-outside-toplevel
 
     nobody = f"postgresql+psycopg://u:p@127.0.0.1:{free_port()}/x"
     with pytest.raises(StoreError, match="cannot be opened") as down:

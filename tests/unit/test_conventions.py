@@ -1,0 +1,57 @@
+"""Code conventions a reader relies on, checked over every production module.
+
+* one name for a module's logger, ``log``, so a grep for ``log.`` finds every log call;
+* comments explain the code instead of pointing at tracker issues a reader cannot follow.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+import tokenize
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+PRODUCTION = ("core", "api", "ui", "ops", "scripts")
+MODULES = sorted(path for folder in PRODUCTION for path in (ROOT / folder).rglob("*.py"))
+TRACKER_REFERENCE = re.compile(r"\bissues? \d+|#\d{2,}", re.IGNORECASE)
+
+
+def _module_loggers(tree: ast.Module) -> list[str]:
+    """Names bound at module level to ``logging.getLogger(...)``."""
+    names = []
+    for node in tree.body:
+        if not isinstance(node, ast.Assign) or not isinstance(node.value, ast.Call):
+            continue
+        func = node.value.func
+        if isinstance(func, ast.Attribute) and func.attr == "getLogger":
+            names += [target.id for target in node.targets if isinstance(target, ast.Name)]
+    return names
+
+
+def test_the_scan_covers_the_code() -> None:
+    assert len(MODULES) > 50
+    assert _module_loggers(ast.parse("import logging\nLOGGER = logging.getLogger(__name__)\n")) == [
+        "LOGGER"
+    ]
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_module_logger_is_named_log(path: Path) -> None:
+    names = _module_loggers(ast.parse(path.read_text(encoding="utf-8")))
+    assert set(names) <= {"log"}, f"{path.relative_to(ROOT)}: name the logger `log`, not {names}"
+
+
+def test_no_comment_cites_a_tracker_issue() -> None:
+    assert TRACKER_REFERENCE.search("# see issue 14") and TRACKER_REFERENCE.search("# (#27)")
+    found = []
+    for path in MODULES:
+        source = io.StringIO(path.read_text(encoding="utf-8"))
+        for token in tokenize.generate_tokens(source.readline):
+            if token.type == tokenize.COMMENT and TRACKER_REFERENCE.search(token.string):
+                found.append(f"{path.relative_to(ROOT)}:{token.start[0]}: {token.string}")
+    assert not found, "explain the code instead:\n" + "\n".join(found)
