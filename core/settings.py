@@ -46,11 +46,6 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; default: SQLite store under var/."
     )
-    mlflow_public_url: str | None = Field(
-        None,
-        description="MLflow's address as the user's browser reaches it, for links to MLflow "
-        "(MLFLOW_TRACKING_URI may be a name only the stack resolves); unset: no link.",
-    )
     mlflow_experiment: str = Field("churnops", description="MLflow experiment name.")
     model_name: str = Field("churn-model", description="Registered model name.")
 

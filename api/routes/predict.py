@@ -327,8 +327,9 @@ def _score_batch(
         }
     )
     recorded = 0 if actuals is None else sum(a is not None for a in actuals)
-    labelled = _labelled(model, table, probabilities, settings)
-    return ScoredBatch(out, valid, labelled, recorded, ticket)
+    return ScoredBatch(
+        out, valid, _labelled(model, table, probabilities, settings), recorded, ticket
+    )
 
 
 def _wants_csv(request: Request) -> bool:

@@ -123,7 +123,7 @@ class BatchRows:
         ]
 
 
-class PredictionWriter:
+class PredictionWriter:  # pylint: disable=too-many-instance-attributes  # one thread's state
     """Insert prediction rows in batches from one background thread; lose none.
 
     ``submit`` appends to a list under an uncontended lock and returns a ticket (the row's place
