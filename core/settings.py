@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     )
 
     api_url: str = Field("http://127.0.0.1:8000", description="Where the UI finds the API.")
+    api_public_url: str | None = Field(
+        None,
+        description="The API as users' browsers reach it (the UI's link to the API docs); "
+        "unset: API_URL.",
+    )
     api_host: str = Field("127.0.0.1", description="Interface the API listens on.")
     api_port: int = Field(8000, ge=0, le=65535, description="Port the API listens on.")
     api_workers: int = Field(2, ge=1, le=64, description="API worker processes.")

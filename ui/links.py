@@ -49,5 +49,6 @@ def kibana_dashboard(settings: Settings, key: str) -> str | None:
 
 
 def api_docs(settings: Settings) -> str:
-    """The API's interactive docs (Swagger UI, served by the API itself)."""
-    return f"{settings.api_url.rstrip('/')}/docs"
+    """The API's interactive docs (Swagger UI, served by the API itself), at ``API_PUBLIC_URL``
+    when set (in the stack ``API_URL`` is a service name only the UI's container resolves)."""
+    return f"{_base(settings.api_public_url) or settings.api_url.rstrip('/')}/docs"

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -249,6 +250,24 @@ def test_ports_match_the_architecture(resolved_stack: dict[str, Any]) -> None:
     for service in resolved_stack["services"].values():
         for port in service.get("ports", []):
             assert port["published"] == port["target"]
+
+
+def test_the_uis_links_point_at_published_ports(resolved_stack: dict[str, Any]) -> None:
+    """Links the UI gives the user's browser (API docs, Kibana, MLflow) name a published port,
+    never a service name only the stack resolves; an internal tool gets no link at all."""
+    published = {
+        p["published"] for service in resolved_stack["services"].values()
+        for p in service.get("ports", [])
+    }  # fmt: skip
+    ui_env = resolved_stack["services"]["ui"]["environment"]
+    links = {
+        name: ui_env.get(name) for name in ("API_PUBLIC_URL", "KIBANA_URL", "MLFLOW_PUBLIC_URL")
+    }
+    assert links["API_PUBLIC_URL"] and links["KIBANA_URL"]
+    assert not links["MLFLOW_PUBLIC_URL"]  # MLflow is internal (see INTERNAL)
+    for url in filter(None, links.values()):
+        parsed = urlsplit(url)
+        assert parsed.hostname == "localhost" and parsed.port in published, (url, published)
 
 
 def test_configs_are_versioned_files_of_the_repo(resolved_stack: dict[str, Any]) -> None:
