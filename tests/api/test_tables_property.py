@@ -167,6 +167,7 @@ def _expected(client: TestClient) -> np.ndarray:
     return np.array([r["churn_probability"] for r in answer.json()["results"]])
 
 
+@pytest.mark.slow  # 500 generated tables (~40 s): in make test, not in make watch's test-fast
 def test_every_spelling_separator_encoding_and_format_scores_like_the_canonical_table(
     app_client: TestClient,
 ) -> None:
