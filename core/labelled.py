@@ -1,8 +1,12 @@
 """Quality of scored rows whose true outcome is known: figures with their sample size and interval.
 
 * :func:`labelled_quality` — precision, recall, F1, accuracy, ROC-AUC, PR-AUC and Brier score of
-  churn probabilities against labels, each with a percentile-bootstrap confidence interval: one
-  paired bootstrap of the rows (:func:`scipy.stats.bootstrap`, ``method="percentile"``; Efron &
+  churn probabilities against labels, each with a confidence interval. Precision, recall and
+  accuracy are proportions of rows (TP of TP + FP, TP of TP + FN, right of all), so each gets the
+  Wilson score interval with its own ``n`` (F1 through the Jaccard index), as the live quality
+  does (:func:`core.evaluate.wilson_interval`): a bootstrap gives a zero-width interval whenever
+  every row is right. ROC-AUC, PR-AUC and Brier get a percentile-bootstrap interval: one paired
+  bootstrap of the rows (:func:`scipy.stats.bootstrap`, ``method="percentile"``; Efron &
   Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 13), 1,000 resamples, seeded, so the
   same rows always give the same interval.
 * :class:`SampleRule` — when rows are too few to judge a model on (the promotion gate and the
@@ -27,9 +31,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from core.evaluate import Interval
+from core.evaluate import Interval, f1_interval, wilson_interval
 from core.fingerprints import seen_mask
-from core.schema import POSITIVE_LABEL, TARGET, YES_NO
+from core.schema import POSITIVE_LABEL, TARGET, YES_NO, predicted_churn
 from core.settings import Settings
 
 CONFIDENCE = 0.95
@@ -185,6 +189,15 @@ def labelled_quality(
     figures = {
         name: Interval(value=number(point[i]), low=number(low[i]), high=number(high[i]))
         for i, name in enumerate(METRICS)
+    }
+    churn = predicted_churn(p, threshold)
+    tp, fp = int((churn & (y == 1)).sum()), int((churn & (y == 0)).sum())
+    fn, tn = int((~churn & (y == 1)).sum()), int((~churn & (y == 0)).sum())
+    figures |= {
+        "precision": wilson_interval(tp, tp + fp, confidence),
+        "recall": wilson_interval(tp, tp + fn, confidence),
+        "f1": f1_interval(tp, fp, fn, confidence),
+        "accuracy": wilson_interval(tp + tn, int(y.size), confidence),
     }
     return Quality(
         n=int(y.size),

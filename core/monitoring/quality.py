@@ -32,9 +32,14 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-from statsmodels.stats.proportion import proportion_confint
 
-from core.evaluate import Interval, PerformanceEstimate, estimate_performance
+from core.evaluate import (
+    Interval,
+    PerformanceEstimate,
+    estimate_performance,
+    f1_interval,
+    wilson_interval,
+)
 from core.monitoring.read import recent_predictions
 from core.schema import POSITIVE_LABEL
 from core.settings import Settings
@@ -91,24 +96,6 @@ class LiveQuality(BaseModel):
     )
 
 
-def _wilson(successes: int, trials: int, confidence: float) -> Interval:
-    """``successes / trials`` with its Wilson score interval; all ``None`` when ``trials`` is 0."""
-    if trials == 0:
-        return Interval(value=None, low=None, high=None)
-    low, high = proportion_confint(successes, trials, alpha=1.0 - confidence, method="wilson")
-    return Interval(value=successes / trials, low=float(low), high=float(high))
-
-
-def _f1(tp: int, fp: int, fn: int, confidence: float) -> Interval:
-    """F1 = 2J / (1 + J) with J = TP / (TP + FP + FN), the interval of J mapped the same way."""
-    jaccard = _wilson(tp, tp + fp + fn, confidence)
-
-    def f1(j: float | None) -> float | None:
-        return None if j is None else 2.0 * j / (1.0 + j)
-
-    return Interval(value=f1(jaccard.value), low=f1(jaccard.low), high=f1(jaccard.high))
-
-
 def realized_quality(
     actual: np.ndarray, served: np.ndarray, confidence: float = CONFIDENCE
 ) -> RealizedQuality:
@@ -137,10 +124,10 @@ def realized_quality(
         n=int(y.size),
         churners=int(y.sum()),
         confidence=confidence,
-        accuracy=_wilson(int((y == label).sum()), int(y.size), confidence),
-        precision=_wilson(tp, tp + fp, confidence),
-        recall=_wilson(tp, tp + fn, confidence),
-        f1=_f1(tp, fp, fn, confidence),
+        accuracy=wilson_interval(int((y == label).sum()), int(y.size), confidence),
+        precision=wilson_interval(tp, tp + fp, confidence),
+        recall=wilson_interval(tp, tp + fn, confidence),
+        f1=f1_interval(tp, fp, fn, confidence),
     )
 
 

@@ -149,8 +149,9 @@ def test_one_label_gives_n_1_and_a_wide_interval(client: TestClient) -> None:
     realized = client.get("/metrics/live").json()["realized"]
     assert realized["n"] == 1 and realized["churners"] == 0
     assert realized["accuracy"]["value"] == 1.0 and realized["accuracy"]["low"] < 0.25
+    assert realized["accuracy"]["n"] == 1
     for name in ("precision", "recall", "f1"):  # no churn served, none observed: 0/0
-        assert realized[name] == {"value": None, "low": None, "high": None}, name
+        assert realized[name] == {"value": None, "low": None, "high": None, "n": 0}, name
 
 
 def _stored(settings: Settings) -> dict[str, dict[str, object]]:

@@ -60,11 +60,20 @@ def test_intervals_hold_the_figure_are_repeatable_and_shrink_with_rows(
         assert figure.low <= figure.value <= figure.high
     for name in ("recall", "f1", "roc_auc", "pr_auc", "brier"):
         assert (half.figure(name).width or 0.0) > (whole.figure(name).width or 0.0), name
-    # A model right on every row: every resample agrees, a zero-width interval however few the
-    # rows (the degenerate bootstrap SampleRule's per-class minimum is there for).
+    # Each proportion has its own n: precision of the predicted churners, recall of the churners.
+    churn = p >= threshold
+    assert (
+        whole.precision.n == int(churn.sum()) and whole.recall.n == int(y.sum()) == whole.churners
+    )
+    assert whole.accuracy.n == whole.n and whole.roc_auc.n is None
+    # A model right on every row: the proportions' Wilson intervals are not zero-width (8 of 8
+    # churners found: recall 1, 95 % CI 0.68-1); the bootstrap's ROC-AUC interval is (every
+    # resample agrees: the degenerate case SampleRule's per-class minimum is there for).
     perfect = labelled_quality(np.array([1] * 8 + [0] * 40), np.array([0.9] * 8 + [0.1] * 40), 0.5)
-    assert perfect.recall.value == perfect.recall.low == perfect.recall.high == 1.0
-    assert perfect.f1.width == 0.0
+    assert perfect.recall.value == perfect.recall.high == 1.0 and perfect.recall.n == 8
+    assert perfect.recall.low is not None and 0.6 < perfect.recall.low < 0.7
+    assert (perfect.f1.width or 0.0) > 0.0 and (perfect.accuracy.width or 0.0) > 0.0
+    assert perfect.roc_auc.width == 0.0
     assert whole.text("f1").startswith(f"f1 {whole.f1.value:.4f} (95 % CI ")
 
 
@@ -91,7 +100,8 @@ def test_undefined_figures_are_none_never_zero() -> None:
     nothing = labelled_quality(np.empty(0, int), np.empty(0), 0.5)
     assert nothing.n == 0 and all(nothing.figure(m).value is None for m in METRICS)
     one = labelled_quality(np.array([1]), np.array([0.9]), 0.5)
-    assert one.f1.value == 1.0 and one.f1.low is None
+    assert one.f1.value == 1.0 and one.f1.n == 1  # one right answer: F1 1, 95 % CI 0.34-1
+    assert one.f1.low is not None and one.f1.low < 0.5 and one.roc_auc.low is None
     with pytest.raises(ValueError, match="0 \\(stays\\) or 1"):
         labelled_quality(np.array([2]), np.array([0.5]), 0.5)
     with pytest.raises(ValueError, match="\\[0, 1\\]"):

@@ -170,7 +170,11 @@ def test_csv_upload_scores_and_downloads(page: Any, stack: Stack, tmp_path: Path
     )["labelled"]
     assert metric(page, "F1") == pct(labelled["quality"]["f1"]["value"])
     page.get_by_text("Confusion matrix").wait_for()
-    page.get_by_text(f"n = {labelled['quality']['n']:,}").first.wait_for()
+    quality = labelled["quality"]
+    page.get_by_text(f"n = {quality['n']:,} rows").first.wait_for()  # accuracy: every row
+    # precision and recall each on their own rows: the predicted churners, the churners
+    page.get_by_text(f"n = {quality['precision']['n']:,} predicted to churn").wait_for()
+    page.get_by_text(f"n = {quality['recall']['n']:,} churners", exact=False).first.wait_for()
     no_traceback(page)
     screenshot(page, "batch")
     with page.expect_download() as info:

@@ -135,6 +135,8 @@ def test_undefined_figures_are_none_never_zero() -> None:
     stays = realized_quality(np.zeros(20, dtype=int), np.zeros(20, dtype=int))
     assert stays.accuracy.value == 1.0
     for name in ("precision", "recall", "f1"):
-        assert getattr(stays, name).model_dump() == {"value": None, "low": None, "high": None}
+        assert getattr(stays, name).model_dump() == {
+            "value": None, "low": None, "high": None, "n": 0,
+        }  # fmt: skip
     with pytest.raises(ValueError, match="2 outcomes for 3 served labels"):
         realized_quality(np.array([0, 1]), np.array([0, 1, 1]))

@@ -161,3 +161,13 @@ def test_reliability_bins_and_expected_calibration_error() -> None:
     assert found.bins[0].churn_rate == 0.25 and found.bins[1].churn_rate == 1.0
     assert found.ece == pytest.approx((4 * 0.2 + 4 * 0.05) / 8)
     assert found.mean_probability == pytest.approx(0.5) and found.churn_rate == 0.625
+
+
+def test_the_estimate_lies_in_its_own_interval() -> None:
+    """One prediction at 0.998: its realized F1 will be 0 or 1, the expected-count estimate is
+    0.998; the interval is widened to hold it (a figure outside its own interval reads as a
+    contradiction, and widening keeps the coverage)."""
+    estimate = estimate_performance(np.array([0.998]), 0.5)
+    f1 = estimate.f1
+    assert f1.value is not None and f1.low is not None and f1.high is not None
+    assert f1.low <= f1.value <= f1.high and f1.value < 1.0

@@ -84,7 +84,7 @@ def _labelled(report: dict[str, Any]) -> None:
     """The API's report of the labelled rows: figures with n and intervals, confusion matrix."""
     quality = report.get("quality") or {}
     n = int(quality.get("n") or 0)
-    st.subheader("Quality on the file's labels")
+    st.subheader("Quality on the labelled rows the model never trained on")
     st.caption(
         f"From the API, on the {n:,} labelled rows the model never trained on "
         f"({int(report.get('seen') or 0):,} it was trained on left out). {report.get('note', '')}"
@@ -93,15 +93,21 @@ def _labelled(report: dict[str, Any]) -> None:
         st.warning("Too few rows to judge the model on: read the intervals, not the figures.")
     level = f"{float(quality.get('confidence') or 0.95):.0%}".replace("%", " %")
     cols = st.columns(4)
-    for col, (name, title) in zip(
+    for col, (name, title, of) in zip(
         cols,
-        (("f1", "F1"), ("precision", "Precision"), ("recall", "Recall"), ("accuracy", "Accuracy")),
+        (
+            ("f1", "F1", "churners or predicted to churn"),
+            ("precision", "Precision", "predicted to churn"),
+            ("recall", "Recall", "churners"),
+            ("accuracy", "Accuracy", "rows"),
+        ),
     ):
         figure = quality.get(name) or {}
         col.metric(title, pct(figure.get("value")))
         low, high = figure.get("low"), figure.get("high")
         interval = f"{level} CI {pct(low)}–{pct(high)}" if low is not None else "no interval"
-        col.caption(f"{interval} · n = {n:,}")
+        size = figure.get("n")  # each proportion's own denominator (the API gives it)
+        col.caption(f"{interval} · n = {int(n if size is None else size):,} {of}")
     confusion = report.get("confusion") or {}
     matrix = pd.DataFrame(
         {
