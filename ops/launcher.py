@@ -33,6 +33,7 @@ from types import FrameType
 from typing import Any
 
 from core.settings import Settings, get_settings
+from api.auth import KeyRing
 from ops import services
 from ops.services import ROOT, PortInUse, Service
 
@@ -266,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"the UI did not come up on {ui.url}")
             return 1
         log(f"API {api.url}/docs · UI {ui.url} — Ctrl-C stops {', '.join(supervisor.children)}")
+        log(KeyRing(settings).open_notice() or "API keys: from API_KEY, WRITER_KEY, READER_KEY")
         while (ended := supervisor.first_exit()) is None:
             time.sleep(0.5)
         log(f"{ended[0]} exited with code {ended[1]}: stopping the others")

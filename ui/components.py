@@ -44,7 +44,9 @@ def show_api_error(err: ApiError, what: str, *, retry: bool = True) -> None:
     if err.refused:
         st.warning(
             f"To {what}, the API needs another key.\n\n**Reason:** {err.message}\n\n"
-            "Enter your key in the sidebar (**API key**); ask the API's operator for one.",
+            "Enter your key in the sidebar (**API key**); ask the API's operator for one (with "
+            "`make run` and no key set, that is you: the admin key is `dev-api-key`, which "
+            "`make run` prints; see README › Configuration).",
             icon=":material/key:",
         )
         return

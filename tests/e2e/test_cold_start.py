@@ -96,6 +96,8 @@ def start_and_predict(clone: Path, browser: Any, label: str) -> dict[str, Any]:
     text = log.read_text(errors="replace")
     for broken in ("Traceback", "already exists", "Online migration", "did not come up"):
         assert broken not in text, f"{label}: {broken!r} in the output\n{text[-4000:]}"
+    # no key set: the terminal says the routes are open and names the admin key to type in the UI
+    assert "[run] ENV=dev and no key set" in text and "'dev-api-key'" in text, text[-4000:]
     return {"label": label, "seconds_to_first_prediction": round(seconds, 1), **first}
 
 
