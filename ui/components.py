@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
+from core.settings import DEV_API_KEY, get_settings
 from ui import client
 from ui.client import ApiClient, ApiError
 
@@ -42,11 +43,15 @@ def show_api_error(err: ApiError, what: str, *, retry: bool = True) -> None:
     """Show a failed call as a clear message naming the URL tried, with a Retry button; a
     refusal (401/403) says which key is needed and where to enter it."""
     if err.refused:
+        where = "ask the API's operator for one"
+        if get_settings().env == "dev":  # make run on one's own machine: the operator is the user
+            where += (
+                f" (with `make run` and no key set, that is you: the admin key is "
+                f"`{DEV_API_KEY}`, as `make run` prints; see README › Configuration)"
+            )
         st.warning(
             f"To {what}, the API needs another key.\n\n**Reason:** {err.message}\n\n"
-            "Enter your key in the sidebar (**API key**); ask the API's operator for one (with "
-            "`make run` and no key set, that is you: the admin key is `dev-api-key`, which "
-            "`make run` prints; see README › Configuration).",
+            f"Enter your key in the sidebar (**API key**); {where}.",
             icon=":material/key:",
         )
         return

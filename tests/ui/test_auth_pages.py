@@ -7,6 +7,7 @@ The fake API enforces the real API's role table (tests/ui/conftest.py), so these
 from __future__ import annotations
 
 from api.auth import Role
+from core.settings import get_settings
 from tests.ui.conftest import assert_clean, texts
 
 
@@ -22,8 +23,21 @@ def test_history_without_a_key_names_the_reader_key_and_shows_no_customer(open_p
     at = open_page("history", key=None)
     assert_clean(at)
     assert "READER_KEY" in at.warning[0].value and "sidebar" in at.warning[0].value
+    assert "dev-api-key" not in at.warning[0].value  # ENV=test: no make-run hint
     assert not at.dataframe
     assert fake_api.keys_seen and set(fake_api.keys_seen) == {None}
+
+
+def test_on_ones_own_machine_the_refusal_names_make_runs_admin_key(
+    open_page, fake_api, monkeypatch
+):
+    """ENV=dev (make run): the user is the operator, so the refusal says which key make run
+    serves with instead of "ask the operator" alone."""
+    monkeypatch.setenv("ENV", "dev")
+    get_settings.cache_clear()
+    at = open_page("history", key=None)
+    assert "`dev-api-key`" in at.warning[0].value and "make run" in at.warning[0].value
+    del fake_api
 
 
 def test_history_with_the_reader_key_shows_data_but_feedback_needs_the_writer_key(
