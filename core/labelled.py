@@ -190,23 +190,29 @@ def labelled_quality(
         name: Interval(value=number(point[i]), low=number(low[i]), high=number(high[i]))
         for i, name in enumerate(METRICS)
     }
-    churn = predicted_churn(p, threshold)
-    tp, fp = int((churn & (y == 1)).sum()), int((churn & (y == 0)).sum())
-    fn, tn = int((~churn & (y == 1)).sum()), int((~churn & (y == 0)).sum())
-    figures |= {
-        "precision": wilson_interval(tp, tp + fp, confidence),
-        "recall": wilson_interval(tp, tp + fn, confidence),
-        "f1": f1_interval(tp, fp, fn, confidence),
-        "accuracy": wilson_interval(tp + tn, int(y.size), confidence),
-    }
     return Quality(
         n=int(y.size),
         churners=int(y.sum()),
         threshold=float(threshold),
         confidence=confidence,
         resamples=resamples,
-        **figures,
+        **(figures | _proportions(y, p, threshold, confidence)),
     )
+
+
+def _proportions(
+    y: np.ndarray, p: np.ndarray, threshold: float, confidence: float
+) -> dict[str, Interval]:
+    """Precision, recall, F1 and accuracy at ``threshold`` with Wilson intervals and their n."""
+    churn = predicted_churn(p, threshold)
+    tp, fp = int((churn & (y == 1)).sum()), int((churn & (y == 0)).sum())
+    fn, tn = int((~churn & (y == 1)).sum()), int((~churn & (y == 0)).sum())
+    return {
+        "precision": wilson_interval(tp, tp + fp, confidence),
+        "recall": wilson_interval(tp, tp + fn, confidence),
+        "f1": f1_interval(tp, fp, fn, confidence),
+        "accuracy": wilson_interval(tp + tn, int(y.size), confidence),
+    }
 
 
 class SampleRule(BaseModel):
