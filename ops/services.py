@@ -142,11 +142,24 @@ def check_port(service: Service) -> None:
         except OSError as exc:
             if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
                 raise
+            free = _next_free_port(family, service.host, service.port)
             raise PortInUse(
                 f"{service.name}: port {service.port} on {service.host} is already in use "
-                f"(another churnops, or another program). Stop it, or choose another port: "
-                f"{service.port_variable}={service.port + 1} make …"
+                f"(another churnops, or another program). Stop it, or choose another port"
+                + (f", e.g. the free {service.port_variable}={free} make …" if free else ".")
             ) from exc
+
+
+def _next_free_port(family: socket.AddressFamily, host: str, taken: int) -> int | None:
+    """The first port after ``taken`` (within 100) that ``host`` can bind now, for the hint."""
+    for port in range(taken + 1, min(taken + 100, 65535)):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return port
+    return None
 
 
 def prepare_stores(settings: Settings) -> None:

@@ -52,7 +52,11 @@ async def summary(
 @router.get("/drift", response_model=DriftReport)
 async def drift(settings: SettingsDep) -> DriftReport:
     """The newest drift run: its verdict, and per feature the test, adjusted p-value and PSI."""
-    found = _found(await _read(latest_drift, settings), "no drift run yet: run `make drift`")
+    found = _found(
+        await _read(latest_drift, settings),
+        "no drift run yet: POST /monitoring/drift (admin), `make drift`, or the Monitoring page's "
+        "Compute drift now",
+    )
     return DriftReport.model_validate(found)
 
 

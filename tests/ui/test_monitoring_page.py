@@ -194,7 +194,7 @@ def test_no_drift_run_yet_is_a_hint(open_page, fake_api):
     at = open_page("monitoring")
     assert_clean(at)
     assert not at.main.error
-    assert "Nothing yet: no drift run yet: run `make drift`" in at.info[0].value
+    assert "No drift run yet: run `make drift`" in at.info[0].value
 
 
 def test_api_down(open_page, down_api):

@@ -24,7 +24,7 @@ def _optional(what: str, call: Callable[[], dict[str, Any]]) -> dict[str, Any] |
         return call()
     except ApiError as err:
         if err.status == 404:
-            st.info(f"Nothing yet: {err.message}")
+            st.info(err.message[:1].upper() + err.message[1:])
         else:
             show_api_error(err, what)
         return None
