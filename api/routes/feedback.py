@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
@@ -13,18 +13,13 @@ from core.store import set_feedback
 from api.deps import RoleRoute, SettingsDep, StateDep
 from api.routes.predictions import to_record
 from api.state import AppState
-from api.tables import parse_json
+from api.tables import documented_json_body, parse_json
 from api.schemas import ERROR_RESPONSES, NOT_FOUND, FeedbackRequest, PredictionRecord
 
 router = APIRouter(tags=["feedback"], route_class=RoleRoute)
 
 
-FEEDBACK_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": FeedbackRequest.model_json_schema()}},
-    }
-}
+FEEDBACK_BODY = documented_json_body(FeedbackRequest)
 
 
 @router.post(

@@ -22,7 +22,7 @@ from api.schemas import (
     TrainingCurve,
 )
 from api.state import AppState
-from api.tables import parse_json
+from api.tables import documented_json_body, parse_json
 from core import registry
 from core.store import bump_generation
 
@@ -83,12 +83,7 @@ async def _after_change(state: AppState, action: str, reason: str) -> ModelActio
 ADMIN = REGISTRY_DOWN | {409: {"description": "Not possible now."}}
 
 
-PROMOTE_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": PromoteRequest.model_json_schema()}},
-    }
-}
+PROMOTE_BODY = documented_json_body(PromoteRequest)
 
 
 @router.post(

@@ -425,6 +425,11 @@ def assert_clean(at: AppTest) -> None:
     assert not [e for e in at.error if "Unexpected error" in e.value], [e.value for e in at.error]
 
 
+def link_buttons(at: AppTest) -> dict[str, str]:
+    """Label -> target of every link button the page shows."""
+    return {b.proto.label: b.proto.url for b in at.get("link_button")}
+
+
 def texts(at: AppTest) -> str:
     """All markdown, caption, metric and alert text of the page, for substring assertions."""
     parts: list[str] = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.settings import get_settings
-from tests.ui.conftest import assert_clean, texts
+from tests.ui.conftest import assert_clean, link_buttons, texts
 
 
 def _metric(at, name: str) -> str:
@@ -87,7 +87,7 @@ def test_mlflow_links_to_the_champion_run_and_version_when_configured(
     get_settings.cache_clear()
     at = open_page("model")
     assert_clean(at)
-    links = {b.proto.label: b.proto.url for b in at.get("link_button")}
+    links = link_buttons(at)
     mlflow = "http://mlflow.example:5000/#"
     assert links == {
         "MLflow: champion run": f"{mlflow}/runs/run2",

@@ -4,7 +4,7 @@ partial outages."""
 from __future__ import annotations
 
 from core.settings import get_settings
-from tests.ui.conftest import FAKE_URL, assert_clean, texts
+from tests.ui.conftest import FAKE_URL, assert_clean, link_buttons, texts
 from ui.client import ApiError
 
 
@@ -168,7 +168,7 @@ def test_kibana_link_when_configured(open_page, fake_api, monkeypatch):
     get_settings.cache_clear()
     at = open_page("monitoring")
     assert_clean(at)
-    links = {b.proto.label: b.proto.url for b in at.get("link_button")}
+    links = link_buttons(at)
     view = "http://kibana.example:5601/app/dashboards#/view/churnops-"
     assert links == {
         "Kibana: model metrics dashboard": f"{view}model-metrics",
