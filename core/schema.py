@@ -467,13 +467,16 @@ def usage_warnings(record: Mapping[str, Any]) -> list[str]:
 
     Returns:
         One line per disagreeing period, naming both fields and the expected charge; empty when
-        all agree (or a value is missing).
+        all agree, or a value is missing or negative (out of range: validation says so, and an
+        "expected -8.50" would only add noise).
     """
     found = []
     for period, rate in TARIFFS.items():
         minutes = record.get(f"total_{period}_minutes")
         charge = record.get(f"total_{period}_charge")
         if not isinstance(minutes, (int, float)) or not isinstance(charge, (int, float)):
+            continue
+        if minutes < 0 or charge < 0:
             continue
         expected = minutes * rate
         if abs(charge - expected) > max(TARIFF_TOLERANCE, TARIFF_TOLERANCE * expected):

@@ -163,3 +163,4 @@ def test_the_tariffs_are_those_of_the_training_data() -> None:
         "4.50): the model learned from customers whose charge is minutes times that tariff"
     ]
     assert usage_warnings({"total_night_minutes": None, "total_night_charge": 9.0}) == []
+    assert usage_warnings({"total_day_minutes": -50, "total_day_charge": 39.97}) == []
