@@ -29,6 +29,7 @@ from core import fingerprints
 from core.labelled import Quality, labelled_quality
 from core.persist import MODEL_FILE, ModelBundle, load_bundle
 from core.registry.client import (
+    CHALLENGER,
     CHAMPION,
     HISTORY_TAG,
     MODEL_ARTIFACT,
@@ -134,7 +135,12 @@ def _history(client: MlflowClient, name: str) -> list[str]:
 
 
 def _set_champion(client: MlflowClient, name: str, version: str, history: list[str]) -> None:
+    """Move ``champion`` to ``version``; a challenger that became champion is no longer one (the
+    alias would show a version as both, with no challenger actually waiting)."""
     client.set_registered_model_alias(name, CHAMPION, version)
+    challenger = _version_by_alias(client, name, CHALLENGER)
+    if challenger is not None and str(challenger.version) == str(version):
+        client.delete_registered_model_alias(name, CHALLENGER)
     client.set_registered_model_tag(name, HISTORY_TAG, ",".join(history[-50:]))
 
 

@@ -104,7 +104,7 @@ def test_registry_over_http_then_degraded_when_server_stops(
     seen = loaded.bundle.seen_rows  # fingerprints.npy came back through the served artifacts
     assert seen is not None and np.array_equal(seen, factory.record(60).bundle.fingerprints)
     versions = registry.list_versions(settings)
-    assert versions[0].aliases == ["challenger", "champion"]
+    assert versions[0].aliases == ["champion"]  # promoted: no longer a challenger
 
     _stop(process)  # same URI, server gone
     assert process.poll() is not None
