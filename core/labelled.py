@@ -275,7 +275,8 @@ class Confusion(BaseModel):
     def of(cls, y: np.ndarray, p: np.ndarray, threshold: float) -> Confusion:
         """The counts of labels ``y`` (0/1) against probabilities ``p`` cut at ``threshold``
         (churn at or above it, as the served label)."""
-        truth, predicted = np.asarray(y).astype(bool), np.asarray(p) >= threshold
+        truth = np.asarray(y).astype(bool)
+        predicted = np.asarray(predicted_churn(np.asarray(p), threshold), dtype=bool)
         return cls(
             true_positives=int((truth & predicted).sum()),
             false_negatives=int((truth & ~predicted).sum()),

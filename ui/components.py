@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
+from core.schema import predicted_churn
 from core.settings import DEV_API_KEY, get_settings
 from ui import client
 from ui.client import ApiClient, ApiError
@@ -161,7 +162,7 @@ def probability_chart(probability: float, threshold: float) -> Any:
     import altair as alt  # pylint: disable=import-outside-toplevel  # only Predict needs it
     import pandas as pd  # pylint: disable=import-outside-toplevel  # keeps the first paint fast
 
-    colour = "#d62728" if probability >= threshold else "#2ca02c"
+    colour = "#d62728" if predicted_churn(probability, threshold) else "#2ca02c"
     axis_title = f"churn probability (black mark: decision threshold {threshold:.1%})"
     bars = (
         alt.Chart(pd.DataFrame({"what": ["churn probability"], "p": [probability]}))

@@ -40,6 +40,7 @@ from core.registry.client import (
     _quiet_mlflow,
     configure,
 )
+from core.schema import predicted_churn
 from core.settings import Settings
 from core.train import thread_limit
 
@@ -121,7 +122,7 @@ def _log_figures(record: TrainingRecord) -> list[str]:
     with thread_limit(1):
         proba = pipeline.predict_proba(record.x_holdout)[:, 1]
         importances = plots.feature_importance(pipeline, record.x_holdout, y)
-    labels = (proba >= threshold).astype(int)
+    labels = predicted_churn(proba, threshold).astype(int)
     figures = {
         "plots/confusion_matrix.png": plots.confusion_matrix_figure(y, labels),
         "plots/roc_curve.png": plots.roc_figure(y, proba),

@@ -1,7 +1,9 @@
 """Code conventions a reader relies on, checked over every production module.
 
 * one name for a module's logger, ``log``, so a grep for ``log.`` finds every log call;
-* comments explain the code instead of pointing at tracker issues a reader cannot follow.
+* comments explain the code instead of pointing at tracker issues a reader cannot follow;
+* the decision rule (churn when the probability reaches the threshold) is written once, in
+  :func:`core.schema.predicted_churn`: every other module calls it.
 """
 
 from __future__ import annotations
@@ -55,3 +57,35 @@ def test_no_comment_cites_a_tracker_issue() -> None:
             if token.type == tokenize.COMMENT and TRACKER_REFERENCE.search(token.string):
                 found.append(f"{path.relative_to(ROOT)}:{token.start[0]}: {token.string}")
     assert not found, "explain the code instead:\n" + "\n".join(found)
+
+
+def _threshold_comparisons(tree: ast.AST) -> list[int]:
+    """Lines comparing something with a variable or attribute called ``*threshold*`` (a
+    constant in capitals, such as drift's ``DISTANCE_THRESHOLD``, is another rule)."""
+
+    def names_threshold(node: ast.expr) -> bool:
+        name = node.id if isinstance(node, ast.Name) else getattr(node, "attr", "")
+        return "threshold" in name and not name.isupper()
+
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Compare)
+        and any(isinstance(op, (ast.Gt, ast.GtE, ast.Lt, ast.LtE)) for op in node.ops)
+        and any(names_threshold(side) for side in (node.left, *node.comparators))
+    ]
+
+
+def test_the_decision_rule_is_written_once() -> None:
+    assert _threshold_comparisons(ast.parse("label = proba >= bundle.threshold")) == [1]
+    assert _threshold_comparisons(ast.parse("label = predicted_churn(proba, threshold)")) == []
+    assert _threshold_comparisons(ast.parse("far = distance >= DISTANCE_THRESHOLD")) == []
+    rule = ROOT / "core" / "schema.py"
+    assert _threshold_comparisons(ast.parse(rule.read_text(encoding="utf-8")))
+    found = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in MODULES
+        if path != rule
+        for line in _threshold_comparisons(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert not found, "call core.schema.predicted_churn instead:\n" + "\n".join(found)
