@@ -174,7 +174,6 @@ def server_env(settings: Settings, **extra: str) -> dict[str, str]:
             "VAR_DIR": str(settings.var_dir),
             "ENV": "test",
             "API_KEY": API_KEY,
-            "OMP_NUM_THREADS": "1",
             "PYTHONPATH": str(ROOT),
             **extra,
         }

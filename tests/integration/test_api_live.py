@@ -79,7 +79,6 @@ def server(store: Settings) -> Iterator[LiveServer]:
         VAR_DIR=str(store.var_dir),
         ENV="test",
         API_KEY=API_KEY,
-        OMP_NUM_THREADS="1",
         PYTHONPATH=str(ROOT),
         DATABASE_URL=f"sqlite:///{store.var_dir / 'live-predictions.db'}",
         RETRAIN_CONFIG=json.dumps(retrain),

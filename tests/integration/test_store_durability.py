@@ -75,7 +75,7 @@ def _env(registry: Settings, database_url: str, **extra: str) -> dict[str, str]:
         if not k.startswith(("MLFLOW_", "DATABASE_", "ES_", "API_KEY"))
     }
     env.update(
-        VAR_DIR=str(registry.var_dir), ENV="test", API_KEY=API_KEY, OMP_NUM_THREADS="1",
+        VAR_DIR=str(registry.var_dir), ENV="test", API_KEY=API_KEY,
         PYTHONPATH=str(ROOT), DATABASE_URL=database_url, **extra,
     )  # fmt: skip
     return env
