@@ -28,7 +28,7 @@ agent: $(STAMP) ## Run the host metrics agent in the foreground (AGENT_ARGS="--i
 
 .PHONY: ship
 ship: $(STAMP) ## Ship stored predictions to Elasticsearch (ES_URL), niced, until Ctrl-C (SHIP_ARGS="--once")
-	$(CLI) monitoring ship $(SHIP_ARGS)
+	$(CLI) serve shipper $(SHIP_ARGS)
 
 .PHONY: kibana-import
 kibana-import: $(STAMP) ## Import the Kibana data views and dashboards (KIBANA_URL)

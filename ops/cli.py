@@ -1,6 +1,6 @@
 """``churnops``: the one command line of the project (``[project.scripts]``; ``make`` calls it).
 
-    churnops serve api|ui         start one service in the foreground (see ops.services)
+    churnops serve api|ui|shipper|exporter   start one service in the foreground (ops.services)
     churnops prepare              create or migrate the predictions database and MLflow store
     churnops migrate-store        copy the SQLite history into DATABASE_URL (e.g. PostgreSQL)
     churnops run                  API + UI (+ shipper), training a first model if needed
@@ -40,19 +40,27 @@ ML_COMMANDS = (
 
 
 def _serve(argv: Sequence[str]) -> int:
-    """``churnops serve api|ui``: prepare the stores (API), check the port, exec the server."""
+    """``churnops serve api|ui|shipper|exporter``: start one service in the foreground, as
+    defined once in :mod:`ops.services` (the API prepares the stores and the API and UI check their
+    port first). Arguments after ``shipper``/``exporter`` go to that command (e.g.
+    ``--heartbeat FILE``)."""
     parser = argparse.ArgumentParser(prog="churnops serve", description=_serve.__doc__)
-    parser.add_argument("service", choices=("api", "ui"))
+    parser.add_argument("service", choices=("api", "ui", "shipper", "exporter"))
     parser.add_argument("--host", help="interface (API_HOST / UI_HOST)")
     parser.add_argument("--port", type=int, help="port (API_PORT / UI_PORT)")
     parser.add_argument("--workers", type=int, help="API worker processes (API_WORKERS)")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.service in ("api", "ui"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     settings = get_settings()
     if args.service == "api":
         service = services.api(settings, host=args.host, port=args.port, workers=args.workers)
-    else:
+    elif args.service == "ui":
         service = services.ui(settings, host=args.host, port=args.port)
-    services.check_port(service)
+    else:
+        service = getattr(services, args.service)(settings, extra)
+    if service.port_variable:
+        services.check_port(service)
     if args.service == "api":
         services.prepare_stores(settings)
     sys.stdout.flush()

@@ -218,7 +218,7 @@ def test_shipper_reads_the_api_database_as_the_api_does(resolved_stack: dict[str
     services = resolved_stack["services"]
     api, shipper = services["api"], services["shipper"]
     assert shipper["image"] == api["image"]
-    assert shipper["command"][:3] == ["churnops", "monitoring", "ship"]
+    assert shipper["command"][:3] == ["churnops", "serve", "shipper"]
     for key in (
         "DATABASE_URL", "DATABASE_PASSWORD_FILE", "VAR_DIR", "ES_URL", "ES_USERNAME",
         "ES_PASSWORD_FILE",
@@ -345,15 +345,24 @@ def test_image_commands_exist_in_the_code(resolved_stack: dict[str, Any]) -> Non
     """Every command the churnops images run points at code and flags that exist."""
     services = resolved_stack["services"]
     serve_help = _help([str(BIN / "churnops"), "serve", "--help"])
-    assert "{api,ui}" in serve_help
     monitoring_help = _help([str(BIN / "churnops"), "monitoring", "--help"])
     for step in ("setup", "kibana-import", "export-mlflow", "agent", "ship"):
         assert step in monitoring_help, f"churnops monitoring has no {step!r} command"
-    for step in ("agent", "ship", "export-mlflow"):
-        command = next(c for s in services.values() if (c := s.get("command", []))[2:3] == [step])
-        step_help = _help([str(BIN / "churnops"), "monitoring", step, "--help"])
+    assert "{api,ui,shipper,exporter}" in serve_help
+    served = {"shipper": services_module.shipper, "exporter": services_module.exporter}
+    for name, definition in served.items():  # `churnops serve NAME ARGS` = the definition + ARGS
+        command = next(
+            c for s in services.values() if (c := s.get("command", []))[1:3] == ["serve", name]
+        )
+        step = list(definition(Settings(_env_file=None)).argv[3:5])  # [monitoring, STEP]
+        step_help = _help([str(BIN / "churnops"), *step, "--help"])
         for flag in (c for c in command if c.startswith("--")):
-            assert flag in step_help, f"churnops monitoring {step} has no {flag}"
+            assert flag in step_help, f"churnops {' '.join(step)} has no {flag}"
+    agent = next(
+        c for s in services.values() if (c := s.get("command", []))[1:3] == ["monitoring", "agent"]
+    )
+    agent_help = _help([str(BIN / "churnops"), "monitoring", "agent", "--help"])
+    assert all(flag in agent_help for flag in agent if flag.startswith("--"))
     # scripts the setup job runs are configs mounted under /app, from files of the repo
     setup = services["setup"]
     mounted = {ref["target"] for ref in setup["configs"]}
