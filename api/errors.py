@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import Role, route_role
+from api.ids import resolve_request_id
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +172,8 @@ def error_items(errors: Any) -> list[dict[str, Any]]:
     return items
 
 
-def _request_id(request: Request) -> str | None:
-    return request.headers.get("x-request-id")
+def _request_id(request: Request) -> str:
+    return resolve_request_id(request.headers.get("x-request-id"))
 
 
 def _refused(request: Request) -> JSONResponse | None:
@@ -221,9 +222,13 @@ async def _disconnected(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    rid = _request_id(request)
+    log.error(
+        "unhandled %s on %s %s (request %s)",
+        type(exc).__name__, request.method, request.url.path, rid,
+    )  # fmt: skip
     log.debug("traceback", exc_info=exc)
-    body = {"detail": "internal error; see the server log", "request_id": _request_id(request)}
+    body = {"detail": "internal error; see the server log", "request_id": rid}
     return JSONResponse(body, status_code=500)
 
 

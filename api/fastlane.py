@@ -22,9 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import route_role
 from api.errors import error_items
+from api.ids import resolve_request_id
 from api.routes.predict import answer, parse_customer
 from api.state import AppState
-from api.tables import new_id
 
 log = logging.getLogger(__name__)
 PATH = "/predict"
@@ -48,38 +48,35 @@ class PredictFastLane:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        key = next((v for n, v in scope["headers"] if n == b"x-api-key"), b"")
-        refusal = self.api.state.churnops.keys.refusal(ROLE, key.decode("latin-1") or None)
+        headers = {n: v.decode("latin-1") for n, v in scope["headers"]}
+        rid = resolve_request_id(headers.get(b"x-request-id"))
+        refusal = self.api.state.churnops.keys.refusal(ROLE, headers.get(b"x-api-key") or None)
         if refusal is not None:  # before the body is read, as the route's guard does
-            await _send(send, refusal.status, {"detail": refusal.detail, "request_id": None})
+            await _send(send, refusal.status, {"detail": refusal.detail, "request_id": rid})
             return
         try:
-            status, body = await self._answer(scope, receive)
+            status, body = await self._answer(receive, rid, headers.get(b"content-type"))
         except _Disconnected:
             return
         except Exception:  # pylint: disable=broad-exception-caught  # never a traceback
-            log.exception("fast lane failed on POST /predict")
-            status, body = 500, {"detail": "internal error; see the server log"}
+            log.exception("fast lane failed on POST /predict (request %s)", rid)
+            status, body = 500, {"detail": "internal error; see the server log", "request_id": rid}
         await _send(send, status, body)
 
-    async def _answer(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
-        request_id = content_type = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                request_id = value.decode("latin-1")[:64]
-            elif name == b"content-type":
-                content_type = value.decode("latin-1")
+    async def _answer(
+        self, receive: Receive, rid: str, content_type: str | None
+    ) -> tuple[int, dict[str, Any]]:
         raw = await _read_body(receive)
         state: AppState = self.api.state.churnops
         model = state.manager.current
         if model is None:
             reason = state.manager.error or "no champion loaded yet"
-            return 503, {"detail": f"model not ready: {reason}", "request_id": request_id}
+            return 503, {"detail": f"model not ready: {reason}", "request_id": rid}
         try:
             customer = parse_customer(raw, content_type)
         except RequestValidationError as exc:
-            return 422, {"detail": error_items(exc.errors()), "request_id": request_id}
-        return 200, await answer(model, state.writer, customer, request_id or new_id())
+            return 422, {"detail": error_items(exc.errors()), "request_id": rid}
+        return 200, await answer(model, state.writer, customer, rid)
 
 
 async def _send(send: Send, status: int, body: dict[str, Any]) -> None:

@@ -43,7 +43,9 @@ class ErrorResponse(BaseModel):
     """Error body: a message, or a list of field/row-level problems."""
 
     detail: str | list[ErrorItem] = Field(description="Message or list of problems.")
-    request_id: str | None = Field(None, description="Request id, for support.")
+    request_id: str = Field(
+        description="The caller's X-Request-ID or a new UUIDv7; a 500's log line names it."
+    )
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

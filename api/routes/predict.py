@@ -25,6 +25,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import ModelDep, RoleRoute, StateDep, WriterDep
+from api.ids import new_id, new_ids, resolve_request_id
 from api.schemas import (
     ERROR_RESPONSES,
     NOT_READY,
@@ -37,8 +38,6 @@ from api.schemas import (
 )
 from api.tables import (
     issue_items,
-    new_id,
-    new_ids,
     parse_json,
     read_request_table,
     unprocessable,
@@ -121,11 +120,6 @@ CSV_BODY: dict[str, Any] = {
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id")
-    return given[:64] if given else new_id()
 
 
 def _score(model: ServedModel, record: dict[str, Any]) -> tuple[float, str, float]:
@@ -381,7 +375,7 @@ async def predict_batch(
         _score_batch,
         model,
         table,
-        _request_id(request),
+        resolve_request_id(request.headers.get("x-request-id")),
         writer,
         state.settings,
         record_feedback,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from api import errors, tables
+from api import errors, ids, tables
 from core.persist import ModelBundle
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURE_NAMES, SPECS
 from tests.api.conftest import AppFactory
@@ -287,15 +287,44 @@ def test_uuid_generation() -> None:
     import uuid  # pylint: disable=import-outside-toplevel
 
     before = time.time_ns() // 1_000_000
-    ids = tables.new_ids(2000) + [tables.new_id() for _ in range(2000)]
+    made = ids.new_ids(2000) + [ids.new_id() for _ in range(2000)]
     time.sleep(0.002)
-    later = tables.new_id()
-    assert len(set(ids)) == 4000
-    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
-    stamps = [uuid.UUID(i).int >> 80 for i in ids]  # the 48-bit Unix milliseconds
+    later = ids.new_id()
+    assert len(set(made)) == 4000
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in made)
+    stamps = [uuid.UUID(i).int >> 80 for i in made]  # the 48-bit Unix milliseconds
     assert before <= min(stamps) and stamps == sorted(stamps)
-    assert later > max(ids)  # a later id sorts after: appends at the primary key's right edge
-    assert tables.new_ids(0) == []
+    assert later > max(made)  # a later id sorts after: appends at the primary key's right edge
+    assert ids.new_ids(0) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status"),
+    [
+        ("POST", "/predict", {"state": "KS"}, {}, 422),  # the fast lane
+        ("POST", "/retrain", {}, {"X-API-Key": "wrong"}, 401),
+        ("POST", "/predict/batch", [{"state": "KS"}], {}, 422),  # a FastAPI route
+        ("GET", "/predictions/not-an-id", None, {}, 404),
+        ("POST", "/retrain", {}, {"X-API-Key": ""}, 401),
+    ],
+)
+def test_every_error_answer_names_its_request(
+    client: TestClient,
+    method: str,
+    path: str,
+    body: object,
+    headers: dict[str, str],
+    status: int,
+) -> None:
+    """An error body always carries a request id for support: the caller's X-Request-ID, else
+    a new UUIDv7 (never null), on the fast lane and on the routes alike."""
+    import uuid  # pylint: disable=import-outside-toplevel
+
+    answer = client.request(method, path, json=body, headers=headers)
+    assert answer.status_code == status, answer.text
+    assert uuid.UUID(answer.json()["request_id"]).version == 7
+    named = client.request(method, path, json=body, headers={**headers, "X-Request-ID": "r-9"})
+    assert named.status_code == status and named.json()["request_id"] == "r-9"
 
 
 @pytest.mark.parametrize(

@@ -203,7 +203,7 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
         if refusal is not None:
             assert str(refusal.status) in operation["responses"], f"{template} documents no 401"
             response.status_code = refusal.status
-            body = {"detail": refusal.detail, "request_id": None}
+            body = {"detail": refusal.detail, "request_id": "fake-api-request"}
             response._content = json.dumps(body).encode()  # pylint: disable=protected-access
             response.headers["content-type"] = "application/json"
             return response
