@@ -51,7 +51,7 @@ def test_bigml_upload_shows_row_issues_then_scores_the_valid_rows(open_page, fak
     assert issues["row"].tolist() == [2, 2]  # 0-based, as the API numbers rows, and said so
     assert "Row numbers: rows are numbered from 0 (the first data row" in texts(at)
     assert set(issues["column"]) == {"state", "account_length"}
-    assert "skipped" in at.warning[0].value
+    assert "skipped" in at.warning[0].value and "`issues` column" in at.warning[0].value
     assert not fake_api.called("predict_batch"), "nothing is sent before the user asks"
 
     at.button(key="batch_score").click().run()
@@ -66,6 +66,16 @@ def test_bigml_upload_shows_row_issues_then_scores_the_valid_rows(open_page, fak
     scored = at.dataframe[-1].value
     assert list(scored.columns[:2]) == ["churn_probability", "churn_label"]  # results first
     assert scored["churn_probability"].tolist()[:2] == [0.1, 0.9]
+
+
+def test_a_file_of_invalid_rows_says_what_to_do_and_offers_no_scoring(open_page, fake_api):
+    """No valid row: no scored file will exist, so the note does not point at one."""
+    at = _upload(open_page("batch"), bigml_csv([BAD, {**BAD, "state": "ZZ"}]))
+    assert_clean(at)
+    assert _metric(at, "Valid rows") == "0"
+    note = at.warning[0].value
+    assert "no row can be scored" in note and "scored file" not in note
+    assert not [b for b in at.button if b.key == "batch_score"]
 
 
 def test_missing_column_blocks_scoring(open_page, fake_api):

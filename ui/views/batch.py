@@ -212,10 +212,13 @@ def main() -> None:
         return
     issues = issues_table(report)
     if not issues.empty:
-        st.warning(
-            f"{len(issues):,} issue(s) in {len(original) - valid:,} row(s); those rows are "
-            "skipped and keep their reason in the `issues` column of the scored file."
+        where = (
+            "those rows are skipped and keep their reason in the `issues` column of the scored "
+            "file."
+            if valid
+            else "no row can be scored: fix the rows listed below and upload the file again."
         )
+        st.warning(f"{len(issues):,} issue(s) in {len(original) - valid:,} row(s); {where}")
         st.caption(f"Row numbers: {ROW_NUMBERING}.")
         st.dataframe(issues.head(1000), hide_index=True, key="batch_issues")
     if valid == 0:
