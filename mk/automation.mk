@@ -23,7 +23,7 @@ DATA_CSV ?= data/raw/churn.csv
 # the reason to retrain, which pipeline-train does next. DRIFT_FAIL=1 makes it a gate (exit 3).
 DRIFT_FAIL ?=
 # Code tests: every test folder but the data tests (pipeline-data) and the browser e2e suite
-# (`make test` runs everything), so a new folder such as tests/monitoring is included by default.
+# (`make test` runs everything), so a new folder such as tests/core/monitoring is included by default.
 TEST_CODE_PATHS ?= tests --ignore=tests/data --ignore=tests/e2e
 TEST_DATA_PATHS ?= tests/data
 

@@ -19,6 +19,7 @@ from core.settings import DOTENV_VARIABLE, Settings, get_settings
 
 if TYPE_CHECKING:
     from core.pipelines import TrainedModel
+    from tests.elastic import LocalElasticsearch
     from tests.postgres import LocalPostgres
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,6 +184,15 @@ def postgres() -> Iterator[LocalPostgres]:
         yield server
     finally:
         pg.remove(server)
+
+
+@pytest.fixture(scope="session")
+def elasticsearch() -> Iterator[LocalElasticsearch]:
+    """The session's Elasticsearch (see :mod:`tests.elastic`). Skips locally, fails in CI, when it
+    cannot start."""
+    from tests import elastic  # pylint: disable=import-outside-toplevel  # only when used
+
+    yield from elastic.session_elasticsearch()
 
 
 @pytest.fixture()

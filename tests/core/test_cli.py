@@ -1,84 +1,169 @@
-"""``churnops predict`` / ``make predict`` with a labelled file: the model's quality on the rows
-it never trained on, and how many it had seen, on stderr."""
+"""``churnops`` ML commands: every sub-command on real files, and ``make train``'s JSON contract."""
 
 from __future__ import annotations
 
+import json
 import os
-import subprocess  # nosec B404 - the test runs the real make target
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from core.cli import main
-from core.labelled import SampleRule, labelled_report
-from core.persist import save_bundle
-from core.pipelines import TrainedModel
-from core.schema import check_frame
+from core.cli import build_parser, main
+from core.persist import latest_bundle_dir, load_bundle
 from core.settings import Settings
-from tests.conftest import ROOT
-from tests.factories import bigml_like, to_bigml, write_csv
+from tests.factories import DATA_CSV, ROOT, raw_rows, to_bigml, write_csv
+
+SUMMARY_KEYS = ["run_id", "model_version", "f1", "roc_auc", "promoted"]
 
 
-def _bigml20(tmp_path: Path) -> Path:
-    return write_csv(to_bigml(bigml_like()[1]), tmp_path / "bigml-20.csv")
+def _last_json_line(text: str) -> dict[str, object]:
+    parsed: dict[str, object] = json.loads(text.strip().splitlines()[-1])
+    return parsed
 
 
-def test_predict_prints_the_quality_on_unseen_rows(
-    settings: Settings,
-    trained_model: TrainedModel,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    bundle_dir = save_bundle(trained_model.bundle, tmp_path / "model")
-    source = _bigml20(tmp_path)
-    target = tmp_path / "scored.csv"
-    args = ["predict", "--input", str(source), "--output", str(target), "--model", str(bundle_dir)]
-    assert main(args) == 0
-    err = capsys.readouterr().err
-    scored = pd.read_csv(target)
-    report = labelled_report(
-        check_frame(pd.read_csv(source), require_target=True),
-        scored["churn_probability"].to_numpy(),
-        trained_model.bundle.threshold,
-        trained_model.bundle.seen_rows,
-        SampleRule.from_settings(settings),
-    )
-    assert report is not None and report.seen > 300
-    split = trained_model.split
-    seen_index = set(split.train.index) | set(split.valid.index)
-    assert report.seen == sum(i in seen_index for i in bigml_like()[1].index)
-    assert f"labels: {report.note}" in err
-    assert f"  {report.quality.text('f1')}" in err
-    assert f"{report.seen} rows it was trained on left out" in err
-
-
-def test_predict_without_labels_prints_no_quality(
-    settings: Settings,
-    trained_model: TrainedModel,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+def test_validate_reports_ok_and_every_issue(
+    tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     del settings
-    bundle_dir = save_bundle(trained_model.bundle, tmp_path / "model")
-    source = write_csv(to_bigml(bigml_like()[1].drop(columns="churn")), tmp_path / "in.csv")
-    assert main(["predict", "--input", str(source), "--model", str(bundle_dir)]) == 0
-    assert "labels:" not in capsys.readouterr().err
+    assert main(["validate", "--data", str(DATA_CSV)]) == 0
+    assert capsys.readouterr().out.startswith(f"OK {DATA_CSV}: 5000 rows")
+    bad = raw_rows(6).assign(state=["KS", "ZZ", "KS", "KS", "KS", "KS"])
+    bad = bad.drop(columns="churn")
+    assert main(["validate", "--data", str(write_csv(bad, tmp_path / "bad.csv"))]) == 1
+    out = capsys.readouterr().out
+    assert "INVALID" in out and "churn (all rows): missing column" in out
+    assert "state (row 1): unknown value 'ZZ'" in out
+    path = write_csv(to_bigml(bad.drop(index=1)), tmp_path / "bigml.csv")
+    assert main(["validate", "--no-target", "--data", str(path)]) == 0
+
+
+def test_train_saves_a_bundle_prints_progress_and_ends_with_the_json_line(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # train_and_register end to end (with whatever registry is plugged into its seam).
+    assert main(["train", "--data", str(DATA_CSV), "--family", "logreg", "--cv-folds", "2"]) == 0
+    captured = capsys.readouterr()
+    summary = _last_json_line(captured.out)
+    assert list(summary) == SUMMARY_KEYS
+    if summary["run_id"] is None:  # no registry: nothing registered, no gate
+        assert summary["model_version"] is None and summary["promoted"] is None
+    else:
+        assert summary["model_version"] is not None and summary["promoted"] is False
+    progress = re.findall(r"^\[\s*(\d+)%\] (.+)$", captured.err, flags=re.MULTILINE)
+    percents = [int(p) for p, _ in progress]
+    assert percents == sorted(percents) and percents[0] == 0 and percents[-1] == 100
+    assert {"load", "fit", "evaluate", "save", "cross-validate fold 2/2"} <= {
+        s for _, s in progress
+    }
+    assert "below the quality floors" in captured.err  # logreg is only the baseline
+    bundle = load_bundle(latest_bundle_dir(settings.var_dir / "models"))
+    assert bundle.meta.family == "logreg" and bundle.meta.cv is not None
+    assert round(bundle.metrics.f1, 4) == summary["f1"]
+
+
+def test_evaluate_scores_the_latest_bundle(
+    trained_var: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    del trained_var
+    assert main(["evaluate", "--data", str(DATA_CSV), "--check"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["split"] == "holdout" and report["metrics"]["n"] == 1000
+    assert report["passes_floors"] is True and report["failures"] == []
+    assert main(["evaluate", "--data", str(DATA_CSV), "--split", "all"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["n"] == 5000
+
+
+def test_predict_writes_scored_csv(
+    trained_var: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle_dir = latest_bundle_dir(trained_var.var_dir / "models")
+    rows = to_bigml(raw_rows(25, seed=9).drop(columns="churn"))
+    source = write_csv(rows, tmp_path / "in.csv")
+    target = tmp_path / "out" / "scored.csv"
+    model = ["--model", str(bundle_dir)]
+    assert main(["predict", "--input", str(source), "--output", str(target), *model]) == 0
+    scored = pd.read_csv(target)
+    assert list(scored.columns) == [*rows.columns, "churn_probability", "churn_label"]
+    assert len(scored) == 25 and scored["churn_probability"].between(0, 1).all()
+    err = capsys.readouterr().err
+    assert "wrote 25 predictions" in err and f"bundle in {bundle_dir}" in err
+    assert main(["predict", "--input", str(source), *model]) == 0
+    assert capsys.readouterr().out.count("\n") == 26
+
+
+def test_predict_without_a_champion_says_so(
+    trained_var: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The last trained bundle is not what the API serves: without a champion there is nothing
+    to score with, and one line says so (no traceback)."""
+    del trained_var
+    source = write_csv(raw_rows(5, seed=3).drop(columns="churn"), tmp_path / "in.csv")
+    assert main(["predict", "--input", str(source)]) == 1
+    err = capsys.readouterr().err
+    assert "no champion" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_errors_exit_1_with_a_message(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    del settings
+    assert main(["evaluate"]) == 1
+    assert "no trained model" in capsys.readouterr().err
+    bad = write_csv(raw_rows(5).assign(total_night_charge=-3.0), tmp_path / "bad.csv")
+    assert main(["train", "--data", str(bad), "--quiet"]) == 1
+    assert "invalid data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["validate", "train", "evaluate", "predict"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "--" in capsys.readouterr().out
+
+
+CHURNOPS = Path(sys.executable).with_name("churnops")
 
 
 @pytest.mark.slow
-def test_make_predict_reports_a_labelled_file(
-    settings: Settings, trained_model: TrainedModel, tmp_path: Path
-) -> None:
-    """The README's command, as a user runs it (make, the installed churnops, a fresh VAR_DIR)."""
-    bundle_dir = save_bundle(trained_model.bundle, tmp_path / "model")
-    source = _bigml20(tmp_path)
-    target = tmp_path / "scored.csv"
-    env = {**os.environ, "VAR_DIR": str(settings.var_dir)}
-    done = subprocess.run(  # nosec B603 B607 - make from PATH, fixed arguments
-        ["make", "-s", "predict", f"INPUT={source}", f"OUTPUT={target}", f"MODEL={bundle_dir}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["serve", "--help"], ["prepare", "--help"], ["run", "--help"], ["train", "--help"],
+     ["monitoring", "--help"], ["pipeline", "--help"], ["watch", "--help"], ["notify", "--help"],
+     ["champion", "--help"]],
+)  # fmt: skip
+def test_the_installed_churnops_command_answers_every_group(argv: list[str]) -> None:
+    """The one entry point ([project.scripts]) reaches every command, each with its help."""
+    done = subprocess.run(
+        [str(CHURNOPS), *argv], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr
-    assert "labels: f1 " in done.stderr and "rows it was trained on left out" in done.stderr
-    assert len(pd.read_csv(target)) == 667
+    assert "usage:" in done.stdout or "churnops" in done.stdout
+    if argv == ["--help"]:
+        for command in ("serve", "run", "train", "predict", "monitoring", "pipeline", "watch"):
+            assert command in done.stdout
+
+
+def test_an_unknown_command_is_one_line_and_exit_2() -> None:
+    done = subprocess.run(
+        [str(CHURNOPS), "trian"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2 and "unknown command 'trian'" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_make_train_last_line_is_the_json_summary(tmp_path: Path) -> None:
+    env = {**os.environ, "VAR_DIR": str(tmp_path / "var"), "CV_FOLDS": "0"}
+    done = subprocess.run(
+        ["make", "-s", "train"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    summary = _last_json_line(done.stdout)
+    assert list(summary) == SUMMARY_KEYS
+    assert float(str(summary["f1"])) >= 0.92 and float(str(summary["roc_auc"])) >= 0.92
+    assert (tmp_path / "var" / "models" / "LATEST").is_file()

@@ -32,7 +32,7 @@ def _runs(log: Path) -> list[tuple[str, str]]:
 
 def test_one_save_starts_exactly_one_pipeline(tmp_path: Path) -> None:
     clone = fresh_clone(tmp_path / "churnops")
-    env = {**user_env(0, 0), "PYTEST_ARGS": "tests/unit/test_schema.py"}  # hypothesis: .hypothesis/
+    env = {**user_env(0, 0), "PYTEST_ARGS": "tests/core/test_schema.py"}  # hypothesis: .hypothesis/
     log = tmp_path / "watch.log"
     with log.open("wb") as out:
         watcher = subprocess.Popen(  # pylint: disable=consider-using-with  # stopped below

@@ -44,8 +44,7 @@ from ops import services
 from tests.api.conftest import API_KEY, LiveServer
 from tests.conftest import ROOT
 from tests.integration.test_api_live import STORE_SCRIPT
-from tests.monitoring.conftest import LocalElasticsearch
-from tests.monitoring.conftest import elasticsearch  # noqa: F401  # pylint: disable=unused-import
+from tests.elastic import LocalElasticsearch
 from tests.postgres import LocalPostgres
 
 # a registry, a 2-worker API and 60 s of load (Elasticsearch too): longer than the default 300 s
@@ -219,7 +218,7 @@ def test_postgresql_restarted_mid_load_loses_no_answered_prediction(
     registry: Settings,
     postgres: LocalPostgres,
     pg_url: str,
-    elasticsearch: LocalElasticsearch,  # noqa: F811  # the fixture imported above
+    elasticsearch: LocalElasticsearch,
 ) -> None:
     """PostgreSQL is stopped 20 s into the load and started again 10 s later. The API answers
     throughout; after a graceful stop every answered prediction is a row, and the shipper, which

@@ -16,9 +16,9 @@ from tests.conftest import ROOT
 
 #: Tests that open the predictions database, the MLflow store, a live server and the CLI.
 SAMPLE = [
-    "tests/api/test_predict.py::test_examples_churner_and_loyal",
+    "tests/api/routes/test_predict.py::test_examples_churner_and_loyal",
     "tests/api/test_openapi.py::test_the_live_server_stores_in_its_own_folder",
-    "tests/unit/test_registry.py::test_configure_uses_sqlite_and_artifact_root",
+    "tests/core/registry/test_lifecycle.py::test_configure_uses_sqlite_and_artifact_root",
     "tests/api/test_store.py::test_list_filter_get",
 ]
 

@@ -430,6 +430,11 @@ def link_buttons(at: AppTest) -> dict[str, str]:
     return {b.proto.label: b.proto.url for b in at.get("link_button")}
 
 
+def metric(at: AppTest, name: str) -> str:
+    """The value of the page's metric labelled ``name`` (StopIteration when the page has none)."""
+    return next(m.value for m in at.metric if m.label == name)
+
+
 def texts(at: AppTest) -> str:
     """All markdown, caption, metric and alert text of the page, for substring assertions."""
     parts: list[str] = []

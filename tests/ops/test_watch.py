@@ -19,7 +19,7 @@ from tests.conftest import ROOT
     [
         ("core/train.py", ("code",)),
         ("api/routes/predict.py", ("code",)),
-        ("tests/unit/test_x.py", ("code",)),
+        ("tests/core/test_x.py", ("code",)),
         ("Makefile", ("code",)),
         ("mk/ml.mk", ("code",)),
         ("pyproject.toml", ("code",)),
@@ -53,7 +53,7 @@ IGNORED = [
     "churnops.egg-info/PKG-INFO",
     "ui/node_modules/x.js",
 ]
-CHANGES = ["core/train.py", "tests/unit/test_x.py", "data/raw/churn.csv", "Makefile", "new.py"]
+CHANGES = ["core/train.py", "tests/core/test_x.py", "data/raw/churn.csv", "Makefile", "new.py"]
 
 
 @pytest.fixture(name="clone")

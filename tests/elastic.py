@@ -1,4 +1,5 @@
-"""A real Elasticsearch for the monitoring tests (session-scoped), started by ``scripts/es.sh``.
+"""A real Elasticsearch for the tests, started by ``scripts/es.sh`` (the ``elasticsearch`` session
+fixture of ``tests/conftest.py`` uses :func:`session_elasticsearch`).
 
 The integ-test zip from Maven Central runs as an unprivileged user on 127.0.0.1 with a free port;
 ``ES_TEST_URL`` points the tests at an already running cluster instead. When neither works the tests
@@ -7,24 +8,17 @@ skip locally and fail in CI (``need``).
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import signal
 import subprocess  # nosec B404 - starts the local test cluster
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
-from elasticsearch import Elasticsearch
-
 from core.monitoring.es import connect, ping
-from core.monitoring.indices import Indices
 from tests.conftest import ROOT, need
 from tests.net import free_port
 
@@ -80,9 +74,9 @@ class LocalElasticsearch:
         self.process = None
 
 
-@pytest.fixture(scope="session")
-def elasticsearch() -> Iterator[LocalElasticsearch]:
-    """The session's Elasticsearch (``ES_TEST_URL`` or the integ-test zip)."""
+def session_elasticsearch() -> Iterator[LocalElasticsearch]:
+    """The session's Elasticsearch (``ES_TEST_URL`` or the integ-test zip), stopped and removed
+    after the last test that used it."""
     external = os.environ.get("ES_TEST_URL")
     if external:
         server = LocalElasticsearch(Path(tempfile.gettempdir()), external=True)
@@ -107,39 +101,3 @@ def elasticsearch() -> Iterator[LocalElasticsearch]:
     yield server
     server.stop()
     shutil.rmtree(workdir, ignore_errors=True)
-
-
-@pytest.fixture()
-def es(elasticsearch: LocalElasticsearch) -> Iterator[Elasticsearch]:
-    """A client of the session's Elasticsearch."""
-    client = connect(elasticsearch.url)
-    need(ping(client, timeout=5.0), "Elasticsearch is not running")
-    yield client
-    client.close()
-
-
-@pytest.fixture()
-def es_url(elasticsearch: LocalElasticsearch) -> str:
-    """The base URL of the session's Elasticsearch."""
-    return elasticsearch.url
-
-
-@pytest.fixture()
-def indices() -> Indices:
-    """A fresh index prefix per test, so tests never see each other's documents."""
-    return Indices(f"t{uuid.uuid4().hex[:10]}")
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI configures the root logger: give later tests their original handlers back."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)

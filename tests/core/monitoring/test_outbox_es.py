@@ -23,9 +23,15 @@ from core.registry import LoadedModel
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL
 from core.settings import Settings
 from tests.factories import dataset, small_config
-from tests.monitoring.conftest import LocalElasticsearch
-from tests.monitoring.helpers import count
-from tests.monitoring.outbox_helpers import prediction_rows, running, store, unshipped, wait_for
+from tests.elastic import LocalElasticsearch
+from tests.core.monitoring.helpers import count
+from tests.core.monitoring.outbox_helpers import (
+    prediction_rows,
+    running,
+    store,
+    unshipped,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.es, pytest.mark.integration]
 

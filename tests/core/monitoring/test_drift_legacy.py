@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from core.monitoring import jobs
 from core.monitoring.read import latest_drift
 from core.settings import Settings
-from tests.monitoring.helpers import reference, training_frame
+from tests.core.monitoring.helpers import reference, training_frame
 
 
 def test_runs_stored_before_the_tests_still_read(settings: Settings) -> None:

@@ -37,7 +37,7 @@ from core.monitoring.store import MonitoringStore
 from core.reference import build_reference
 from core.settings import Settings
 from tests.net import free_port
-from tests.monitoring.helpers import (
+from tests.core.monitoring.helpers import (
     prediction_rows,
     reference,
     seed_predictions,

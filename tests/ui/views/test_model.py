@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from core.settings import get_settings
-from tests.ui.conftest import assert_clean, link_buttons, texts
-
-
-def _metric(at, name: str) -> str:
-    return next(m.value for m in at.metric if m.label == name)
+from tests.ui.conftest import assert_clean, link_buttons, metric, texts
 
 
 def test_champion_and_challenger_side_by_side(open_page, fake_api):
     at = open_page("model")
     assert_clean(at)
-    assert _metric(at, "Champion version") == "2"
-    assert _metric(at, "Inference path") == "numpy"
+    assert metric(at, "Champion version") == "2"
+    assert metric(at, "Inference path") == "numpy"
     table = at.dataframe[0].value
     assert list(table.columns) == ["champion v2", "challenger v3", "Δ (challenger − champion)"]
     assert table.loc["f1", "champion v2"] == 0.83 and table.loc["f1", "challenger v3"] == 0.79

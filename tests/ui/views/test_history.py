@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from tests.ui.conftest import assert_clean
-
-
-def _metric(at, name: str) -> str:
-    return next(m.value for m in at.metric if m.label == name)
+from tests.ui.conftest import assert_clean, metric
 
 
 def test_lists_predictions_with_charts(open_page, fake_api):
     at = open_page("history")
     assert_clean(at)
-    assert _metric(at, "Matching predictions") == "10"
-    assert _metric(at, "Predicted churn rate") == "40.0 %"
-    assert _metric(at, "Accuracy on feedback") == "100.0 %"
+    assert metric(at, "Matching predictions") == "10"
+    assert metric(at, "Predicted churn rate") == "40.0 %"
+    assert metric(at, "Accuracy on feedback") == "100.0 %"
     table = at.dataframe[0].value
     assert len(table) == 10 and table["churn_probability"].iloc[0] == 0.1
     assert len(at.get("vega_lite_chart")) == 2  # volume and churn rate over time
@@ -31,7 +27,7 @@ def test_filters_reach_the_api(open_page, fake_api):
     assert_clean(at)
     filters = fake_api.called("predictions")[-1][0]
     assert (filters["label"], filters["model_version"]) == ("yes", "2")
-    assert _metric(at, "Matching predictions") == "2"  # i in (0, 6): label yes and version 2
+    assert metric(at, "Matching predictions") == "2"  # i in (0, 6): label yes and version 2
 
 
 def test_feedback_is_sent(open_page, fake_api):

@@ -18,9 +18,9 @@ from core.monitoring.indices import Indices, setup
 from core.monitoring.mlflow_export import MlflowFollower
 from core.settings import Settings
 from tests.conftest import ROOT
-from tests.monitoring.helpers import count
-from tests.monitoring.outbox_helpers import run_loop_until_sigterm, wait_for
-from tests.monitoring.test_outbox_unit import nowhere
+from tests.core.monitoring.helpers import count
+from tests.core.monitoring.outbox_helpers import run_loop_until_sigterm, wait_for
+from tests.core.monitoring.test_outbox import nowhere
 
 pytestmark = [pytest.mark.es, pytest.mark.integration]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.factories import CASES
-from tests.ui.conftest import FakeApi, assert_clean, texts
+from tests.ui.conftest import FakeApi, assert_clean, metric, texts
 from ui.batch_scoring import records, validate
 
 
@@ -16,16 +16,12 @@ def _upload(open_page, name: str):
     return at.run()
 
 
-def _metric(at, name: str) -> str:
-    return next(m.value for m in at.metric if m.label == name)
-
-
 def test_fr_excel_semicolon_decimal_comma(open_page, fake_api: FakeApi) -> None:
     """The dialect is shown; the rows sent are exactly the canonical rows of the same customers."""
     at = _upload(open_page, "fr_excel_semicolon_decimal_comma.csv")
     assert_clean(at)
     assert "read as ;-separated, decimal comma, UTF-8" in texts(at)
-    assert (_metric(at, "Valid rows"), _metric(at, "Issues")) == ("5", "0")
+    assert (metric(at, "Valid rows"), metric(at, "Issues")) == ("5", "0")
     french = validate((CASES / "fr_excel_semicolon_decimal_comma.csv").read_bytes())
     baseline = validate((CASES / "bigml_5rows_baseline.csv").read_bytes())
     assert records(french.report) == records(baseline.report)
@@ -90,10 +86,10 @@ def test_bigml_5rows_baseline(open_page, fake_api: FakeApi) -> None:
     """Five valid rows, scored; the download keeps every uploaded column, label included."""
     at = _upload(open_page, "bigml_5rows_baseline.csv")
     assert_clean(at)
-    assert (_metric(at, "Rows"), _metric(at, "Valid rows")) == ("5", "5")
+    assert (metric(at, "Rows"), metric(at, "Valid rows")) == ("5", "5")
     at.button(key="batch_score").click().run()
     assert_clean(at)
-    assert _metric(at, "Rows scored") == "5"
+    assert metric(at, "Rows scored") == "5"
     scored = at.dataframe[-1].value
     assert list(scored.columns[:2]) == ["churn_probability", "churn_label"]
     assert list(scored.columns[5:7]) == ["State", "Account length"]  # then the upload's columns

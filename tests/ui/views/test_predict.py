@@ -5,13 +5,9 @@ from __future__ import annotations
 import json
 
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURES, SPECS
-from tests.ui.conftest import FAKE_URL, assert_clean, texts
+from tests.ui.conftest import FAKE_URL, assert_clean, metric, texts
 from ui.client import ApiError
 from ui.form import help_text, label, validate
-
-
-def _metric(at, name: str) -> str:
-    return next(m.value for m in at.metric if m.label == name)
 
 
 def test_form_is_generated_from_the_schema(open_page, fake_api):
@@ -40,10 +36,10 @@ def test_submit_sends_the_form_and_shows_probability_threshold_version_drivers(o
     assert sent == {**EXAMPLE_LOYAL, "international_plan": "yes",
                     "number_customer_service_calls": 5}  # fmt: skip
     assert fake_api.called("explain")[0][0] == sent
-    assert _metric(at, "Churn probability") == "73.1 %"
-    assert _metric(at, "Decision") == "Will churn"
-    assert _metric(at, "Threshold") == "42.0 %"
-    assert _metric(at, "Model version") == "2"
+    assert metric(at, "Churn probability") == "73.1 %"
+    assert metric(at, "Decision") == "Will churn"
+    assert metric(at, "Threshold") == "42.0 %"
+    assert metric(at, "Model version") == "2"
     assert "What drives this prediction" in texts(at)
     drivers = at.dataframe[0].value
     assert drivers["feature"].tolist()[0] == label(SPECS["number_customer_service_calls"])
@@ -91,7 +87,7 @@ def test_a_bad_field_is_marked_and_the_previous_result_is_cleared(open_page, fak
     of the previous (valid) click is no longer on screen as if it were current."""
     at = open_page("predict")
     at.button(key="predict_submit").click().run()
-    assert _metric(at, "Churn probability") == "73.1 %"
+    assert metric(at, "Churn probability") == "73.1 %"
     at.number_input(key="f_total_day_minutes").set_value(-12.0)
     at.number_input(key="f_total_eve_calls").set_value(None)
     at.button(key="predict_submit").click().run()
@@ -117,7 +113,7 @@ def test_api_down_shows_the_url_and_a_retry_that_works(open_page, fake_api):
     del fake_api.fail["predict"]  # the API comes back
     at.button(key="retry_score_this_customer").click().run()
     assert_clean(at)
-    assert _metric(at, "Churn probability") == "73.1 %"
+    assert metric(at, "Churn probability") == "73.1 %"
     assert len(fake_api.called("predict")) == 2
 
 
@@ -135,7 +131,7 @@ def test_explain_failure_keeps_the_prediction(open_page, fake_api):
     at = open_page("predict")
     at.button(key="predict_submit").click().run()
     assert_clean(at)
-    assert _metric(at, "Churn probability") == "73.1 %"
+    assert metric(at, "Churn probability") == "73.1 %"
     assert any("Drivers are not available" in i.value for i in at.info)
 
 
@@ -183,17 +179,17 @@ def test_a_result_is_never_shown_for_values_the_form_no_longer_holds(open_page, 
     values) until Predict is pressed again; going back to the scored values shows it again."""
     at = open_page("predict")
     at.button(key="predict_submit").click().run()
-    assert _metric(at, "Churn probability")
+    assert metric(at, "Churn probability")
     at.number_input(key="f_number_customer_service_calls").set_value(7).run()
     assert not at.metric and any("form changed" in i.value for i in at.info)
     at.number_input(key="f_number_customer_service_calls").set_value(
         EXAMPLE_LOYAL["number_customer_service_calls"]
     ).run()
-    assert _metric(at, "Churn probability") and not at.info
+    assert metric(at, "Churn probability") and not at.info
     at.button(key="preset_churner").click().run()
     assert not at.metric and any("form changed" in i.value for i in at.info)
     at.button(key="predict_submit").click().run()
-    assert _metric(at, "Churn probability") and len(fake_api.called("predict")) == 2
+    assert metric(at, "Churn probability") and len(fake_api.called("predict")) == 2
     assert_clean(at)
 
 
@@ -203,5 +199,5 @@ def test_minutes_and_charges_that_disagree_get_a_warning_and_still_score(open_pa
     at.number_input(key="f_total_day_charge").set_value(2.0)
     at.button(key="predict_submit").click().run()
     assert any("total_day_charge 2.00 disagrees" in w.value for w in at.warning)
-    assert fake_api.called("predict") and _metric(at, "Churn probability")
+    assert fake_api.called("predict") and metric(at, "Churn probability")
     assert_clean(at)

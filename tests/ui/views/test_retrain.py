@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.factories import train_result
-from tests.ui.conftest import FAKE_URL, assert_clean, texts
+from tests.ui.conftest import FAKE_URL, assert_clean, metric, texts
 from ui.client import ApiError
 
 RUNNING = {
@@ -23,10 +23,6 @@ DONE = {**RUNNING, "status": "succeeded",
         + [{"step": "gate", "fraction": 1.0, "at": "2025-01-03T00:00:09Z"}],
         "result": train_result(reason="F1 0.85 beats 0.83", compared_rows=117, compared_churners=21,
                                excluded_rows=417).model_dump(mode="json")}  # fmt: skip
-
-
-def _metric(at, name: str) -> str:
-    return next(m.value for m in at.metric if m.label == name)
 
 
 def test_start_needs_a_key(open_page, fake_api):
@@ -56,10 +52,10 @@ def test_progress_then_gate_decision(open_page, fake_api):
     at.run()  # the next poll
     assert_clean(at)
     assert "Promoted to champion. F1 0.85 beats 0.83" in at.success[0].value
-    assert _metric(at, "New model f1") == "0.8500"
-    assert _metric(at, "Champion f1") == "0.8300"
-    assert _metric(at, "New version") == "4"
-    assert _metric(at, "Rows compared") == "117"
+    assert metric(at, "New model f1") == "0.8500"
+    assert metric(at, "Champion f1") == "0.8300"
+    assert metric(at, "New version") == "4"
+    assert metric(at, "Rows compared") == "117"
     caption = " ".join(c.value for c in at.caption)
     assert (
         "same 117 holdout rows, 21 of them churners, that neither model was trained on" in caption

@@ -15,7 +15,7 @@ from core.monitoring.sink import BulkEventSink, NullSink, SinkConfig, get_event_
 from core.monitoring.spool import Spool
 from core.settings import Settings
 from tests.net import free_port
-from tests.monitoring.helpers import prediction_rows
+from tests.core.monitoring.helpers import prediction_rows
 
 
 def test_spool_claim_release_done(tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ from elasticsearch import Elasticsearch
 from core.monitoring.es import connect
 from core.monitoring.indices import Indices, setup
 from core.monitoring.sink import BulkEventSink, SinkConfig
-from tests.monitoring.conftest import LocalElasticsearch
-from tests.monitoring.helpers import count
-from tests.monitoring.outbox_helpers import prediction_rows
+from tests.elastic import LocalElasticsearch
+from tests.core.monitoring.helpers import count
+from tests.core.monitoring.outbox_helpers import prediction_rows
 
 pytestmark = [pytest.mark.es, pytest.mark.integration]
 

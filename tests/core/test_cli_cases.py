@@ -12,19 +12,10 @@ import pandas as pd
 import pytest
 
 from core.cli import main
-from core.persist import mark_latest, save_bundle
-from core.pipelines import TrainedModel
 from core.settings import Settings, get_settings
 from tests.factories import CASES, ROOT
 
 BASELINE = CASES / "bigml_5rows_baseline.csv"
-
-
-@pytest.fixture(name="trained_var")
-def fixture_trained_var(settings: Settings, trained_model: TrainedModel) -> Settings:
-    """The session's trained model saved as the latest bundle of the test's VAR_DIR."""
-    mark_latest(save_bundle(trained_model.bundle, settings.var_dir / "models" / "session-hgb"))
-    return settings
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

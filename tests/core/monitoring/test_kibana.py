@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from core.monitoring import kibana
-from tests.monitoring import kibana_checks
+from tests.core.monitoring import kibana_checks
 from core.monitoring.indices import DEPLOY_DIR, ELASTIC_VERSION, load_templates
 
 KIBANA_DIR = DEPLOY_DIR / "kibana"

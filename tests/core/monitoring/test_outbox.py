@@ -16,7 +16,7 @@ from core.monitoring.outbox import PredictionShipper, ShipperConfig
 from core.settings import Settings, get_settings
 from tests.conftest import ROOT
 from tests.net import free_port
-from tests.monitoring.outbox_helpers import (
+from tests.core.monitoring.outbox_helpers import (
     prediction_rows,
     run_loop_until_sigterm,
     running,

@@ -17,7 +17,7 @@ from core.evaluate import estimate_performance
 from core.monitoring.quality import live_quality, realized_quality
 from core.schema import EXAMPLE_LOYAL
 from core.settings import Settings
-from tests.monitoring.helpers import seed_predictions
+from tests.core.monitoring.helpers import seed_predictions
 
 #: A fixed end of the window: the rows are placed relative to it, never to the clock.
 UNTIL = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

@@ -15,7 +15,7 @@ from elasticsearch import Elasticsearch
 from core.monitoring.es import ES_ERRORS, connect
 from core.monitoring.host import collect_host, run_agent
 from core.monitoring.indices import Indices, load_templates, setup
-from tests.monitoring.kibana_checks import find_panel, panel_query
+from tests.core.monitoring.kibana_checks import find_panel, panel_query
 from core.monitoring.mlflow_export import MetricPoint as Point
 from core.monitoring.mlflow_export import RunHistory, VersionRef, export_histories
 from core.monitoring.quality import live_quality
@@ -28,7 +28,7 @@ from core.monitoring.read import (
 )
 from core.monitoring.sink import BulkEventSink
 from core.settings import Settings
-from tests.monitoring.helpers import (
+from tests.core.monitoring.helpers import (
     count,
     prediction_rows,
     reference,

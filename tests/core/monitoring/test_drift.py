@@ -16,7 +16,7 @@ from core.monitoring.quality import live_quality
 from core.monitoring.read import latest_drift, summary_from_db
 from core.settings import Settings
 from core.store import QUALITY, open_engine
-from tests.monitoring.helpers import (
+from tests.core.monitoring.helpers import (
     prediction_rows,
     reference,
     seed_predictions,

@@ -4,19 +4,15 @@ partial outages."""
 from __future__ import annotations
 
 from core.settings import get_settings
-from tests.ui.conftest import FAKE_URL, assert_clean, link_buttons, texts
+from tests.ui.conftest import FAKE_URL, assert_clean, link_buttons, metric, texts
 from ui.client import ApiError
-
-
-def _metric(at, name: str) -> str:
-    return next(m.value for m in at.metric if m.label == name)
 
 
 def test_all_sections(open_page, fake_api):
     at = open_page("monitoring")
     assert_clean(at)
-    assert _metric(at, "Estimated F1 (CBPE, before labels)") == "87.1 %"
-    assert _metric(at, "Realized F1 (from feedback)") == "88.9 %"
+    assert metric(at, "Estimated F1 (CBPE, before labels)") == "87.1 %"
+    assert metric(at, "Realized F1 (from feedback)") == "88.9 %"
     body = texts(at)
     assert "95 % CI 66.7 %–100.0 % · n = 42 predictions" in body
     assert "95 % CI 57.1 %–100.0 % · n = 12 labelled" in body
@@ -33,16 +29,16 @@ def test_all_sections(open_page, fake_api):
         "realized": "91.7 %",
         "realized interval": "95 % CI 64.6 %–98.5 %",
     }
-    assert (_metric(at, "Single latency p50"), _metric(at, "Single latency p95")) == (
+    assert (metric(at, "Single latency p50"), metric(at, "Single latency p95")) == (
         "0.81 ms",
         "2.50 ms",
     )
-    assert (_metric(at, "Batch latency p50"), _metric(at, "Batch latency p95")) == (
+    assert (metric(at, "Batch latency p50"), metric(at, "Batch latency p95")) == (
         "0.05 ms/row",
         "0.07 ms/row",
     )
     assert "Single: n = 30 predictions" in body and "Batch: n = 2 batch requests" in body
-    assert _metric(at, "Predicted churn rate") == "14.3 %"
+    assert metric(at, "Predicted churn rate") == "14.3 %"
     # the schema's labels, as every other page shows the features
     assert "Drift detected in 1 feature(s): Total day minutes (minutes)" in at.warning[0].value
     assert "adjusted for the features tested together (Holm), is at most 0.05" in texts(at)
@@ -52,7 +48,7 @@ def test_all_sections(open_page, fake_api):
     assert drift["feature"].tolist() == ["Total day minutes (minutes)", "State"]
     assert drift["test"].tolist() == ["Kolmogorov-Smirnov", "chi-squared (Monte Carlo)"]
     assert drift["drifted"].tolist() == [True, False]
-    assert (_metric(at, "CPU"), _metric(at, "RAM"), _metric(at, "Disk")) == (
+    assert (metric(at, "CPU"), metric(at, "RAM"), metric(at, "Disk")) == (
         "37.5 %",
         "61.0 %",
         "44.2 %",
@@ -109,7 +105,7 @@ def test_one_label_shows_n_1_and_a_wide_interval_never_a_bare_zero(open_page, fa
                                   "f1": {"value": None, "low": None, "high": None}}}  # fmt: skip
     at = open_page("monitoring")
     assert_clean(at)
-    assert _metric(at, "Realized F1 (from feedback)") == "—"
+    assert metric(at, "Realized F1 (from feedback)") == "—"
     assert "undefined (0/0) · n = 1 labelled" in texts(at)
     realized = at.dataframe[0].value.set_index("metric")
     assert realized.loc["Accuracy", "realized interval"] == "95 % CI 20.7 %–100.0 %"
@@ -130,8 +126,8 @@ def test_no_prediction_and_no_feedback_yet(open_page, fake_api):
     }
     at = open_page("monitoring")
     assert_clean(at)
-    assert _metric(at, "Estimated F1 (CBPE, before labels)") == "—"
-    assert _metric(at, "Realized F1 (from feedback)") == "—"
+    assert metric(at, "Estimated F1 (CBPE, before labels)") == "—"
+    assert metric(at, "Realized F1 (from feedback)") == "—"
     body = texts(at)
     assert "No prediction in this window." in body
     assert "No feedback yet: enter true outcomes on the History page." in body
@@ -184,7 +180,7 @@ def test_one_section_down_keeps_the_others(open_page, fake_api):
     assert_clean(at)
     assert len(at.main.error) == 1 and "HTTP 503" in at.error[0].value
     assert f"`{FAKE_URL}/monitoring/drift`" in at.error[0].value
-    assert _metric(at, "CPU") == "37.5 %"
+    assert metric(at, "CPU") == "37.5 %"
 
 
 def test_no_drift_run_yet_is_a_hint(open_page, fake_api):

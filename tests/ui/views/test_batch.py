@@ -8,7 +8,7 @@ import json
 import pandas as pd
 
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURES
-from tests.ui.conftest import FAKE_URL, FakeApi, assert_clean, texts
+from tests.ui.conftest import FAKE_URL, FakeApi, assert_clean, metric, texts
 from ui.batch_scoring import issues_table, score, template_csv, validate
 from ui.client import ApiError
 
@@ -35,14 +35,10 @@ def _upload(at, content: bytes, name: str = "customers.csv"):
     return at.run()
 
 
-def _metric(at, name: str) -> str:
-    return next(m.value for m in at.metric if m.label == name)
-
-
 def test_bigml_upload_shows_row_issues_then_scores_the_valid_rows(open_page, fake_api):
     at = _upload(open_page("batch"), UPLOAD)
     assert_clean(at)
-    assert (_metric(at, "Rows"), _metric(at, "Valid rows"), _metric(at, "Issues")) == (
+    assert (metric(at, "Rows"), metric(at, "Valid rows"), metric(at, "Issues")) == (
         "3",
         "2",
         "2",
@@ -57,9 +53,9 @@ def test_bigml_upload_shows_row_issues_then_scores_the_valid_rows(open_page, fak
     at.button(key="batch_score").click().run()
     assert_clean(at)
     assert fake_api.called("predict_batch") == [(2,)]
-    assert _metric(at, "Rows scored") == "2"
-    assert _metric(at, "Rows skipped (invalid)") == "1"
-    assert _metric(at, "Predicted to churn") == "50.0 %"
+    assert metric(at, "Rows scored") == "2"
+    assert metric(at, "Rows skipped (invalid)") == "1"
+    assert metric(at, "Predicted to churn") == "50.0 %"
     assert "1 of n = 2 scored rows predicted to churn · model version 2, threshold 0.420" in texts(
         at
     )
@@ -109,7 +105,7 @@ def test_a_labelled_file_shows_the_apis_report_histogram_and_confusion_matrix(op
     at.button(key="batch_score").click().run()
     assert_clean(at)
     assert fake_api.called("predict_batch") == [(40,)]
-    assert _metric(at, "F1") == "90.0 %"
+    assert metric(at, "F1") == "90.0 %"
     assert "n = 40" in texts(at) and "95 % CI" in texts(at)
     matrix = at.dataframe[1].value  # after the upload preview
     assert matrix.loc["churned"].tolist() == [18, 2] and matrix.loc["stayed"].tolist() == [2, 18]
@@ -125,7 +121,7 @@ def test_without_labels_no_report_and_the_share_predicted_to_churn(open_page, fa
     at = _upload(open_page("batch"), bigml_csv([EXAMPLE_CHURNER] * 3 + [EXAMPLE_LOYAL], churn=[]))
     at.button(key="batch_score").click().run()
     assert_clean(at)
-    assert _metric(at, "Predicted to churn") == "75.0 %"
+    assert metric(at, "Predicted to churn") == "75.0 %"
     assert not [m for m in at.metric if m.label == "F1"]
     assert len(at.get("vega_lite_chart")) == 1  # the histogram
 
@@ -145,7 +141,7 @@ def test_api_down_while_scoring_shows_url_and_retry(open_page, fake_api):
     del fake_api.fail["predict_batch"]
     at.button(key="retry_score_the_file").click().run()  # retry re-sends the pending file
     assert_clean(at)
-    assert _metric(at, "Rows scored") == "2"
+    assert metric(at, "Rows scored") == "2"
 
 
 def test_score_chunks_reports_progress_and_keeps_the_uploaded_spelling():
