@@ -128,6 +128,14 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
     get_settings.cache_clear()
 
 
+@pytest.fixture(scope="module")
+def module_tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An MLflow SQLite store shared by the tests of one module whose registry calls change nothing
+    in it (an empty list of versions, a refused promote or rollback): MLflow creates its schema,
+    which takes seconds, once per module instead of once per test."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
 @pytest.fixture(scope="session")
 def trained_model() -> TrainedModel:
     """The default model (HGB) trained once per session on the real data's fixed split (no CV).

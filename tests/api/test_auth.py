@@ -98,11 +98,13 @@ def keyed_settings(settings: Settings, **extra: Any) -> Settings:
 
 
 @pytest.fixture()
-def keyed(make_app: AppFactory, settings: Settings) -> Iterator[TestClient]:
-    """An app with all four role keys set, the model loaded."""
-    with TestClient(
-        make_app(settings=keyed_settings(settings)), raise_server_exceptions=False
-    ) as c:
+def keyed(
+    make_app: AppFactory, settings: Settings, module_tracking_uri: str
+) -> Iterator[TestClient]:
+    """An app with all four role keys set, the model loaded; its registry is the module's MLflow
+    store (every call here leaves it empty: promote and rollback are refused)."""
+    app = make_app(settings=keyed_settings(settings, mlflow_tracking_uri=module_tracking_uri))
+    with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 
 
