@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,12 +130,17 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
     get_settings.cache_clear()
 
 
-@pytest.fixture(scope="module")
-def module_tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """An MLflow SQLite store shared by the tests of one module whose registry calls change nothing
-    in it (an empty list of versions, a refused promote or rollback): MLflow creates its schema,
-    which takes seconds, once per module instead of once per test."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+@pytest.fixture(scope="session")
+def empty_registry_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An MLflow SQLite store shared by the tests whose registry calls leave it empty (a list of
+    no versions, a promote or rollback refused, no champion): MLflow creates its schema, which
+    takes seconds, once per session instead of once per test. A test that registers a model uses
+    its own store (the ``settings`` fixture's)."""
+    path = tmp_path_factory.mktemp("empty-registry") / "mlflow.db"
+    yield f"sqlite:///{path}"
+    if path.exists():  # what the tests sharing it rely on: nothing was ever registered there
+        with closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("SELECT count(*) FROM registered_models").fetchone() == (0,)
 
 
 @pytest.fixture(scope="session")

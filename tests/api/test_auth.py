@@ -99,11 +99,11 @@ def keyed_settings(settings: Settings, **extra: Any) -> Settings:
 
 @pytest.fixture()
 def keyed(
-    make_app: AppFactory, settings: Settings, module_tracking_uri: str
+    make_app: AppFactory, settings: Settings, empty_registry_uri: str
 ) -> Iterator[TestClient]:
-    """An app with all four role keys set, the model loaded; its registry is the module's MLflow
-    store (every call here leaves it empty: promote and rollback are refused)."""
-    app = make_app(settings=keyed_settings(settings, mlflow_tracking_uri=module_tracking_uri))
+    """An app with all four role keys set, the model loaded; its registry is the session's empty
+    MLflow store (every call here leaves it empty: promote and rollback are refused)."""
+    app = make_app(settings=keyed_settings(settings, mlflow_tracking_uri=empty_registry_uri))
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 

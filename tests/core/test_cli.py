@@ -14,7 +14,7 @@ import pytest
 
 from core.cli import build_parser, main
 from core.persist import latest_bundle_dir, load_bundle
-from core.settings import Settings
+from core.settings import Settings, get_settings
 from tests.factories import DATA_CSV, ROOT, raw_rows, to_bigml, write_csv
 
 SUMMARY_KEYS = ["run_id", "model_version", "f1", "roc_auc", "promoted"]
@@ -41,6 +41,7 @@ def test_validate_reports_ok_and_every_issue(
     assert main(["validate", "--no-target", "--data", str(path)]) == 0
 
 
+@pytest.mark.slow  # a whole training with 2-fold CV, logged and registered in MLflow
 def test_train_saves_a_bundle_prints_progress_and_ends_with_the_json_line(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -96,11 +97,18 @@ def test_predict_writes_scored_csv(
 
 
 def test_predict_without_a_champion_says_so(
-    trained_var: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained_var: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    empty_registry_uri: str,
 ) -> None:
     """The last trained bundle is not what the API serves: without a champion there is nothing
-    to score with, and one line says so (no traceback)."""
+    to score with, and one line says so (no traceback). The registry is the session's empty
+    MLflow store."""
     del trained_var
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", empty_registry_uri)
+    get_settings.cache_clear()
     source = write_csv(raw_rows(5, seed=3).drop(columns="churn"), tmp_path / "in.csv")
     assert main(["predict", "--input", str(source)]) == 1
     err = capsys.readouterr().err

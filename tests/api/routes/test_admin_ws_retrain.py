@@ -78,13 +78,20 @@ def test_with_the_key_the_content_type_and_body_are_judged(client: TestClient) -
     assert wrong.status_code == 422 and wrong.json()["detail"][0]["column"] == "version"
 
 
-def test_promote_validation_and_registry_errors(client: TestClient) -> None:
-    """Promote validates the body; registry failures are 409/502, never 500."""
-    assert client.post("/model/promote", json={"version": "x"}, headers=ADMIN).status_code == 422
-    answer = client.post("/model/promote", json={"version": "999"}, headers=ADMIN)
-    assert answer.status_code in (409, 502)
-    assert client.post("/model/rollback", headers=ADMIN).status_code in (409, 502)
-    assert client.get("/model/versions").status_code in (200, 502)
+def test_promote_validation_and_registry_errors(
+    make_app: AppFactory, settings: Settings, empty_registry_uri: str
+) -> None:
+    """Promote validates the body; registry failures are 409/502, never 500. The registry is the
+    session's empty MLflow store (promote and rollback are refused: it stays empty)."""
+    app = make_app(settings=settings.model_copy(update={"mlflow_tracking_uri": empty_registry_uri}))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert (
+            client.post("/model/promote", json={"version": "x"}, headers=ADMIN).status_code == 422
+        )
+        answer = client.post("/model/promote", json={"version": "999"}, headers=ADMIN)
+        assert answer.status_code in (409, 502)
+        assert client.post("/model/rollback", headers=ADMIN).status_code in (409, 502)
+        assert client.get("/model/versions", headers=ADMIN).status_code in (200, 502)
 
 
 def test_prod_refuses_placeholder_key(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -198,6 +198,7 @@ def test_make_migrate_store_copies_the_default_sqlite_file_into_database_url(
     assert "prediction" in runs[0].stderr and str(PREDICTIONS) in runs[0].stderr
 
 
+@pytest.mark.slow  # four runs of the real churnops command, each a new Python process
 def test_cli_errors_are_one_line(tmp_path: Path, pg_url: str) -> None:
     """No such file, no target, the same database twice, a wrong password: one line each, no
     traceback, a non-zero exit."""
