@@ -20,6 +20,11 @@ import pytest
 from core.settings import DOTENV_VARIABLE, Settings, get_settings
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from core.data import DatasetSplit
+    from core.persist import ModelBundle
     from core.pipelines import TrainedModel
     from tests.elastic import LocalElasticsearch
     from tests.postgres import LocalPostgres
@@ -168,6 +173,35 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
 ]
+
+
+@pytest.fixture(scope="session")
+def split() -> DatasetSplit:
+    """The project's fixed split of the real data."""
+    from core.data import (
+        SplitParams,
+        load_dataset,
+        split_dataset,
+    )  # pylint: disable=import-outside-toplevel
+
+    return split_dataset(load_dataset(ROOT / "data/raw/churn.csv"), SplitParams())
+
+
+@pytest.fixture(scope="session")
+def bundle(split: DatasetSplit) -> ModelBundle:
+    """The default model family (HGB), trained once per session."""
+    from core.train import TrainConfig  # pylint: disable=import-outside-toplevel
+    from tests.factories import make_bundle  # pylint: disable=import-outside-toplevel
+
+    return make_bundle(split, TrainConfig(cv_folds=0))
+
+
+@pytest.fixture(scope="session")
+def holdout(split: DatasetSplit) -> tuple[pd.DataFrame, np.ndarray]:
+    """The holdout features and 0/1 labels."""
+    from core.data import to_xy  # pylint: disable=import-outside-toplevel
+
+    return to_xy(split.test)
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,13 @@ from typing import Any
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from core.data import load_dataset
-from core.evaluate import Metrics
+from core import fingerprints
+from core.data import DatasetSplit, load_dataset, to_xy
+from core.evaluate import Metrics, choose_threshold, evaluate
+from core.persist import BundleMeta, ModelBundle
 from core.pipelines import TrainedModel, TrainResult, fit_and_evaluate
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURES
-from core.train import HGBParams, LogRegParams, ModelFamily, RFParams, TrainConfig
+from core.train import HGBParams, LogRegParams, ModelFamily, RFParams, TrainConfig, fit_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_CSV = ROOT / "data" / "raw" / "churn.csv"
@@ -125,3 +127,24 @@ def train_result(**overrides: Any) -> TrainResult:
         "bundle_dir": "var/models/x", "data_sha256": "ab" * 32, "duration_s": 12.5,
     }  # fmt: skip
     return TrainResult.model_validate({**values, **overrides})
+
+
+def make_bundle(split: DatasetSplit, config: TrainConfig) -> ModelBundle:
+    """Fit, choose the threshold on validation, evaluate on the holdout; keep the fingerprints
+    of the train and validation rows, as training does."""
+    x_train, y_train = to_xy(split.train)
+    x_valid, y_valid = to_xy(split.valid)
+    x_test, y_test = to_xy(split.test)
+    pipeline = fit_pipeline(config, x_train, y_train)
+    threshold = choose_threshold(y_valid, pipeline.predict_proba(x_valid)[:, 1])
+    metrics = evaluate(y_test, pipeline.predict_proba(x_test)[:, 1], threshold)
+    meta = BundleMeta(
+        family=config.family,
+        config=config,
+        data_sha256="test",
+        fingerprint_format=fingerprints.FORMAT,
+    )
+    seen = fingerprints.fingerprint_set(pd.concat([split.train, split.valid]))
+    return ModelBundle(
+        pipeline=pipeline, threshold=threshold, metrics=metrics, meta=meta, fingerprints=seen
+    )

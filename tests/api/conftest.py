@@ -10,58 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-import pandas as pd
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from core import fingerprints
-from core.data import DatasetSplit, SplitParams, load_dataset, split_dataset, to_xy
-from core.evaluate import choose_threshold, evaluate
-from core.persist import BundleMeta, ModelBundle
+from core.data import DatasetSplit
+from core.persist import ModelBundle
 from core.registry import LoadedModel
 from core.settings import Settings
-from core.train import HGBParams, TrainConfig, fit_pipeline
+from core.train import HGBParams, TrainConfig
 from ops import services
 from tests.conftest import ROOT
+from tests.factories import make_bundle
 from tests.net import free_port
 
 API_KEY = "test-key"
-
-
-def make_bundle(split: DatasetSplit, config: TrainConfig) -> ModelBundle:
-    """Fit, choose the threshold on validation, evaluate on the holdout; keep the fingerprints
-    of the train and validation rows, as training does."""
-    x_train, y_train = to_xy(split.train)
-    x_valid, y_valid = to_xy(split.valid)
-    x_test, y_test = to_xy(split.test)
-    pipeline = fit_pipeline(config, x_train, y_train)
-    threshold = choose_threshold(y_valid, pipeline.predict_proba(x_valid)[:, 1])
-    metrics = evaluate(y_test, pipeline.predict_proba(x_test)[:, 1], threshold)
-    meta = BundleMeta(
-        family=config.family,
-        config=config,
-        data_sha256="test",
-        fingerprint_format=fingerprints.FORMAT,
-    )
-    seen = fingerprints.fingerprint_set(pd.concat([split.train, split.valid]))
-    return ModelBundle(
-        pipeline=pipeline, threshold=threshold, metrics=metrics, meta=meta, fingerprints=seen
-    )
-
-
-@pytest.fixture(scope="session")
-def split() -> DatasetSplit:
-    """The project's fixed split of the real data."""
-    return split_dataset(load_dataset(ROOT / "data/raw/churn.csv"), SplitParams())
-
-
-@pytest.fixture(scope="session")
-def bundle(split: DatasetSplit) -> ModelBundle:
-    """The default model family (HGB), trained once per session."""
-    return make_bundle(split, TrainConfig(cv_folds=0))
 
 
 @pytest.fixture(scope="session")
@@ -69,12 +33,6 @@ def small_bundle(split: DatasetSplit) -> ModelBundle:
     """A second, different model (for swaps)."""
     params = HGBParams(max_iter=30, max_leaf_nodes=7)
     return make_bundle(split, TrainConfig(params=params, cv_folds=0))
-
-
-@pytest.fixture(scope="session")
-def holdout(split: DatasetSplit) -> tuple[pd.DataFrame, np.ndarray]:
-    """The holdout features and 0/1 labels."""
-    return to_xy(split.test)
 
 
 class Champion:

@@ -15,7 +15,7 @@ from core.data import DatasetSplit
 from core.features import build_features, encode_frame, encode_records
 from core.persist import ModelBundle
 from core.train import HGBParams, LogRegParams, RFParams, TrainConfig
-from tests.api.conftest import make_bundle
+from tests.factories import make_bundle
 
 PARITY = 1e-6
 
