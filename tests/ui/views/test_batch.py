@@ -68,7 +68,7 @@ def test_a_file_of_invalid_rows_says_what_to_do_and_offers_no_scoring(open_page,
     """No valid row: no scored file will exist, so the note does not point at one."""
     at = _upload(open_page("batch"), bigml_csv([BAD, {**BAD, "state": "ZZ"}]))
     assert_clean(at)
-    assert _metric(at, "Valid rows") == "0"
+    assert metric(at, "Valid rows") == "0"
     note = at.warning[0].value
     assert "no row can be scored" in note and "scored file" not in note
     assert not [b for b in at.button if b.key == "batch_score"]
