@@ -32,7 +32,10 @@ def test_10k_events_all_delivered(
     sink.close()
     es.indices.refresh(index=indices.predictions)
     assert count(es, indices.predictions) == 10_000
-    assert sink.stats.delivered == 10_000 and sink.stats.rejected == 0
+    # A bulk request that timed out on a busy machine but was indexed is sent again: its events
+    # count as already there (created once, by _id), not as delivered twice.
+    stats = sink.stats
+    assert stats.delivered + stats.already_there == 10_000 and stats.rejected == 0, stats
 
 
 def test_nothing_lost_across_an_elasticsearch_restart(
