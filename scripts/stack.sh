@@ -133,8 +133,10 @@ remove_test_objects() { # what a test run makes: the swarm (with its stacks) and
   for s in $stacks; do
     case "$s" in churntest*) "$DOCKER" stack rm "$s" >/dev/null 2>&1 || true ;; esac
   done
-  # tasks take a moment to go; volumes can only be removed once their containers are gone
-  local deadline=$((SECONDS + 60)) left
+  # volumes can only be removed once their containers are gone: a few seconds for the tasks to
+  # stop on their own, then the rest are removed by force (their data goes with the volumes: a
+  # graceful stop, up to a service's stop_grace_period, would only make the run longer)
+  local deadline=$((SECONDS + 10)) left
   while ((SECONDS < deadline)); do
     left=$("$DOCKER" ps -aq --filter label=com.docker.stack.namespace 2>/dev/null | wc -l)
     [ "$left" = 0 ] && break
