@@ -156,7 +156,7 @@ stack-train: ## Train a champion inside the stack: POST /retrain (API key from S
 	  done
 
 .PHONY: stack-test
-stack-test: $(DEV_STAMP) ## Live Swarm test: engine, local registry, build, deploy, smoke, faults (root; ~15 min)
+stack-test: $(DEV_STAMP) ## Live Swarm test: engine, local registry, build, deploy, smoke, faults (root; times in docs/deploy.md)
 	@mkdir -p var
 	trap 'bash scripts/stack.sh down' EXIT; \
 	  $(RUN)/pytest -m stack tests/stack -p no:cacheprovider $(PYTEST_ARGS)

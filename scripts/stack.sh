@@ -29,7 +29,9 @@ SOCKET=/var/run/docker.sock
 DOCKER=${STACK_DOCKER:-/usr/bin/docker}       # Debian's CLI: it builds with the daemon's BuildKit
 SUITE=${STACK_SUITE:-bookworm}
 MIRROR=${STACK_MIRROR:-http://deb.debian.org/debian}
-BASE_IMAGE=${STACK_BASE_IMAGE:-churnops-local/python:3.11-$SUITE}
+# "-slim": apt and dpkg set up as in Debian's official slim images (see base below); a change of
+# that recipe needs a new name here, so a kept cache does not reuse the old image
+BASE_IMAGE=${STACK_BASE_IMAGE:-churnops-local/python:3.11-$SUITE-slim}
 # the uv the Dockerfiles name (ARG UV_IMAGE=...:<version>), made from the same release's wheel
 UV_VERSION=${STACK_UV_VERSION:-$(sed -n 's/^ARG UV_IMAGE=.*:\([0-9.]*\)$/\1/p' "$ROOT/Dockerfile.api")}
 UV_IMAGE=${STACK_UV_IMAGE:-churnops-local/uv:$UV_VERSION}
@@ -133,8 +135,10 @@ remove_test_objects() { # what a test run makes: the swarm (with its stacks) and
   for s in $stacks; do
     case "$s" in churntest*) "$DOCKER" stack rm "$s" >/dev/null 2>&1 || true ;; esac
   done
-  # tasks take a moment to go; volumes can only be removed once their containers are gone
-  local deadline=$((SECONDS + 60)) left
+  # volumes can only be removed once their containers are gone: a few seconds for the tasks to
+  # stop on their own, then the rest are removed by force (their data goes with the volumes: a
+  # graceful stop, up to a service's stop_grace_period, would only make the run longer)
+  local deadline=$((SECONDS + 10)) left
   while ((SECONDS < deadline)); do
     left=$("$DOCKER" ps -aq --filter label=com.docker.stack.namespace 2>/dev/null | wc -l)
     [ "$left" = 0 ] && break
@@ -229,10 +233,43 @@ check_clean() {
 }
 
 # --- base images ----------------------------------------------------------------------------------
+# What Debian's official images (debian:bookworm-slim, under python:3.11-slim) configure and a bare
+# debootstrap does not: apt deletes the packages it downloaded and keeps no binary cache (else every
+# `apt-get install` of an image build leaves its .deb files in the layer: 143 MB in the db image),
+# and dpkg leaves out documentation, manual pages and translations (copyright files are kept).
+slim() {
+  local root=$1
+  cat >"$root/etc/apt/apt.conf.d/docker-clean" <<'CONF'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+CONF
+  echo 'Acquire::Languages "none";' >"$root/etc/apt/apt.conf.d/docker-no-languages"
+  echo 'Acquire::GzipIndexes "true";' >"$root/etc/apt/apt.conf.d/docker-gzip-indexes"
+  mkdir -p "$root/etc/dpkg/dpkg.cfg.d"
+  cat >"$root/etc/dpkg/dpkg.cfg.d/docker" <<'CONF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/locale/*
+CONF
+  # what debootstrap already installed, as if those rules had been there
+  find "$root/usr/share/doc" -mindepth 1 ! -name copyright ! -type d -delete 2>/dev/null || true
+  find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete 2>/dev/null || true
+  rm -rf "$root"/usr/share/man/* "$root"/usr/share/groff/* "$root"/usr/share/info/* \
+    "$root"/usr/share/lintian/* "$root"/usr/share/linda/* "$root"/usr/share/locale/*
+  rm -f "$root"/var/cache/apt/*.bin
+}
+
 base() {
   engine_answers || die "no engine: run '$0 up' first"
   if ! "$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-    local tarball=$CACHE/rootfs-$SUITE-python3.tar
+    local tarball=$CACHE/rootfs-${BASE_IMAGE##*:}.tar
     if [ ! -s "$tarball" ]; then
       local rootfs
       rootfs=$(mktemp -d /var/tmp/churnops-rootfs.XXXXXX)
@@ -246,8 +283,10 @@ base() {
       # this machine's extra CAs (egress proxy): a build reaches the package index through them
       cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/" 2>/dev/null || true
       chroot "$rootfs" update-ca-certificates >/dev/null 2>&1 || true
+      slim "$rootfs"
       rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
       mkdir -p "$CACHE"
+      find "$CACHE" -maxdepth 1 -name 'rootfs-*.tar' ! -name "${tarball##*/}" -delete  # older recipes
       tar -C "$rootfs" --numeric-owner -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
       rm -rf "$rootfs"
     fi
