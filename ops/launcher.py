@@ -29,12 +29,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
-from types import FrameType
 from typing import Any
 
 from core.settings import Settings, get_settings
 from api.auth import KeyRing
 from ops import services
+from ops.interrupt import Interrupted, stop_on_signals
 from ops.services import ROOT, PortInUse, Service
 
 PYTHON = sys.executable
@@ -228,55 +228,57 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Names
     return parser.parse_args(argv)
 
 
+def _supervise(
+    supervisor: Supervisor, settings: Settings, args: argparse.Namespace, api: Service, ui: Service
+) -> int:
+    """Start everything in order, then wait for a child's exit; the exit code of ``make run``."""
+    env = {**os.environ, "API_URL": api.url}
+    for service in (api, ui):
+        services.check_port(service)
+    log(f"preparing the stores under {settings.var_dir} (predictions database, MLflow)")
+    services.prepare_stores(settings)
+    api_proc = supervisor.start_service(api, env)
+    ui_proc = supervisor.start_service(ui, env)  # it shows the API's state while it waits
+    if not wait_http(f"{api.url}/health", api_proc, "API", settings.startup_timeout):
+        log(f"the API did not come up on {api.url}")
+        return 1
+    start_monitoring(supervisor, settings, env)
+    train_args = None if args.no_train else shlex.split(args.train_args)
+    if not ensure_model(supervisor, settings, api.url, env, train_args):
+        return 1
+    if not wait_http(f"{ui.url}/_stcore/health", ui_proc, "UI", settings.startup_timeout):
+        log(f"the UI did not come up on {ui.url}")
+        return 1
+    log(f"API {api.url}/docs · UI {ui.url} — Ctrl-C stops {', '.join(supervisor.children)}")
+    log(KeyRing(settings).open_notice() or "API keys: from API_KEY, WRITER_KEY, READER_KEY")
+    while (ended := supervisor.first_exit()) is None:
+        time.sleep(0.5)
+    log(f"{ended[0]} exited with code {ended[1]}: stopping the others")
+    return ended[1] or 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Prepare the stores, start API and UI (and shipper and exporter), train a first model if
-    needed, then supervise until a signal or a child's exit."""
+    needed, then supervise until a signal or a child's exit. Ctrl-C or SIGTERM at any moment
+    (the first training included) stops every child and exits 0."""
     settings = get_settings()
     args = parse_args(argv, settings)
     api = services.api(settings, host=args.host, port=args.api_port, workers=args.workers)
     ui = services.ui(settings, host=args.host, port=args.ui_port, api_url=api.url)
-    env = {**os.environ, "API_URL": api.url}
     supervisor = Supervisor()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        del frame
-        if supervisor.stopping:  # a second Ctrl-C (or the same one twice): keep stopping
-            return
-        log(f"got {signal.Signals(signum).name}: stopping {', '.join(supervisor.children)}")
-        supervisor.stop()
-        log("stopped: nothing left running")
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        for service in (api, ui):
-            services.check_port(service)
-        log(f"preparing the stores under {settings.var_dir} (predictions database, MLflow)")
-        services.prepare_stores(settings)
-        api_proc = supervisor.start_service(api, env)
-        ui_proc = supervisor.start_service(ui, env)  # it shows the API's state while it waits
-        if not wait_http(f"{api.url}/health", api_proc, "API", settings.startup_timeout):
-            log(f"the API did not come up on {api.url}")
+    with stop_on_signals():
+        try:
+            return _supervise(supervisor, settings, args, api, ui)
+        except Interrupted as exc:
+            log(f"got {exc}: stopping {', '.join(supervisor.children) or 'nothing'}")
+            supervisor.stop()
+            log("stopped: nothing left running")
+            return 0
+        except PortInUse as exc:
+            log(str(exc))
+            return 2
+        except RuntimeError as exc:  # a broken store: core.store.StoreError, TrackingStoreBroken
+            log(f"cannot start: {exc}")
             return 1
-        start_monitoring(supervisor, settings, env)
-        train_args = None if args.no_train else shlex.split(args.train_args)
-        if not ensure_model(supervisor, settings, api.url, env, train_args):
-            return 1
-        if not wait_http(f"{ui.url}/_stcore/health", ui_proc, "UI", settings.startup_timeout):
-            log(f"the UI did not come up on {ui.url}")
-            return 1
-        log(f"API {api.url}/docs · UI {ui.url} — Ctrl-C stops {', '.join(supervisor.children)}")
-        log(KeyRing(settings).open_notice() or "API keys: from API_KEY, WRITER_KEY, READER_KEY")
-        while (ended := supervisor.first_exit()) is None:
-            time.sleep(0.5)
-        log(f"{ended[0]} exited with code {ended[1]}: stopping the others")
-        return ended[1] or 1
-    except PortInUse as exc:
-        log(str(exc))
-        return 2
-    except RuntimeError as exc:  # a broken store: core.store.StoreError, TrackingStoreBroken
-        log(f"cannot start: {exc}")
-        return 1
-    finally:
-        supervisor.stop()
+        finally:
+            supervisor.stop()

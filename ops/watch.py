@@ -17,7 +17,6 @@ import argparse
 import fnmatch
 import queue
 import shlex
-import signal
 import subprocess  # nosec B404
 import sys
 import threading
@@ -25,11 +24,12 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from types import FrameType
 from typing import TextIO
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+
+from ops.interrupt import Interrupted, stop_on_signals
 
 PIPELINE_ORDER = ("code", "data", "train")
 DEFAULT_COMMAND = "make pipeline-{name}"
@@ -307,27 +307,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         verbose=args.verbose,
     )
 
-    def _terminate(signum: int, frame: FrameType | None) -> None:
-        del frame
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    # SIGINT explicitly too: Python leaves SIGINT ignored when the process starts with it ignored
-    # (a background job of a script, some CI runners), and Ctrl-C / kill -INT must still stop it.
-    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGINT, signal.SIGTERM)}
-    watcher.start()
-    print(
-        f"watching {watcher.root} (debounce {watcher.debounce_s:g}s, command "
-        f"{args.command!r}); Ctrl-C to stop",
-        flush=True,
-    )
-    try:
-        watcher.loop()
-    except KeyboardInterrupt:
-        print("\nstopping…", flush=True)
-    finally:
-        watcher.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stop_on_signals():
+        watcher.start()
+        print(
+            f"watching {watcher.root} (debounce {watcher.debounce_s:g}s, command "
+            f"{args.command!r}); Ctrl-C to stop",
+            flush=True,
+        )
+        try:
+            watcher.loop()
+        except Interrupted:
+            print("\nstopping…", flush=True)
+        finally:
+            watcher.stop()
     failures = sum(1 for outcome in watcher.outcomes if outcome.returncode != 0)
     print(f"watch stopped: {len(watcher.outcomes)} run(s), {failures} failed", flush=True)
     return 0
