@@ -23,7 +23,7 @@ import json
 import os
 import shlex
 import signal
-import subprocess  # nosec B404  # launching our own servers is the point of this module
+import subprocess  # launching our own servers is the point of this module  # nosec B404
 import sys
 import time
 import urllib.error
@@ -62,7 +62,7 @@ def get_json(url: str, *, method: str = "GET", headers: dict[str, str] | None = 
     """The JSON body of an answer, 4xx/5xx included (``/ready`` answers 503 when not ready)."""
     request = urllib.request.Request(url, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=30) as answer:  # nosec B310  # our http URL
+        with urllib.request.urlopen(request, timeout=30) as answer:  # our http URL  # nosec B310
             return json.loads(answer.read() or b"null")
     except urllib.error.HTTPError as err:
         try:
@@ -80,7 +80,7 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], name: str, timeout: float
         if proc.poll() is not None:
             return False
         try:
-            with urllib.request.urlopen(url, timeout=2) as answer:  # nosec B310  # our http URL
+            with urllib.request.urlopen(url, timeout=2) as answer:  # our http URL  # nosec B310
                 if 200 <= answer.status < 300:
                     return True
         except (urllib.error.URLError, OSError):
@@ -105,7 +105,7 @@ class Supervisor:
         """Start one server; it does not get the terminal's Ctrl-C (we forward it)."""
         # A long-lived child, stopped in stop(); preexec_fn is safe: the launcher has no threads.
         # pylint: disable-next=consider-using-with,subprocess-popen-preexec-fn
-        proc = subprocess.Popen(  # nosec B603  # fixed argv, no shell
+        proc = subprocess.Popen(  # fixed argv, no shell  # nosec B603
             list(argv),
             cwd=ROOT,
             env=dict(env),

@@ -66,7 +66,7 @@ class GitIgnore:
             )
 
     def _git(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # nosec B603 B607  # git from PATH, fixed argv
+        return subprocess.run(  # git from PATH, fixed argv  # nosec B603 B607
             ["git", "-C", str(self.root), *args],
             input=stdin,
             capture_output=True,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess  # nosec B404  # runs pip-audit from our own venv with fixed arguments
+import subprocess  # runs pip-audit from our own venv with fixed arguments  # nosec B404
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -70,7 +70,7 @@ def main() -> int:
     if per_release_api_served():
         command = [sys.executable, "-m", "pip_audit", "--strict", "--disable-pip"]
         command += ["--require-hashes", "-r", str(args.requirements)]
-        return subprocess.call(command)  # nosec B603  # fixed argv, no shell
+        return subprocess.call(command)  # fixed argv, no shell  # nosec B603
     pins = locked_pins(args.requirements)
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(pool.map(check, pins))

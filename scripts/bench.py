@@ -43,7 +43,7 @@ import signal
 import socket
 import sqlite3
 import statistics
-import subprocess  # nosec B404 - starts the servers under test and wrk
+import subprocess  # starts the servers under test and wrk  # nosec B404
 import sys
 import tempfile
 import time
@@ -102,7 +102,7 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
         try:
-            with urllib.request.urlopen(url, timeout=2) as answer:  # nosec B310 - local http
+            with urllib.request.urlopen(url, timeout=2) as answer:  # local http  # nosec B310
                 if answer.status == 200:
                     return
         except (urllib.error.URLError, OSError):
@@ -115,7 +115,7 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
 def server(cmd: list[str], env: dict[str, str], url: str, log: Path) -> Iterator[None]:
     """Run a server process group for the duration of the block."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(  # nosec B603 - fixed argv, no shell
+        proc = subprocess.Popen(  # fixed argv, no shell  # nosec B603
             cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
         )
         try:
@@ -160,7 +160,7 @@ def run_wrk(
     script = tmp / f"wrk-{method.lower()}.lua"
     script.write_text(LUA.format(method=method, body=body), encoding="utf-8")
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(script), url]
-    out = subprocess.run(  # nosec B603 - fixed argv
+    out = subprocess.run(  # fixed argv  # nosec B603
         cmd, capture_output=True, text=True, check=True, timeout=seconds + 60
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -181,7 +181,7 @@ def post(url: str, body: bytes, ctype: str = "application/json") -> tuple[float,
     """POST and return (wall ms, headers)."""
     request = urllib.request.Request(url, data=body, headers={"Content-Type": ctype})
     started = time.perf_counter()
-    with urllib.request.urlopen(request, timeout=60) as answer:  # nosec B310 - local http
+    with urllib.request.urlopen(request, timeout=60) as answer:  # local http  # nosec B310
         answer.read()
         headers = dict(answer.headers.items())
     return (time.perf_counter() - started) * 1000, headers
@@ -288,11 +288,11 @@ def bench_python(name: str) -> Path:
     venv = ROOT / "var" / "bench-envs" / name
     python = venv / "bin" / "python"
     requirements = ROOT / "scripts" / "bench-requirements" / f"{name}.txt"
-    exported = subprocess.run(  # nosec B603 - fixed argv
+    exported = subprocess.run(  # fixed argv  # nosec B603
         [*uv, "export", "--frozen", "--no-hashes", "--no-emit-project"],
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=120,
     ).stdout  # fmt: skip
-    imported = subprocess.run(  # nosec B603 - fixed argv, our code
+    imported = subprocess.run(  # fixed argv, our code  # nosec B603
         [sys.executable, "-c", SCORER_IMPORTS],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
         check=True, timeout=300,
@@ -308,13 +308,13 @@ def bench_python(name: str) -> Path:
     if python.exists() and stamp.exists() and stamp.read_text(encoding="utf-8") == wanted:
         return python
     print(f"bench: making the {name} venv in {venv} (uv)", file=sys.stderr)
-    subprocess.run(  # nosec B603 - fixed argv
+    subprocess.run(  # fixed argv  # nosec B603
         [*uv, "venv", "--quiet", "--allow-existing", "--python", "3.11", str(venv)],
         check=True, timeout=600,
     )  # fmt: skip
     constraints = venv / "constraints.txt"
     constraints.write_text("\n".join(pins) + "\n", encoding="utf-8")
-    subprocess.run(  # nosec B603 - fixed argv
+    subprocess.run(  # fixed argv  # nosec B603
         [*uv, "pip", "install", "--quiet", "--python", str(python), "-r", str(requirements),
          "-c", str(constraints), *(pin.split("==")[0] for pin in pins)],
         check=True, timeout=1800,
@@ -429,7 +429,7 @@ def compare(
 def background(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[None]:
     """Run a process group without an HTTP endpoint for the duration of the block."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(  # nosec B603 - fixed argv, no shell
+        proc = subprocess.Popen(  # fixed argv, no shell  # nosec B603
             cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
         )
         try:
@@ -516,7 +516,7 @@ def es_request(es_url: str, path: str, method: str = "GET") -> dict[str, Any]:
     """One request to our Elasticsearch; ``{}`` when it fails."""
     request = urllib.request.Request(f"{es_url}/{path}", method=method)
     try:
-        with urllib.request.urlopen(request, timeout=30) as answer:  # nosec B310 - our own ES URL
+        with urllib.request.urlopen(request, timeout=30) as answer:  # our own ES URL  # nosec B310
             body: dict[str, Any] = json.loads(answer.read() or b"{}")
             return body
     except OSError:  # URLError, or a timeout of a busy Elasticsearch

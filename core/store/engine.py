@@ -66,7 +66,7 @@ def head_revision() -> str:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     head = ScriptDirectory.from_config(config).get_current_head()
-    assert head is not None  # nosec B101  # the migrations folder ships with the code
+    assert head is not None  # the migrations folder ships with the code  # nosec B101
     return head
 
 
