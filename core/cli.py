@@ -154,10 +154,17 @@ def _scoring_model(model_dir: Path | None) -> ServedModel:
     if model_dir is not None:
         _err(f"scoring with the bundle in {model_dir} (given with --model)")
         return ServedModel.build(load_bundle(model_dir), model_dir.name)
-    from core.registry import load_champion  # pylint: disable=import-outside-toplevel  # mlflow
+    # pylint: disable-next=import-outside-toplevel  # mlflow, only when a champion is needed
+    from core.registry import ChampionUnavailable, load_champion
 
     settings = get_settings()
-    loaded = load_champion(settings)
+    try:
+        loaded = load_champion(settings)
+    except ChampionUnavailable as exc:
+        raise ChampionUnavailable(
+            f"{exc}. Train one first: `make train` (or `make run`, which trains one when there is "
+            "none), or score with a bundle: --model DIR"
+        ) from exc
     where = f"the local copy ({loaded.reason})" if loaded.degraded else "the registry"
     _err(f"scoring with {settings.model_name} v{loaded.version}, the champion, from {where}")
     return ServedModel.from_loaded(loaded, name=settings.model_name)

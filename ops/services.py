@@ -146,7 +146,12 @@ def check_port(service: Service) -> None:
             raise PortInUse(
                 f"{service.name}: port {service.port} on {service.host} is already in use "
                 f"(another churnops, or another program). Stop it, or choose another port"
-                + (f", e.g. the free {service.port_variable}={free} make …" if free else ".")
+                + (
+                    f", e.g. {service.port_variable}={free}, which is free now (as in "
+                    f"`{service.port_variable}={free} make run`)."
+                    if free
+                    else "."
+                )
             ) from exc
 
 

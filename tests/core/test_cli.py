@@ -113,6 +113,7 @@ def test_predict_without_a_champion_says_so(
     assert main(["predict", "--input", str(source)]) == 1
     err = capsys.readouterr().err
     assert "no champion" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "`make train`" in err and "--model DIR" in err  # what to do next
 
 
 def test_errors_exit_1_with_a_message(

@@ -26,8 +26,9 @@ def test_a_taken_port_names_its_variable_and_a_port_that_is_free() -> None:
         service = services.api(Settings(_env_file=None), host="127.0.0.1", port=port)
         with pytest.raises(services.PortInUse, match=rf"port {port} on 127.0.0.1") as refused:
             services.check_port(service)
-        found = re.search(r"the free API_PORT=(\d+) make", str(refused.value))
+        found = re.search(r"`API_PORT=(\d+) make run`", str(refused.value))
         assert found is not None, str(refused.value)
+        assert f"API_PORT={found.group(1)}, which is free now" in str(refused.value)
         suggested = int(found.group(1))
         assert suggested > port + 1
         with socket.socket() as probe:
