@@ -386,6 +386,7 @@ async def predict_batch(
         "X-Process-Time-Ms": elapsed,
         "X-Model-Version": model.version,
         "X-Read-As": table.read_as.encode("ascii", "backslashreplace").decode(),
+        "X-Table-Warnings": json.dumps(list(table.warnings)),  # ASCII: JSON escapes the rest
     }
     headers |= _labelled_headers(scored)
     if _wants_csv(request):

@@ -53,6 +53,8 @@ def test_kaggle_telecoms_phone_number(client: TestClient) -> None:
     scored = pd.read_csv(io.StringIO(as_csv.text))
     assert scored["phone number"].tolist() == phones
     assert scored["churn_probability"].tolist() == _probabilities(answer)
+    assert json.loads(as_csv.headers["x-table-warnings"]) == body["warnings"]  # CSV answers too
+    assert json.loads(answer.headers["x-table-warnings"]) == body["warnings"]
 
 
 @pytest.mark.parametrize("path", ["/predict/batch", "/predict/validate", "/retrain"])
