@@ -129,7 +129,7 @@ def train_result(**overrides: Any) -> TrainResult:
     return TrainResult.model_validate({**values, **overrides})
 
 
-def make_bundle(split: DatasetSplit, config: TrainConfig) -> ModelBundle:
+def make_bundle(split: DatasetSplit, config: TrainConfig, data_sha256: str = "test") -> ModelBundle:
     """Fit, choose the threshold on validation, evaluate on the holdout; keep the fingerprints
     of the train and validation rows, as training does."""
     x_train, y_train = to_xy(split.train)
@@ -141,7 +141,11 @@ def make_bundle(split: DatasetSplit, config: TrainConfig) -> ModelBundle:
     meta = BundleMeta(
         family=config.family,
         config=config,
-        data_sha256="test",
+        data_sha256=data_sha256,
+        n_train=len(x_train),
+        n_valid=len(x_valid),
+        n_test=len(x_test),
+        feature_names_in=list(x_train.columns),
         fingerprint_format=fingerprints.FORMAT,
     )
     seen = fingerprints.fingerprint_set(pd.concat([split.train, split.valid]))

@@ -11,13 +11,11 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from core import fingerprints
 from core.data import DatasetSplit, file_sha256, load_dataset, split_dataset, to_xy
-from core.evaluate import choose_threshold, evaluate
-from core.persist import BundleMeta, ModelBundle
 from core.registry import TrainingRecord
-from core.train import HGBParams, TrainConfig, fit_pipeline, training_curve
+from core.train import HGBParams, TrainConfig, training_curve
 from tests.conftest import ROOT
+from tests.factories import make_bundle
 
 DATA = ROOT / "data" / "raw" / "churn.csv"
 
@@ -44,30 +42,14 @@ def record(max_iter: int = 60, learning_rate: float = 0.05) -> TrainingRecord:
     """A trained HGB as a :class:`TrainingRecord` (cached: models are immutable here)."""
     config = TrainConfig(params=HGBParams(max_iter=max_iter, learning_rate=learning_rate))
     split = data_split()
+    bundle = make_bundle(split, config, data_sha256())
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (to_xy(p) for p in split.__dict__.values())
-    pipeline = fit_pipeline(config, x_tr, y_tr)
-    threshold = choose_threshold(y_va, pipeline.predict_proba(x_va)[:, 1])
-    metrics = evaluate(y_te, pipeline.predict_proba(x_te)[:, 1], threshold)
-    meta = BundleMeta(
-        family=config.family,
-        config=config,
-        data_sha256=data_sha256(),
-        n_train=len(x_tr),
-        n_valid=len(x_va),
-        n_test=len(x_te),
-        feature_names_in=list(x_tr.columns),
-        fingerprint_format=fingerprints.FORMAT,
-    )
-    seen = fingerprints.fingerprint_set(pd.concat([split.train, split.valid]))
-    bundle = ModelBundle(
-        pipeline=pipeline, threshold=threshold, metrics=metrics, meta=meta, fingerprints=seen
-    )
     return TrainingRecord(
         bundle=bundle,
         train_frame=split.train,
         x_holdout=x_te,
         y_holdout=y_te,
-        curve=training_curve(pipeline, x_tr, y_tr, x_va, y_va, max_points=20),
+        curve=training_curve(bundle.pipeline, x_tr, y_tr, x_va, y_va, max_points=20),
         data_path=DATA,
         run_name=f"hgb-{max_iter}",
     )
