@@ -59,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # pylint: disable=wrong-import-position
+from core.registry import champion_version  # noqa: E402
 from core.schema import EXAMPLE_CHURNER  # noqa: E402
 from core.settings import Settings, get_settings  # noqa: E402
 from ops import services  # noqa: E402
@@ -592,6 +593,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
+        return 2
+    settings = get_settings()
+    if champion_version(settings) is None:  # the API would wait for one forever
+        print(
+            f"no champion in {settings.tracking_uri}: the benchmark loads the champion the API "
+            "serves; train one first (`make train`, or `make run`)",
+            file=sys.stderr,
+        )
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="churnops-bench-"))
     with ExitStack() as cleanup:
