@@ -48,14 +48,19 @@ class PredictFastLane:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        headers = {n: v.decode("latin-1") for n, v in scope["headers"]}
-        rid = resolve_request_id(headers.get(b"x-request-id"))
-        refusal = self.api.state.churnops.keys.refusal(ROLE, headers.get(b"x-api-key") or None)
+        wanted: dict[bytes, str | None] = dict.fromkeys(
+            (b"x-api-key", b"x-request-id", b"content-type")
+        )
+        for name, value in scope["headers"]:  # one pass, decoding only what is read
+            if name in wanted:
+                wanted[name] = value.decode("latin-1")
+        rid = resolve_request_id(wanted[b"x-request-id"])
+        refusal = self.api.state.churnops.keys.refusal(ROLE, wanted[b"x-api-key"] or None)
         if refusal is not None:  # before the body is read, as the route's guard does
             await _send(send, refusal.status, {"detail": refusal.detail, "request_id": rid})
             return
         try:
-            status, body = await self._answer(receive, rid, headers.get(b"content-type"))
+            status, body = await self._answer(receive, rid, wanted[b"content-type"])
         except _Disconnected:
             return
         except Exception:  # pylint: disable=broad-exception-caught  # never a traceback

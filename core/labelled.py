@@ -276,7 +276,7 @@ class Confusion(BaseModel):
         """The counts of labels ``y`` (0/1) against probabilities ``p`` cut at ``threshold``
         (churn at or above it, as the served label)."""
         truth = np.asarray(y).astype(bool)
-        predicted = np.asarray(predicted_churn(np.asarray(p), threshold), dtype=bool)
+        predicted = predicted_churn(np.asarray(p), threshold)
         return cls(
             true_positives=int((truth & predicted).sum()),
             false_negatives=int((truth & ~predicted).sum()),
