@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from core.monitoring.spool import Spool
@@ -205,6 +205,29 @@ def test_a_row_is_committed_when_stored_returns(store_url: str) -> None:
     writer.close()
     assert not missing
     assert writer.written == stored(store_url) == 64
+
+
+def test_the_requests_of_one_event_loop_iteration_share_one_commit(store_url: str) -> None:
+    """The writer is woken once per event-loop iteration, not once per request: 32 requests
+    that reach ``stored`` in the same iteration are inserted in one transaction, however long
+    the iteration takes (each request here blocks the loop 10 ms before it submits, as scoring
+    would: a writer woken by the first request would commit it alone meanwhile)."""
+    engine = open_engine(store_url)
+    commits: list[int] = []
+    event.listen(engine, "commit", lambda _conn: commits.append(1))
+    writer = PredictionWriter(engine, interval=60.0)  # only stored() wakes it
+    writer.start()
+
+    async def request(i: int) -> None:
+        time.sleep(0.01)  # work in this iteration (blocking), not a figure
+        await writer.stored(writer.submit(row(i)))
+
+    async def requests() -> None:
+        await asyncio.gather(*(request(i) for i in range(32)))
+
+    asyncio.run(requests())
+    assert len(commits) == 1 and stored(store_url) == 32
+    writer.close()
 
 
 def test_with_the_database_down_stored_returns_and_the_spool_is_replayed_while_running(
