@@ -48,12 +48,15 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -112,9 +115,44 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
+def accepting_processes(proc: subprocess.Popen[bytes], port: int) -> set[int]:
+    """The processes of ``proc``'s tree that accept connections on ``port``, as far as
+    :data:`WORKER_PROBES` fresh connections (each answered before it is looked up) show.
+
+    ``wait_http`` proves that *one* worker answers; wrk's keep-alive connections stay with the
+    processes that accepted them, so a load started while a second worker is still starting is
+    served by one worker to the end (``make bench`` once measured 2 workers at one worker's
+    figure that way). :func:`server` therefore waits until every worker has accepted one.
+    """
+    tree = [psutil.Process(proc.pid)]
+    tree += tree[0].children(recursive=True)
+    seen: set[int] = set()
+    for _ in range(WORKER_PROBES):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+            sock.recv(1)  # answered: accepted by a worker, which now holds the connection
+            mine = sock.getsockname()
+            for process in tree:
+                with suppress(psutil.Error):
+                    if any(
+                        c.raddr and tuple(c.raddr) == mine for c in process.net_connections("tcp")
+                    ):
+                        seen.add(process.pid)
+    return seen
+
+
+#: Fresh connections :func:`accepting_processes` opens per look (P(a worker of 2 never gets one)
+#: = 2**-20 when the kernel wakes either idle worker).
+WORKER_PROBES = 20
+
+
 @contextmanager
-def server(cmd: list[str], env: dict[str, str], url: str, log: Path) -> Iterator[None]:
-    """Run a server process group for the duration of the block."""
+def server(
+    cmd: list[str], env: dict[str, str], url: str, log: Path, workers: int = 1
+) -> Iterator[None]:
+    """Run a server process group for the duration of the block; start it once ``url`` answers
+    200 and ``workers`` of its processes accept connections (see :func:`accepting_processes`),
+    or after 60 s more with a warning naming how many do."""
     with log.open("wb") as out:
         proc = subprocess.Popen(  # fixed argv, no shell  # nosec B603
             cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
@@ -125,6 +163,17 @@ def server(cmd: list[str], env: dict[str, str], url: str, log: Path) -> Iterator
             except RuntimeError as exc:
                 tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
                 raise RuntimeError(f"{exc}\n--- {log.name} ---\n{tail}") from exc
+            port = urllib.parse.urlsplit(url).port or 80
+            deadline = time.monotonic() + 60
+            while len(found := accepting_processes(proc, port)) < workers:
+                if time.monotonic() > deadline:
+                    print(
+                        f"warning: {len(found)} of the {workers} workers of {log.stem} accept "
+                        "connections after 60 s; loading it anyway",
+                        file=sys.stderr,
+                    )
+                    break
+                time.sleep(0.5)
             yield
         finally:
             _stop(proc)
@@ -250,8 +299,8 @@ def measure(args: argparse.Namespace, tmp: Path, database_url: str) -> dict[str,
     api_cmd, api, api_env = api_server(settings, args.workers, f"sqlite:///{tmp / 'bench.db'}", env)
     customer = json.dumps(EXAMPLE_CHURNER)
     results: dict[str, Any] = {}
-    with server(api_cmd, api_env, f"{api}/ready", tmp / "api.log"):
-        for _ in range(50):  # warm both workers
+    with server(api_cmd, api_env, f"{api}/ready", tmp / "api.log", args.workers):
+        for _ in range(50):  # warm the workers
             post(f"{api}/predict", customer.encode())
         # the batch first, on an otherwise idle server: its figure is the batch's alone, not
         # shared with whatever the wrk runs leave behind (their rows' writes, GC)
@@ -393,7 +442,9 @@ def compare(
     with ExitStack() as stack:
         for target in servers:
             stack.enter_context(
-                server(target.cmd, target.env, target.ready, tmp / f"{target.name}.log")
+                server(
+                    target.cmd, target.env, target.ready, tmp / f"{target.name}.log", args.workers
+                )
             )
             for _ in range(20):  # warm every worker
                 post(target.predict, target.body.encode())
@@ -459,7 +510,7 @@ def shipper_figures(
     off: list[dict[str, Any]] = []
     on: list[dict[str, Any]] = []
     catch_up: list[float | None] = []
-    with server(api_cmd, env, f"{api}/ready", tmp / "api-es.log"):
+    with server(api_cmd, env, f"{api}/ready", tmp / "api-es.log", args.workers):
         for _ in range(50):
             post(f"{api}/predict", customer.encode())
         for _ in range(args.pairs):
