@@ -115,8 +115,8 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
-def accepting_processes(proc: subprocess.Popen[bytes], port: int) -> set[int]:
-    """The processes of ``proc``'s tree that accept connections on ``port``, as far as
+def accepting_processes(pid: int, port: int) -> set[int]:
+    """The processes of the tree of process ``pid`` that accept connections on ``port``, as far as
     :data:`WORKER_PROBES` fresh connections (each answered before it is looked up) show.
 
     ``wait_http`` proves that *one* worker answers; wrk's keep-alive connections stay with the
@@ -124,7 +124,7 @@ def accepting_processes(proc: subprocess.Popen[bytes], port: int) -> set[int]:
     served by one worker to the end (``make bench`` once measured 2 workers at one worker's
     figure that way). :func:`server` therefore waits until every worker has accepted one.
     """
-    tree = [psutil.Process(proc.pid)]
+    tree = [psutil.Process(pid)]
     tree += tree[0].children(recursive=True)
     seen: set[int] = set()
     for _ in range(WORKER_PROBES):
@@ -165,7 +165,7 @@ def server(
                 raise RuntimeError(f"{exc}\n--- {log.name} ---\n{tail}") from exc
             port = urllib.parse.urlsplit(url).port or 80
             deadline = time.monotonic() + 60
-            while len(found := accepting_processes(proc, port)) < workers:
+            while len(found := accepting_processes(proc.pid, port)) < workers:
                 if time.monotonic() > deadline:
                     print(
                         f"warning: {len(found)} of the {workers} workers of {log.stem} accept "

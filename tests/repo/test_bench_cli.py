@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
+import pytest
+
 from tests.conftest import ROOT
+from tests.net import free_port
 
 
 def test_bench_without_a_champion_names_the_next_step(tmp_path: Path) -> None:
@@ -21,3 +25,23 @@ def test_bench_without_a_champion_names_the_next_step(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "no champion" in done.stderr and "`make train`" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_bench_loads_a_server_only_once_every_worker_accepts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``server(..., workers=2)`` returns once both uvicorn workers have accepted a connection
+    (a real ``uvicorn --workers 2``), and tells them apart from the supervisor."""
+    from scripts import bench  # pylint: disable=import-outside-toplevel  # a script, not a package
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "tests.net:hello_app", "--port", str(port),
+           "--workers", "2", "--no-access-log"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    log = tmp_path / "hello.log"
+    with bench.server(cmd, env, f"http://127.0.0.1:{port}/", log, workers=2):
+        supervisor = next(p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == cmd)
+        workers = {child.pid for child in supervisor.children(recursive=True)}
+        found = bench.accepting_processes(supervisor.pid, port)
+        assert len(found) == 2 and found <= workers and supervisor.pid not in found
+    assert "warning" not in capsys.readouterr().err
