@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from core.store import PREDICTION, open_engine, utcnow
+from core.store import PREDICTION, open_engine
 from tests.conftest import ROOT
+from tests.core.store.test_writer import row
 
 HOLDER = """
 import sys
@@ -32,17 +33,8 @@ with engine.begin() as conn:
 
 
 def _row(prediction_id: str) -> dict[str, object]:
-    return {
-        "id": prediction_id,
-        "created_at": utcnow(),
-        "request_id": "r",
-        "model_version": "1",
-        "probability": 0.5,
-        "label": "no",
-        "threshold": 0.5,
-        "latency_ms": 0.1,
-        "features": "{}",
-    }
+    """A prediction row as the writer inserts it (features already JSON text)."""
+    return row(id=prediction_id, features="{}")
 
 
 def _process(url: str, prediction_id: str, hold: bool) -> subprocess.Popen[str]:
