@@ -27,6 +27,7 @@ def test_bench_without_a_champion_names_the_next_step(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.integration  # a real uvicorn with 2 workers
 def test_the_bench_loads_a_server_only_once_every_worker_accepts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

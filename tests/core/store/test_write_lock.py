@@ -68,6 +68,7 @@ def _write_without_busy_wait(url: str, prediction_id: str, errors: list[BaseExce
         errors.append(exc)
 
 
+@pytest.mark.slow  # a second interpreter
 def test_a_writer_waits_for_another_process_s_commit_instead_of_failing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'p.db'}"
     open_engine(url)
@@ -111,6 +112,7 @@ def test_threads_of_one_process_share_the_lock_and_never_wait_for_themselves(
     assert _ids(url) == ["first"]
 
 
+@pytest.mark.slow  # a second interpreter
 @pytest.mark.parametrize("ending", ["rollback", "refused"])
 def test_the_lock_ends_with_the_transaction(tmp_path: Path, ending: str) -> None:
     """After a rolled-back or refused write, another process writes (it would wait forever on a
