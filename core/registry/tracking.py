@@ -28,7 +28,7 @@ from mlflow.data.pandas_dataset import from_pandas
 from mlflow.entities import Metric, Param
 from mlflow.models import infer_signature
 
-from core import fingerprints, plots
+from core import fingerprints
 from core.persist import TRUSTED_TYPES, ModelBundle, bundle_document
 from core.reference import build_reference
 from core.registry.client import (
@@ -116,6 +116,10 @@ def _pip_requirements() -> list[str]:
 
 
 def _log_figures(record: TrainingRecord) -> list[str]:
+    # matplotlib only when a run is logged: the API imports this module, and every API start
+    # (each stack task, each worker) would otherwise pay ~1 s of CPU for it
+    from core import plots  # pylint: disable=import-outside-toplevel
+
     pipeline, threshold = record.bundle.pipeline, record.bundle.threshold
     y = np.asarray(record.y_holdout)
     # One OpenMP thread: on a small shared machine HGB's threaded predict is many times slower.
