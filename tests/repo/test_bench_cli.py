@@ -15,6 +15,7 @@ from tests.conftest import ROOT
 from tests.net import free_port
 
 
+@pytest.mark.slow  # a second interpreter importing the whole stack (~10 s)
 def test_bench_without_a_champion_names_the_next_step(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DATABASE_"))}
     env.update(VAR_DIR=str(tmp_path / "var"), PYTHONPATH=str(ROOT))
