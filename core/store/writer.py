@@ -164,7 +164,7 @@ class PredictionWriter:  # pylint: disable=too-many-instance-attributes  # one t
         self._replay_at: float | None = None  # when to replay the spool next (monotonic s)
         self._replay_delay = 0.05
         self._outage = False  # the last write failed (one warning per outage, not per batch)
-        self._wake_due = False  # a wake-up is scheduled in an event loop (set and read there)
+        self._wake_due = False  # a wake-up is scheduled in an event loop (cleared at each wake)
         self._thread = threading.Thread(target=self._run, name="prediction-writer", daemon=True)
 
     @property
@@ -477,6 +477,8 @@ class PredictionWriter:  # pylint: disable=too-many-instance-attributes  # one t
             while not self._stop.is_set():
                 self._wake.wait(self._interval)
                 self._wake.clear()
+                # a loop closed with its wake-up still pending must not leave the flag set
+                self._wake_due = False
                 self._drain()
                 self._replay_when_due()
             self._drain()

@@ -230,6 +230,37 @@ def test_the_requests_of_one_event_loop_iteration_share_one_commit(store_url: st
     writer.close()
 
 
+def test_a_loop_closed_with_its_wake_up_pending_does_not_stall_later_requests(
+    store_url: str,
+) -> None:
+    """An event loop that stops with the writer's wake-up callback still queued (it never runs)
+    must not leave later requests waiting for the writer's interval: once the writer thread has
+    woken for any reason, a request of another loop wakes it at once again."""
+    writer = PredictionWriter(open_engine(store_url), interval=600.0)  # only wake-ups move it
+    writer.start()
+    first = asyncio.new_event_loop()
+
+    async def leave_a_request_waiting() -> None:
+        # the request runs in the next iteration and schedules the wake-up; the loop stops at
+        # the end of that iteration, before the wake-up's turn
+        first.create_task(writer.stored(writer.submit(row(0))))
+
+    first.run_until_complete(leave_a_request_waiting())
+    first.close()
+    assert writer.flush()  # wakes the writer thread once (row 0 is stored)
+
+    async def later_request() -> bool:
+        try:  # a hang guard, not a figure: without the wake-up this waits the 600 s interval
+            await asyncio.wait_for(writer.stored(writer.submit(row(1))), timeout=30)
+        except TimeoutError:
+            return False
+        return True
+
+    assert asyncio.run(later_request())
+    assert stored(store_url) == 2
+    writer.close()
+
+
 def test_with_the_database_down_stored_returns_and_the_spool_is_replayed_while_running(
     postgres: LocalPostgres, pg_url: str, tmp_path: Path
 ) -> None:
