@@ -2,7 +2,8 @@
 # A Docker engine for the live stack test (`make stack-test`), started and stopped by hand (no
 # systemd), and the local stand-ins for what no image registry can give here.
 #
-#   scripts/stack.sh install        apt-get the engine (docker.io, iptables, debootstrap) if missing
+#   scripts/stack.sh install        apt-get the engine (docker.io, iptables, debootstrap) and the
+#                                   Chromium the UI's tests drive, if missing
 #   scripts/stack.sh up             start containerd + dockerd in the background; prints DOCKER_HOST
 #   scripts/stack.sh down           leave the machine as `up` found it (see below); idempotent
 #   scripts/stack.sh check-clean    exit 1 (and say what) if anything of a run is left
@@ -51,6 +52,7 @@ install() {
   command -v dockerd >/dev/null && [ -x /usr/bin/docker ] || need+=(docker.io)
   command -v iptables >/dev/null || need+=(iptables)
   command -v debootstrap >/dev/null || need+=(debootstrap)
+  [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || need+=(chromium)  # the UI's form is tested in it
   if iptables -V 2>/dev/null | grep -q nf_tables || ! command -v iptables >/dev/null; then
     command -v nft >/dev/null || need+=(nftables)  # to drop the nf_tables tables dockerd created
   fi
