@@ -2,8 +2,6 @@
 
 :func:`load_champion` returns the champion and keeps a copy under ``settings.model_cache_dir``,
 from which serving starts (degraded) when the tracking server is down; :func:`champion_version`
-
-log = logging.getLogger(__name__)
 is the cheap question a running API asks to follow promotions made anywhere.
 """
 
