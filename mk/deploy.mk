@@ -69,7 +69,7 @@ docker-build: ## Build the API, UI and db images, tagged <git sha>, latest and m
 	  done
 
 .PHONY: docker-push
-docker-push: ## Log in to the registry of DOCKERHUB_USER (token in env DOCKERHUB_TOKEN) and push all tags
+docker-push: ## Log in to the registry of DOCKERHUB_USER (token in env DOCKERHUB_TOKEN) and push all tags (the images side by side)
 	@$(load_stack_env); \
 	  : "$${DOCKERHUB_TOKEN:?set DOCKERHUB_TOKEN (a Docker Hub access token) in the environment}"; \
 	  namespace=$$DOCKERHUB_USER; registry=; user=$$namespace; first=$${namespace%%/*}; \
@@ -79,13 +79,14 @@ docker-push: ## Log in to the registry of DOCKERHUB_USER (token in env DOCKERHUB
 	  echo "== docker login $${registry:-Docker Hub} as $$user"; \
 	  printf '%s' "$$DOCKERHUB_TOKEN" \
 	    | $(DOCKER) login $$registry --username "$$user" --password-stdin >/dev/null; \
-	  model="$(MODEL_VERSION)"; \
+	  model="$(MODEL_VERSION)"; pids=(); \
 	  for kind in $(IMAGE_KINDS); do \
 	    image="$$namespace/churnops-$$kind"; \
-	    for tag in $(GIT_SHA) latest $$([ "$$model" = none ] || echo "model-v$$model"); do \
-	      $(DOCKER) push --quiet "$$image:$$tag"; \
-	    done; \
-	  done
+	    ( for tag in $(GIT_SHA) latest $$([ "$$model" = none ] || echo "model-v$$model"); do \
+	        $(DOCKER) push --quiet "$$image:$$tag" || exit 1; \
+	      done ) & pids+=($$!); \
+	  done; \
+	  failed=0; for pid in "$${pids[@]}"; do wait $$pid || failed=1; done; exit $$failed
 
 .PHONY: secrets
 secrets: ## Create missing secret files in SECRETS_DIR with random values (SMTP_PASSWORD from env)
