@@ -31,7 +31,7 @@ from core.labelled import Quality, SampleRule
 from core.settings import Settings
 
 GateMetric = Literal["f1", "roc_auc", "pr_auc"]
-Verdict = Literal["promoted", "rejected", "not_enough_rows"]
+Verdict = Literal["promoted", "rejected", "not_enough_rows", "rolled_back"]
 
 
 class ComparisonRows(BaseModel):
@@ -137,7 +137,10 @@ class GateDecision(BaseModel):
 
     version: str
     promoted: bool
-    verdict: Verdict = Field(description="promoted, rejected or not_enough_rows.")
+    verdict: Verdict = Field(
+        description="promoted, rejected or not_enough_rows (the gate); promoted (by hand) or "
+        "rolled_back (rollback)."
+    )
     reason: str
     metric: str
     margin: float

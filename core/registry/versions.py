@@ -297,7 +297,7 @@ def rollback(settings: Settings, reason: str = "rollback") -> GateDecision:
     return GateDecision(
         version=previous,
         promoted=True,
-        verdict="promoted",
+        verdict="rolled_back",
         reason=f"rollback from v{demoted}: {reason}",
         metric="manual",
         margin=0.0,

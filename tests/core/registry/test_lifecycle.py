@@ -166,6 +166,7 @@ def test_gate_story_promote_and_rollback(store: Settings, first: tuple[str, str]
 
     back = registry.rollback(store, "test: undo")
     assert back.version == worse and back.champion_version == same
+    assert back.verdict == "rolled_back" and forced.verdict == "promoted"
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == worse
     assert client.get_model_version(name, same).tags["rollback.demoted"] == "true"
     assert client.get_run(str(client.get_model_version(name, same).run_id)).data.tags[
@@ -278,7 +279,8 @@ def test_cli_champion_promote_rollback(
         promoted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert promoted["version"] == "2" and promoted["reason"] == "forced promotion: cli test"
         assert registry_cli.main(["rollback", "--reason", "cli test"]) == 0
-        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["promoted"]
+        rolled = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert rolled["promoted"] and rolled["verdict"] == "rolled_back"
         assert registry_cli.main(["promote", "999"]) == 1
         assert "no version 999" in capsys.readouterr().err
         assert core_cli.main(["champion"]) == 0  # churnops champion delegates
