@@ -7,9 +7,9 @@ realistic churner and a loyal customer, so both show up in ``/docs``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from core import schema
 from core.labelled import LabelledReport
@@ -382,7 +382,11 @@ class FeedbackRequest(BaseModel):
     prediction_id: str = Field(
         min_length=1, max_length=36, description="Id from a prediction.", examples=[EXAMPLE_ID]
     )
-    actual: Label = Field(description="Did the customer churn?", examples=["yes"])
+    # the outcome as the data has it (True./false/1/oui...): the features' own yes/no rule
+    actual: Annotated[Label, BeforeValidator(schema.normalise_yes_no)] = Field(
+        description="Did the customer churn? yes/no, or true/false, 1/0 (any case).",
+        examples=["yes"],
+    )
 
 
 # --- monitoring ----------------------------------------------------------------------------------
