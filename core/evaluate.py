@@ -331,8 +331,14 @@ def _interval(value: np.ndarray, realized: np.ndarray, confidence: float) -> Int
     """The point estimate and the central ``confidence`` share of the simulated realized values,
     widened to hold the point: the realized metric of a small window takes few values (one row:
     F1 is 0 or 1), so the expected-count estimate (0.998) can fall between them; widening never
-    lowers the coverage."""
+    lowers the coverage. ``None`` throughout when the metric would be undefined in more than
+    ``1 - confidence`` of the simulated outcomes."""
     finite = realized[np.isfinite(realized)]
+    if finite.size < confidence * realized.size:
+        # undefined (0/0) in more than 1 - confidence of the outcomes (recall when the window
+        # likely holds no churner, e.g. one row at 10 %): no interval holds the realized value
+        # with the stated coverage, and the expected-count point alone would read as certain
+        return Interval(value=None, low=None, high=None)
     tail = 100.0 * (1.0 - confidence) / 2.0
     number = float(value)
     point = number if np.isfinite(number) else None
