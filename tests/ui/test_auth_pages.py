@@ -86,6 +86,8 @@ def test_predict_is_open_unless_the_api_has_a_predict_key(open_page, fake_api):
     assert fake_api.called("predict") and not at.warning
 
     fake_api.keys[Role.PREDICT] = "predict-key"
+    # another customer (the same values again would re-show the prediction already made)
+    at.number_input(key="f_number_customer_service_calls").set_value(1)
     at.button(key="predict_submit").click().run()
     assert_clean(at)
     assert "PREDICT_KEY" in texts(at)

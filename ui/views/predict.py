@@ -18,7 +18,17 @@ STATE_SCORED_VALUES = "predict_scored_values"
 
 
 def _submit() -> None:
-    """Validate the form and queue the customer for scoring (shown after the rerun)."""
+    """Validate the form and queue the customer for scoring (shown after the rerun).
+
+    Predict on the values already scored, with their answer on screen, is that same prediction:
+    it stays shown and nothing is sent, so however many clicks (Streamlit folds clicks that come
+    during a run into one rerun) one customer is one stored prediction. A field changed, or a
+    call that failed, scores again.
+    """
+    if STATE_RESULT in st.session_state and current_values() == st.session_state.get(
+        STATE_SCORED_VALUES
+    ):
+        return
     customer, errors, warnings = validate(current_values())
     st.session_state["predict_errors"] = errors
     st.session_state["predict_warnings"] = warnings

@@ -101,6 +101,27 @@ def test_a_bad_field_is_marked_and_the_previous_result_is_cleared(open_page, fak
     assert "Total day minutes (minutes)" in at.error[0].value
 
 
+def test_predict_again_on_the_same_values_is_the_same_prediction(open_page, fake_api):
+    """Three clicks on an unchanged form: one call, one stored prediction, its answer kept on
+    screen; a changed field scores again, and so does a click after a failed call."""
+    at = open_page("predict")
+    for _ in range(3):
+        at.button(key="predict_submit").click().run()
+        assert metric(at, "Churn probability") == "73.1 %"
+    assert len(fake_api.called("predict")) == 1
+    at.number_input(key="f_number_customer_service_calls").set_value(4)
+    at.button(key="predict_submit").click().run()
+    assert len(fake_api.called("predict")) == 2
+    fake_api.fail["predict"] = ApiError(f"{FAKE_URL}/predict", None, "cannot reach the API")
+    at.number_input(key="f_number_customer_service_calls").set_value(5)
+    at.button(key="predict_submit").click().run()
+    del fake_api.fail["predict"]
+    at.button(key="predict_submit").click().run()  # the same values, but nothing was answered
+    assert len(fake_api.called("predict")) == 4
+    assert metric(at, "Churn probability") == "73.1 %"
+    assert_clean(at)
+
+
 def test_api_down_shows_the_url_and_a_retry_that_works(open_page, fake_api):
     fake_api.fail["predict"] = ApiError(f"{FAKE_URL}/predict", None, "cannot reach the API")
     at = open_page("predict")
