@@ -87,8 +87,8 @@ gates: $(GATES) ## The quality gates: format-check, lint, typecheck, security, l
 FAST_TESTS := -m "not slow and not integration and not e2e and not es and not stack"
 
 .PHONY: test-fast
-test-fast: $(DEV_STAMP) ## The fast tests only (no slow/integration/e2e/es/stack), no coverage gate
-	$(RUN)/pytest $(FAST_TESTS) $(PYTEST_ARGS)
+test-fast: $(DEV_STAMP) ## The fast tests only (no slow/integration/e2e/es/stack), one process per CPU, no coverage gate
+	$(RUN)/pytest -n auto $(FAST_TESTS) $(PYTEST_ARGS)
 
 .PHONY: ci
 ci: gates test ## All gates in order, then every test, stopping at the first failure
