@@ -204,28 +204,20 @@ def test_the_api_ships_nothing_itself(
     assert _rows(settings) == [(pid, None)]
 
 
-@pytest.mark.parametrize(
-    ("sent", "stored"), [(True, "yes"), (False, "no"), (1, "yes"), (0, "no"), ("True.", "yes"),
-                         ("NO", "no"), ("oui", "yes")]
-)  # fmt: skip
-def test_feedback_takes_the_outcome_as_the_data_writes_it(
-    client: TestClient, sent: object, stored: str
-) -> None:
+def test_feedback_takes_the_outcome_as_the_data_writes_it(client: TestClient) -> None:
     """``actual`` as a JSON boolean, 0/1 or the dataset's ``True.`` is read by the features'
-    yes/no rule (core.schema.normalise_yes_no) and stored as ``yes``/``no``."""
-    pid = client.post("/predict", json=EXAMPLE_LOYAL).json()["prediction_id"]
-    answer = client.post("/feedback", json={"prediction_id": pid, "actual": sent})
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["actual"] == stored
-    assert client.get(f"/predictions/{pid}").json()["actual"] == stored
-
-
-@pytest.mark.parametrize("sent", ["maybe", 2, None, [], 0.5])
-def test_feedback_refuses_an_outcome_that_is_neither_yes_nor_no(
-    client: TestClient, sent: object
-) -> None:
-    """Anything else is a 422 that names the field; nothing is stored."""
-    pid = client.post("/predict", json=EXAMPLE_LOYAL).json()["prediction_id"]
-    answer = client.post("/feedback", json={"prediction_id": pid, "actual": sent})
-    assert answer.status_code == 422 and "actual" in answer.text, answer.text
-    assert client.get(f"/predictions/{pid}").json()["actual"] is None
+    yes/no rule (core.schema.normalise_yes_no) and stored as ``yes``/``no``; anything else is a
+    422 that names the field, and nothing is stored."""
+    accepted = [(True, "yes"), (False, "no"), (1, "yes"), (0, "no"), ("True.", "yes"),
+                ("NO", "no"), ("oui", "yes")]  # fmt: skip
+    for sent, stored in accepted:
+        pid = client.post("/predict", json=EXAMPLE_LOYAL).json()["prediction_id"]
+        answer = client.post("/feedback", json={"prediction_id": pid, "actual": sent})
+        assert answer.status_code == 200, (sent, answer.text)
+        assert answer.json()["actual"] == stored, sent
+        assert client.get(f"/predictions/{pid}").json()["actual"] == stored, sent
+    for sent in ("maybe", 2, None, [], 0.5):
+        pid = client.post("/predict", json=EXAMPLE_LOYAL).json()["prediction_id"]
+        answer = client.post("/feedback", json={"prediction_id": pid, "actual": sent})
+        assert answer.status_code == 422 and "actual" in answer.text, (sent, answer.text)
+        assert client.get(f"/predictions/{pid}").json()["actual"] is None, sent
