@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from elasticsearch import Elasticsearch
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.exc import OperationalError
 
 from core.monitoring.es import from_settings
@@ -57,6 +57,15 @@ def _latency_by_kind(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
     }
 
 
+def _in_window(hours: float, until: datetime | None) -> ColumnElement[bool]:
+    """The predictions answered in the ``hours`` before ``until`` (default: now), both ends
+    included: the one window every reader of the table uses."""
+    end = until or datetime.now(UTC)
+    return and_(
+        PREDICTION.c.created_at >= end - timedelta(hours=hours), PREDICTION.c.created_at <= end
+    )
+
+
 def recent_predictions(
     settings: Settings,
     hours: float,
@@ -69,8 +78,6 @@ def recent_predictions(
 
     Returns an empty frame when the table does not exist yet.
     """
-    end = until or datetime.now(UTC)
-    since = end - timedelta(hours=hours)
     columns = [
         PREDICTION.c.created_at,
         PREDICTION.c.request_id,
@@ -84,9 +91,7 @@ def recent_predictions(
     if with_features:
         columns.append(PREDICTION.c.features)
     query = (
-        select(*columns)
-        .where(PREDICTION.c.created_at >= since, PREDICTION.c.created_at <= end)
-        .order_by(PREDICTION.c.created_at.desc())
+        select(*columns).where(_in_window(hours, until)).order_by(PREDICTION.c.created_at.desc())
     )
     if limit:
         query = query.limit(limit)
@@ -96,6 +101,54 @@ def recent_predictions(
     except OperationalError:
         return pd.DataFrame(columns=[c.name for c in columns])
     return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in columns])
+
+
+#: The columns of :func:`prediction_counts`.
+COUNT_COLUMNS = ("model_version", "label", "actual", "count")
+
+
+def prediction_counts(
+    settings: Settings, hours: float, until: datetime | None = None
+) -> pd.DataFrame:
+    """How many predictions of the window (as :func:`recent_predictions`) each model version
+    served, per served ``label`` and true outcome ``actual`` (``None``: no feedback yet); every row
+    of the window, counted by the database in one aggregate (SQLite and PostgreSQL alike).
+
+    Args:
+        settings: where the prediction store is (``settings.db_url``).
+        hours: length of the window, ending at ``until``.
+        until: end of the window (default: now, UTC).
+
+    Returns:
+        One row per (``model_version``, ``label``, ``actual``) group with its ``count``; the
+        groups of the version with the newest prediction first, then the next version's (each
+        version sorted by its newest prediction). Empty when the table does not exist yet.
+    """
+    query = (
+        select(
+            PREDICTION.c.model_version,
+            PREDICTION.c.label,
+            PREDICTION.c.actual,
+            func.count().label("count"),
+            func.max(PREDICTION.c.created_at).label("newest"),
+        )
+        .where(_in_window(hours, until))
+        .group_by(PREDICTION.c.model_version, PREDICTION.c.label, PREDICTION.c.actual)
+    )
+    try:
+        with open_engine(settings.db_url).connect() as conn:
+            groups = conn.execute(query).mappings().all()
+    except OperationalError:
+        return pd.DataFrame(columns=list(COUNT_COLUMNS))
+    frame = pd.DataFrame([dict(g) for g in groups], columns=[*COUNT_COLUMNS, "newest"])
+    if frame.empty:
+        return frame[list(COUNT_COLUMNS)]
+    # A version's rank is its newest prediction over all its groups, not the group's own.
+    latest = frame.groupby("model_version")["newest"].transform("max")
+    ordered = frame.assign(latest=latest).sort_values(
+        ["latest", "model_version"], ascending=[False, True], kind="stable"
+    )
+    return ordered[list(COUNT_COLUMNS)].reset_index(drop=True)
 
 
 def summary_from_db(settings: Settings, hours: int = 24) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 from sqlalchemy import func, select
 
 from core.evaluate import estimate_performance
+from core.monitoring import quality
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL
 from core.settings import Settings
 from core.store import PREDICTION, open_engine
@@ -152,6 +153,35 @@ def test_one_label_gives_n_1_and_a_wide_interval(client: TestClient) -> None:
     assert realized["accuracy"]["n"] == 1
     for name in ("precision", "recall", "f1"):  # no churn served, none observed: 0/0
         assert realized[name] == {"value": None, "low": None, "high": None, "n": 0}, name
+
+
+def test_live_realized_counts_feedback_past_the_estimate_cap(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More predictions in the window than the estimate reads: the feedback on the older ones
+    still counts in the realized figures, the estimate says it used the newest only."""
+    monkeypatch.setattr(quality, "MAX_ROWS", 5)
+    ids = [
+        client.post("/predict", json=EXAMPLE_CHURNER if i < 2 else EXAMPLE_LOYAL).json()[
+            "prediction_id"
+        ]
+        for i in range(8)
+    ]
+    outcomes = {ids[0]: "yes", ids[1]: "no", ids[2]: "yes"}  # the oldest 3, none of the newest 5
+    for pid, actual in outcomes.items():
+        assert client.post("/feedback", json={"prediction_id": pid, "actual": actual}).is_success
+    live = client.get("/metrics/live").json()
+    window = live["window"]
+    assert (window["predictions"], window["labelled"]) == (8, 3)
+    assert (window["estimated_on"], window["limited"]) == (5, True)
+    assert live["estimated"]["n"] == 5
+    y, served = [True, False, True], [True, True, False]
+    realized = live["realized"]
+    assert realized is not None and (realized["n"], realized["churners"]) == (3, 2)
+    assert realized["accuracy"]["value"] == pytest.approx(accuracy_score(y, served))
+    assert realized["precision"]["value"] == pytest.approx(precision_score(y, served))
+    assert realized["recall"]["value"] == pytest.approx(recall_score(y, served))
+    assert realized["f1"]["value"] == pytest.approx(f1_score(y, served))
 
 
 def _stored(settings: Settings) -> dict[str, dict[str, object]]:

@@ -11,6 +11,7 @@ against the real API, in Chromium, in tests/e2e.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ import pandas as pd
 import pytest
 import requests
 from pydantic import SecretStr
+from streamlit.components.v2 import manifest_scanner
 from streamlit.testing.v1 import AppTest
 
 from api.auth import Role, decide, open_roles, route_role
@@ -147,7 +149,7 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
         self.live: dict[str, Any] = {
             "window": {"hours": 168.0, "start": "2024-12-27T00:00:00Z",
                        "end": "2025-01-03T00:00:00Z", "predictions": 42, "labelled": 12,
-                       "limited": False, "model_versions": ["2"]},
+                       "estimated_on": 42, "limited": False, "model_versions": ["2"]},
             "realized": {"n": 12, "churners": 4, "confidence": 0.95,
                          "accuracy": {"value": 0.9167, "low": 0.6461, "high": 0.9851},
                          "precision": {"value": 0.8, "low": 0.3755, "high": 0.9638},
@@ -380,6 +382,18 @@ class FakeApi(ApiClient):  # pylint: disable=too-many-public-methods  # mirrors 
             self.retrain_states.pop(0) if len(self.retrain_states) > 1 else (self.retrain_states[0])
         )
         return self._serve("retrain_status", answer, job_id)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _components_scanned_once() -> Iterator[None]:
+    """Each new ``AppTest`` scans the metadata of every installed distribution for Streamlit
+    components: about a second per test here. The installed packages do not change during a
+    session, so the real scan runs once (on first use) and every later ``AppTest`` gets its
+    answer."""
+    scan = functools.cache(manifest_scanner.scan_component_manifests)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(manifest_scanner, "scan_component_manifests", scan)
+        yield
 
 
 @pytest.fixture()

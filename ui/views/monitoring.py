@@ -86,12 +86,17 @@ def _live(api: ApiClient) -> None:
     window = live.get("window") or {}
     hours = float(window.get("hours") or 0)
     span = f"{hours / 24:g} days" if hours % 24 == 0 else f"{hours:g} hours"
-    limited = " (the newest only: the window held more)" if window.get("limited") else ""
+    # The realized side counts every labelled prediction; only the estimate may read fewer.
+    limited = (
+        f" The estimate uses the newest {int(window.get('estimated_on') or 0):,} of them."
+        if window.get("limited")
+        else ""
+    )
     st.caption(
         f"Predictions of the last {span} ({_when(window.get('start'))} to "
         f"{_when(window.get('end'))}): "
-        f"{int(window.get('predictions') or 0):,}{limited}, of which "
-        f"{int(window.get('labelled') or 0):,} with feedback."
+        f"{int(window.get('predictions') or 0):,}, of which "
+        f"{int(window.get('labelled') or 0):,} with feedback.{limited}"
     )
     estimated, realized = live.get("estimated"), live.get("realized")
     cols = st.columns(2)

@@ -11,10 +11,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+)
 
 from core.evaluate import estimate_performance
-from core.monitoring.quality import live_quality, realized_quality
+from core.monitoring.quality import ServedCounts, live_quality, realized_quality
 from core.schema import EXAMPLE_LOYAL
 from core.settings import Settings
 from tests.core.monitoring.helpers import seed_predictions
@@ -58,6 +64,7 @@ def test_an_empty_store_is_an_empty_window(settings: Settings) -> None:
     window = quality.window
     assert window.hours == 168 and window.end == UNTIL and window.start == UNTIL - timedelta(7)
     assert (window.predictions, window.labelled, window.limited) == (0, 0, False)
+    assert window.estimated_on == 0 and window.model_versions == []
 
 
 def test_realized_is_scikit_learn_and_estimated_is_cbpe_over_the_window(
@@ -86,6 +93,7 @@ def test_realized_is_scikit_learn_and_estimated_is_cbpe_over_the_window(
     quality = live_quality(settings, until=UNTIL)
     window = quality.window
     assert (window.predictions, window.labelled, window.limited) == (300, 180, False)
+    assert window.estimated_on == 300
     assert window.model_versions == ["2", "3"]  # newest first
     labelled = np.array([i % 5 < 3 for i in range(300)])
     y, served = churned[labelled], (p >= thresholds)[labelled]
@@ -115,16 +123,17 @@ def test_the_window_and_the_limit_are_reported(settings: Settings) -> None:
     assert day.realized is None and day.estimated is not None and day.estimated.n == 3
     assert live_quality(settings, until=UNTIL).window.predictions == 4  # 200 h is out of 7 days
     newest = live_quality(settings, until=UNTIL, limit=2)
-    assert newest.window.limited and newest.window.predictions == 2
-    assert newest.window.start == UNTIL - timedelta(hours=2)  # the oldest row used
+    assert (newest.window.predictions, newest.window.estimated_on) == (4, 2)
+    assert newest.window.limited and newest.estimated is not None and newest.estimated.n == 2
+    assert newest.window.start == UNTIL - timedelta(days=7)  # the window's, not the estimate's
 
 
 def test_one_label_gives_n_1_and_a_wide_interval() -> None:
-    right = realized_quality(np.array([1]), np.array([1]))
+    right = realized_quality(ServedCounts.of(np.array([1]), np.array([1])))
     assert right.n == 1 and right.f1.value == 1.0 and right.accuracy.value == 1.0
     assert right.accuracy.low is not None and right.accuracy.low < 0.25
     assert right.f1.low is not None and right.f1.low < 0.4 and right.f1.high == 1.0
-    wrong = realized_quality(np.array([0]), np.array([1]))
+    wrong = realized_quality(ServedCounts.of(np.array([0]), np.array([1])))
     assert wrong.accuracy.value == 0.0 and wrong.accuracy.high is not None
     assert wrong.accuracy.high > 0.75  # one wrong answer does not show a useless model
     assert wrong.recall.value is None and wrong.recall.low is None  # no churner: 0/0, not 0
@@ -132,11 +141,59 @@ def test_one_label_gives_n_1_and_a_wide_interval() -> None:
 
 
 def test_undefined_figures_are_none_never_zero() -> None:
-    stays = realized_quality(np.zeros(20, dtype=int), np.zeros(20, dtype=int))
+    stays = realized_quality(ServedCounts(tp=0, fp=0, fn=0, tn=20))
     assert stays.accuracy.value == 1.0
     for name in ("precision", "recall", "f1"):
         assert getattr(stays, name).model_dump() == {
             "value": None, "low": None, "high": None, "n": 0,
         }  # fmt: skip
     with pytest.raises(ValueError, match="2 outcomes for 3 served labels"):
-        realized_quality(np.array([0, 1]), np.array([0, 1, 1]))
+        ServedCounts.of(np.array([0, 1]), np.array([0, 1, 1]))
+
+
+def test_realized_counts_every_labelled_prediction_of_the_window_past_the_estimate_cap(
+    settings: Settings,
+) -> None:
+    """20 predictions in the window with the estimate capped at the newest 5: the feedback on the
+    15 older ones still counts in the realized figures (exactly, every labelled row of the
+    window), the estimate reads the newest 5 and says so; rows outside the window never count."""
+    rng = np.random.default_rng(11)
+    p = rng.uniform(0.05, 0.95, 20)
+    thresholds = np.where(np.arange(20) < 10, 0.4, 0.5)  # newest 10: version 3, older: 2
+    churned = rng.random(20) < p
+    labelled = np.array([i % 3 != 0 for i in range(20)])  # 13 labels, 10 of them past the 5
+    rows = [
+        row(
+            UNTIL - timedelta(hours=1 + i),  # i = 0 is the newest
+            float(p[i]),
+            float(thresholds[i]),
+            ("yes" if churned[i] else "no") if labelled[i] else None,
+        )
+        for i in range(20)
+    ]
+    too_old = [row(UNTIL - timedelta(days=8, hours=h), 0.9, 0.5, "no") for h in range(3)]
+    after_the_end = row(UNTIL + timedelta(minutes=1), 0.9, 0.5, "yes")
+    seed_predictions(settings.db_url, [*rows, *too_old, after_the_end])
+
+    def expect(hours: float) -> None:
+        quality = live_quality(settings, hours=hours, until=UNTIL, limit=5)
+        inside = np.arange(20) < hours - 1  # row i is 1 + i hours old
+        y, served = churned[inside & labelled], (p >= thresholds)[inside & labelled]
+        _, fp, fn, tp = confusion_matrix(y, served, labels=[False, True]).ravel()
+        realized = quality.realized
+        assert realized is not None and realized.n == y.size and realized.churners == y.sum()
+        assert realized.accuracy.n == y.size and realized.f1.n == tp + fp + fn
+        assert (realized.precision.n, realized.recall.n) == (tp + fp, tp + fn)
+        for name, sklearn_metric in FIGURES.items():
+            assert getattr(realized, name).value == pytest.approx(sklearn_metric(y, served)), name
+        window = quality.window
+        assert (window.predictions, window.labelled) == (int(inside.sum()), y.size)
+        assert (window.estimated_on, window.limited) == (5, True)
+        assert window.start == UNTIL - timedelta(hours=hours) and window.end == UNTIL
+        assert quality.estimated == estimate_performance(p[:5], thresholds[:5])
+
+    expect(168.0)  # the whole 20 (the 8-day-old and the future rows are out)
+    expect(12.5)  # the newest 12 only
+    assert live_quality(settings, until=UNTIL, limit=5).window.model_versions == ["3", "2"]
+    full = live_quality(settings, until=UNTIL, limit=20)
+    assert (full.window.estimated_on, full.window.limited) == (20, False)

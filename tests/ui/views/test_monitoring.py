@@ -113,12 +113,32 @@ def test_one_label_shows_n_1_and_a_wide_interval_never_a_bare_zero(open_page, fa
     assert "0.0 %" not in realized["realized"].tolist()
 
 
+def test_a_window_past_the_estimate_cap_says_the_estimate_read_the_newest(open_page, fake_api):
+    """A busy window: the realized side is over every labelled prediction, the estimate over the
+    newest it reads, and the page says which is which."""
+    fake_api.live = {**fake_api.live,
+                     "window": {**fake_api.live["window"], "predictions": 120_000,
+                                "labelled": 9_000, "estimated_on": 50_000, "limited": True},
+                     "estimated": {**fake_api.live["estimated"], "n": 50_000},
+                     "realized": {**fake_api.live["realized"], "n": 9_000}}  # fmt: skip
+    at = open_page("monitoring")
+    assert_clean(at)
+    body = texts(at)
+    assert (
+        "Predictions of the last 7 days (2024-12-27 00:00 UTC to 2025-01-03 00:00 UTC): 120,000, "
+        "of which 9,000 with feedback. The estimate uses the newest 50,000 of them." in body
+    )
+    assert "95 % CI 66.7 %–100.0 % · n = 50,000 predictions" in body
+    assert "95 % CI 57.1 %–100.0 % · n = 9,000 labelled" in body
+
+
 def test_no_prediction_and_no_feedback_yet(open_page, fake_api):
     fake_api.live = {
         "window": {
             **fake_api.live["window"],
             "predictions": 0,
             "labelled": 0,
+            "estimated_on": 0,
             "model_versions": [],
         },
         "realized": None,
