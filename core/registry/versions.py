@@ -4,7 +4,9 @@ and the list of versions with their records.
 :func:`gate` scores the challenger and the champion on the same holdout rows, neither of which
 either model was trained on (:func:`core.registry.gate.fair_holdout`), and moves ``champion`` only
 when :func:`core.registry.gate.decide` says so; :func:`promote` and :func:`rollback` are the
-recorded manual overrides. Every decision is written on the version and on its run.
+recorded manual overrides. Every decision is written on the version and on its run. The three
+take turns (:data:`CHAMPION_LOCK`, held by every process sharing the predictions store), so each
+starts from the champion the previous one left.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,9 +44,21 @@ from core.registry.client import (
 )
 from core.registry.gate import FairHoldout, GateDecision, GatePolicy, decide, fair_holdout
 from core.settings import Settings
+from core.store.engine import exclusive
 from core.train import thread_limit
 
 log = logging.getLogger(__name__)
+
+#: The lock every change of ``champion`` holds (:func:`core.store.engine.exclusive`).
+CHAMPION_LOCK = "champion"
+
+
+def _champion_change(settings: Settings) -> AbstractContextManager[None]:
+    """Serialise the changes of ``champion``: the gate, promote and rollback each read the
+    champion and the history, then move both; two at once (an admin's promote during a
+    retrain's gate, two API workers) would start from the same champion and lose a move. All
+    processes sharing the predictions store (``settings.db_url``) take turns."""
+    return exclusive(settings.db_url, CHAMPION_LOCK)
 
 
 class VersionInfo(BaseModel):
@@ -165,7 +180,17 @@ def gate(
 
     Returns:
         The :class:`GateDecision`.
+
+    Raises:
+        core.store.StoreError: another champion change held the lock too long.
     """
+    with _champion_change(settings):
+        return _gate(settings, version, holdout)
+
+
+def _gate(
+    settings: Settings, version: str, holdout: tuple[pd.DataFrame, np.ndarray]
+) -> GateDecision:
     client = configure(settings)
     name = settings.model_name
     x, y = holdout
@@ -226,7 +251,13 @@ def promote(settings: Settings, version: str, reason: str) -> GateDecision:
 
     Raises:
         RegistryError: when the version does not exist.
+        core.store.StoreError: another champion change held the lock too long.
     """
+    with _champion_change(settings):
+        return _promote(settings, version, reason)
+
+
+def _promote(settings: Settings, version: str, reason: str) -> GateDecision:
     client = configure(settings)
     name = settings.model_name
     try:
@@ -263,7 +294,13 @@ def rollback(settings: Settings, reason: str = "rollback") -> GateDecision:
 
     Raises:
         RegistryError: when there is no previous champion.
+        core.store.StoreError: another champion change held the lock too long.
     """
+    with _champion_change(settings):
+        return _rollback(settings, reason)
+
+
+def _rollback(settings: Settings, reason: str) -> GateDecision:
     client = configure(settings)
     name = settings.model_name
     history = _history(client, name)

@@ -13,6 +13,7 @@ import logging
 import os
 import sqlite3
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -210,6 +211,58 @@ def _file_lock(engine: Engine) -> Iterator[None]:
         return
     with FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT):
         yield
+
+
+_LOCAL_LOCKS: dict[str, threading.Lock] = {}
+_LOCAL_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def exclusive(url: str, name: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold the inter-process lock ``name`` of the store at ``url`` for the block.
+
+    Every process sharing the store (API workers and replicas, the CLI, jobs) takes turns: a
+    file lock ``<database>.<name>.lock`` next to a SQLite file, a transaction-scoped advisory lock
+    on PostgreSQL (keyed by ``name``; released when the block ends, also when the process dies),
+    a lock of this process for an in-memory database. Other threads and processes wait up to
+    ``timeout`` seconds.
+
+    Raises:
+        StoreError: the lock was not free within ``timeout`` (the message names it), or the
+            database is unreachable.
+    """
+    url = store_url(url)
+    path = _sqlite_file(url)
+    busy = f"another process has held the {name} lock of the predictions database for more "
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with FileLock(f"{path}.{name}.lock", timeout=timeout):
+                yield
+        except TimeoutError as exc:
+            raise StoreError(f"{busy}than {timeout:.0f} s ({path}.{name}.lock)") from exc
+        return
+    if make_url(url).get_backend_name() == "sqlite":
+        with _LOCAL_LOCKS_GUARD:
+            local = _LOCAL_LOCKS.setdefault(name, threading.Lock())
+        if not local.acquire(timeout=timeout):
+            raise StoreError(f"{busy}than {timeout:.0f} s")
+        try:
+            yield
+        finally:
+            local.release()
+        return
+    engine = open_engine(url)
+    key = zlib.crc32(name.encode()) ^ PG_LOCK_KEY
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"SET LOCAL lock_timeout = '{int(timeout * 1000)}ms'"))
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            yield
+    except OperationalError as exc:
+        if _lock_timed_out(exc):
+            raise StoreError(f"{busy}than {timeout:.0f} s") from exc
+        raise StoreError(_unreachable(_describe(engine), engine, exc)) from exc
 
 
 def _server_lock(conn: Connection) -> None:

@@ -8,6 +8,8 @@ trained on.
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from core import fingerprints, registry
 from core.data import to_xy
 from core.pipelines import TrainedModel, fit_and_evaluate, register_candidate
 from core.registry import CHAMPION
+from core.registry.client import HISTORY_TAG
 from core.settings import Settings
 from tests import mlflow_factory as factory
 from tests.factories import bigml_like, small_config, write_csv
@@ -123,3 +126,40 @@ def test_fingerprints_are_a_run_artifact_and_come_back_with_the_version(
     champion = registry.load_champion(store)
     seen = champion.bundle.seen_rows
     assert seen is not None and np.array_equal(seen, factory.record(60).bundle.fingerprints)
+
+
+def test_champion_changes_from_several_threads_never_interleave(store: Settings) -> None:
+    """Promotions racing each other (an admin's promote while a retrain's gate or another
+    promote runs: API workers, the CLI) are serialised: every change starts from the champion
+    the previous change left. As a chain of (previous → new) champion moves that holds exactly
+    when each version is left as often as it is reached, but for the start (left once more)
+    and the end (reached once more); and the history a rollback reads ends with the champion.
+    Without the lock, two promotions read the same previous champion and one move is lost."""
+    client = registry.configure(store)
+    name = store.model_name
+    versions = [registry.register(store, registry.log_training(store, factory.record(60)))
+                for _ in range(2)]  # fmt: skip
+    versions.append(str(client.get_model_version_by_alias(name, CHAMPION).version))
+    start = versions[-1]
+    moves: list[tuple[str | None, str]] = []
+
+    def promote_many(offset: int) -> None:
+        for i in range(12):
+            target = versions[(i + offset) % len(versions)]
+            decision = registry.promote(store, target, f"race {offset}-{i}")
+            moves.append((decision.champion_version, decision.version))
+
+    threads = [threading.Thread(target=promote_many, args=(k,)) for k in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    end = str(client.get_model_version_by_alias(name, CHAMPION).version)
+    balance = Counter(previous for previous, _ in moves)
+    balance.subtract(Counter(new for _, new in moves))
+    expected = Counter({start: 1}) if start != end else Counter()
+    if start != end:
+        expected[end] = -1
+    assert {v: n for v, n in balance.items() if n} == dict(expected), moves
+    history = client.get_registered_model(name).tags[HISTORY_TAG].split(",")
+    assert history[-1] == end

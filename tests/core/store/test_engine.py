@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from core.store import StoreError, open_engine
 from core.store.engine import (
     _alembic_config,
     current_revision,
+    exclusive,
     head_revision,
     store_url,
 )
@@ -225,3 +227,31 @@ def test_the_password_can_come_from_a_docker_secret_file(pg_url: str, tmp_path: 
     assert settings.db_url == pg_url
     assert current_revision(open_engine(settings.db_url)) == head_revision()
     assert Settings(_env_file=None, database_url=bare).db_url == bare
+
+
+def test_an_exclusive_lock_has_one_holder_at_a_time(store_url: str) -> None:
+    """``exclusive`` on each back end (a lock file next to SQLite, an advisory lock on
+    PostgreSQL): a second holder of the same name waits, and past its timeout gets a StoreError
+    naming the lock; another name is another lock; once released, the lock is free again."""
+    url = store_url
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with exclusive(url, "champion"):
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(60)
+        with pytest.raises(StoreError, match="champion lock"):
+            with exclusive(url, "champion", timeout=0.3):
+                pass
+        with exclusive(url, "other", timeout=30):
+            pass
+    finally:
+        release.set()
+        holder.join()
+    with exclusive(url, "champion", timeout=30):
+        pass
