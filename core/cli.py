@@ -15,33 +15,19 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.data import (
-    NotTrainable,
-    check_trainable,
-    file_sha256,
-    labelled_rows,
-    load_dataset,
-    split_dataset,
-    to_xy,
-)
-from core.evaluate import QUALITY_THRESHOLDS, evaluate
-from core.labelled import SampleRule, labelled_report
-from core.persist import latest_bundle_dir, load_bundle
-from core.predict import ServedModel
-from core.schema import POSITIVE_LABEL, SchemaError
+from core.families import DEFAULT_FAMILY, MODEL_FAMILIES
 from core.settings import get_settings
-from core.tables import (
-    LABEL,
-    PROBABILITY,
-    Table,
-    TableError,
-    read_path,
-    scored_table,
-    write_like,
-)
-from core.train import MODEL_FAMILIES, TrainConfig
+
+if TYPE_CHECKING:
+    from core.predict import ServedModel
+    from core.schema import SchemaError
+    from core.tables import Table
+
+# The data and model modules (pandas, sklearn, MLflow: seconds to import) are imported inside the
+# commands that use them, so --help and usage errors answer at once.
+# pylint: disable=import-outside-toplevel
 
 
 def _err(message: str) -> None:
@@ -57,6 +43,8 @@ def _progress(step: str, fraction: float) -> None:
 
 
 def _model_dir(value: Path | None) -> Path:
+    from core.persist import latest_bundle_dir
+
     if value is not None:
         return value
     return latest_bundle_dir(get_settings().var_dir / "models")
@@ -64,6 +52,8 @@ def _model_dir(value: Path | None) -> Path:
 
 def _read(path: Path, *, require_target: bool) -> Table:
     """Read a table, saying on stderr how it was read and every warning."""
+    from core.tables import read_path
+
     table = read_path(path, require_target=require_target)
     _report(path, table)
     return table
@@ -77,6 +67,8 @@ def _report(path: Path, table: Table) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate a table against the schema and list every issue (--no-target: a file to score)."""
+    from core.data import file_sha256
+
     path: Path = args.data or get_settings().data_path
     report = _read(path, require_target=args.target).report
     rows = len(report.frame)
@@ -91,8 +83,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train, evaluate on the holdout, save the bundle; last stdout line is the JSON summary."""
-    # Imported here: it pulls in the registry seam, which the other commands do not need.
-    from core.pipelines import train_and_register  # pylint: disable=import-outside-toplevel
+    from core.data import check_trainable, labelled_rows
+    from core.pipelines import train_and_register
+    from core.train import TrainConfig
 
     settings = get_settings()
     if args.data is not None:
@@ -126,6 +119,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Score a saved bundle on the holdout of a labelled CSV (or on all of its rows)."""
+    from core.data import load_dataset, split_dataset, to_xy
+    from core.evaluate import QUALITY_THRESHOLDS, evaluate
+    from core.persist import load_bundle
+    from core.predict import ServedModel
+    from core.tables import PROBABILITY
+
     bundle_dir = _model_dir(args.model)
     bundle = load_bundle(bundle_dir)
     frame = load_dataset(args.data or get_settings().data_path)
@@ -151,11 +150,13 @@ def _scoring_model(model_dir: Path | None) -> ServedModel:
     """The model to score with, as the API serves it: ``--model DIR`` if given, else the
     champion (from the registry, or its local copy when the registry is down); stderr says
     which."""
+    from core.persist import load_bundle
+    from core.predict import ServedModel
+
     if model_dir is not None:
         _err(f"scoring with the bundle in {model_dir} (given with --model)")
         return ServedModel.build(load_bundle(model_dir), model_dir.name)
-    # pylint: disable-next=import-outside-toplevel  # mlflow, only when a champion is needed
-    from core.registry import ChampionUnavailable, load_champion
+    from core.registry import ChampionUnavailable, load_champion  # MLflow: only for the champion
 
     settings = get_settings()
     try:
@@ -173,6 +174,8 @@ def _scoring_model(model_dir: Path | None) -> ServedModel:
 def _print_labelled(model: ServedModel, table: Table, probabilities: Any) -> None:
     """With a label column: the model's quality on the labelled rows it never trained on, on
     stderr (nothing without one)."""
+    from core.labelled import SampleRule, labelled_report
+
     report = labelled_report(
         table.labelled_frame(),
         probabilities,
@@ -192,6 +195,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     column (ids too, unchanged) plus churn_probability and churn_label, in the input's separator
     and decimal mark. With a label column, stderr also gives the model's quality on the labelled
     rows it never trained on."""
+    from core.schema import POSITIVE_LABEL, SchemaError
+    from core.tables import LABEL, PROBABILITY, read_path, scored_table, write_like
+
     table = read_path(args.input)  # a broken file is refused before any model is loaded
     if not table.report.ok:
         raise SchemaError(table.report)
@@ -240,7 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", type=Path, help=data_help)
     p.add_argument(
-        "--family", choices=MODEL_FAMILIES, default="hgb", help="model family (default hgb)"
+        "--family",
+        choices=MODEL_FAMILIES,
+        default=DEFAULT_FAMILY,
+        help=f"model family (default {DEFAULT_FAMILY})",
     )
     p.add_argument(
         "--cv-folds", type=int, default=5, help="folds of the reported CV F1; 0 skips (default 5)"
@@ -294,8 +303,9 @@ REGISTRY_COMMANDS: dict[str, str] = {
 
 
 def cmd_registry(argv: Sequence[str]) -> int:
-    """Model registry commands, run by :mod:`core.registry_cli` (mlflow is imported only here)."""
-    from core import registry_cli  # pylint: disable=import-outside-toplevel
+    """Model registry commands, run by :mod:`core.registry_cli` (which imports MLflow once their
+    arguments are parsed)."""
+    from core import registry_cli
 
     return registry_cli.main(argv)
 
@@ -308,16 +318,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(raw)
     try:
         return int(args.func(args))
-    except SchemaError as exc:
-        message = f"invalid data: {_issues_line(exc)}"
-    except (TableError, NotTrainable) as exc:
-        message = f"invalid data: {exc}"
-    except (OSError, RuntimeError) as exc:  # a missing file, no champion, a broken store
-        message = f"error: {exc}"
     except Exception as exc:  # pylint: disable=broad-exception-caught  # one line, no traceback
-        message = f"error: {type(exc).__name__}: {exc}".splitlines()[0]
-    _err(message)
-    return 1
+        _err(_failure_line(exc))
+        return 1
+
+
+def _failure_line(exc: Exception) -> str:
+    """The one stderr line of a failed command: ``invalid data: ...`` or ``error: ...``."""
+    # Imported on this failure path only: --help and usage errors must not load pandas/sklearn.
+    from core.data import NotTrainable
+    from core.schema import SchemaError
+    from core.tables import TableError
+
+    if isinstance(exc, SchemaError):
+        return f"invalid data: {_issues_line(exc)}"
+    if isinstance(exc, (TableError, NotTrainable)):
+        return f"invalid data: {exc}"
+    if isinstance(exc, (OSError, RuntimeError)):  # a missing file, no champion, a broken store
+        return f"error: {exc}"
+    return f"error: {type(exc).__name__}: {exc}".splitlines()[0]
 
 
 def _issues_line(exc: SchemaError, shown: int = 3) -> str:

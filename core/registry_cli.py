@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from core.registry import CHAMPION, RegistryError, list_versions, promote, rollback
+from core.families import DEFAULT_FAMILY, MODEL_FAMILIES
 from core.settings import get_settings
 
 
@@ -34,8 +34,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_tune = sub.add_parser("tune", help="hyper-parameter search as nested runs, best through gate")
     p_tune.add_argument("--trials", type=int, default=8, help="number of sampled configurations")
     p_tune.add_argument("--folds", type=int, default=3, help="cross-validation folds per trial")
-    p_tune.add_argument("--family", default="hgb", help="model family to tune: hgb, rf, logreg")
+    p_tune.add_argument(
+        "--family",
+        choices=MODEL_FAMILIES,
+        default=DEFAULT_FAMILY,
+        help=f"model family to tune (default {DEFAULT_FAMILY})",
+    )
     args = parser.parse_args(argv)
+    # Imported once the arguments are parsed: MLflow takes seconds, --help and usage errors do not.
+    # pylint: disable-next=import-outside-toplevel
+    from core.registry import CHAMPION, RegistryError, list_versions, promote, rollback
+
     settings = get_settings()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -49,8 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             champion = next((v for v in versions if CHAMPION in v["aliases"]), None)
             _print_json({"champion": champion, "versions": versions})
         else:
-            # Imported here: tuning pulls in the whole training pipeline.
-            from core.tuning import tune  # pylint: disable=import-outside-toplevel
+            # pylint: disable-next=import-outside-toplevel  # the training pipeline, for tune only
+            from core.tuning import tune
 
             result = tune(
                 settings, family=args.family, trials=args.trials, folds=args.folds,

@@ -26,10 +26,8 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from core.data import SplitParams
+from core.families import DEFAULT_FAMILY, ModelFamily
 from core.features import FeatureParams, build_features
-
-ModelFamily = Literal["hgb", "rf", "logreg"]
-MODEL_FAMILIES: tuple[ModelFamily, ...] = ("hgb", "rf", "logreg")
 
 
 @lru_cache(maxsize=1)
@@ -109,7 +107,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    family: ModelFamily = "hgb"
+    family: ModelFamily = DEFAULT_FAMILY
     params: ModelParams = Field(default_factory=HGBParams)
     features: FeatureParams = Field(default_factory=FeatureParams)
     split: SplitParams = Field(default_factory=SplitParams)
@@ -121,7 +119,7 @@ class TrainConfig(BaseModel):
     @classmethod
     def _default_params(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("params") is None:
-            family = data.get("family", "hgb")
+            family = data.get("family", DEFAULT_FAMILY)
             if family in DEFAULT_PARAMS:
                 return {**data, "params": DEFAULT_PARAMS[family]()}
         return data

@@ -21,8 +21,9 @@ from core import registry
 from core.data import load_dataset, split_dataset, to_xy
 from core.evaluate import cross_validate_f1
 from core.pipelines import TrainResult, train_and_register
+from core.families import DEFAULT_FAMILY, ModelFamily
 from core.settings import Settings
-from core.train import ModelFamily, TrainConfig
+from core.train import TrainConfig
 
 Progress = Callable[[str, float], None]
 
@@ -114,7 +115,7 @@ def _run_trials(
 
 def tune(
     settings: Settings,
-    family: ModelFamily = "hgb",
+    family: ModelFamily = DEFAULT_FAMILY,
     trials: int = 8,
     folds: int = 3,
     on_progress: Progress | None = None,

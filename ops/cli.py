@@ -82,9 +82,6 @@ def _migrate_store(argv: Sequence[str]) -> int:
     """``churnops migrate-store``: copy a predictions history (by default the embedded SQLite
     file under VAR_DIR) into another database (by default DATABASE_URL), verified; running it
     again copies nothing twice. Last stdout line: one JSON object of the counts."""
-    # Imported when used: the other commands do not need the store.
-    from core.store.copy import copy_store  # pylint: disable=import-outside-toplevel
-
     settings = get_settings()
     embedded = settings.model_copy(update={"database_url": None}).db_url
     parser = argparse.ArgumentParser(
@@ -102,6 +99,9 @@ def _migrate_store(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    # Imported once the arguments are parsed: the store pulls in SQLAlchemy and pandas.
+    from core.store.copy import copy_store  # pylint: disable=import-outside-toplevel
+
     done = copy_store(args.source, args.target)
     print(f"{done.source} -> {done.target}", file=sys.stderr)
     for table in done.tables:

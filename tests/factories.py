@@ -16,10 +16,11 @@ from sklearn.model_selection import train_test_split
 from core import fingerprints
 from core.data import DatasetSplit, load_dataset, to_xy
 from core.evaluate import Metrics, choose_threshold, evaluate
+from core.families import ModelFamily
 from core.persist import BundleMeta, ModelBundle
 from core.pipelines import TrainedModel, TrainResult, fit_and_evaluate
 from core.schema import EXAMPLE_CHURNER, EXAMPLE_LOYAL, FEATURES
-from core.train import HGBParams, LogRegParams, ModelFamily, RFParams, TrainConfig, fit_pipeline
+from core.train import HGBParams, LogRegParams, RFParams, TrainConfig, fit_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_CSV = ROOT / "data" / "raw" / "churn.csv"

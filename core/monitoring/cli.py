@@ -13,17 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from core.logs import configure_logging
-from core.monitoring import kibana
-from core.monitoring.es import ES_ERRORS, from_settings, wait_ready
 from core.monitoring.host import DOCKER_SOCKET, DockerStats, run_agent
 from core.monitoring.indices import DEFAULT_PREFIX, DEPLOY_DIR, Indices, setup
-from core.monitoring.outbox import PredictionShipper, ShipperConfig
-from core.monitoring.sink import SinkConfig, get_event_sink
-from core.monitoring.store import MonitoringStore
 from core.settings import Settings, get_settings
+
+# The Elasticsearch client (it loads pyarrow), SQLAlchemy and pandas are imported inside the
+# commands that use them, so --help and usage errors answer at once.
+# pylint: disable=import-outside-toplevel
 
 log = logging.getLogger("core.monitoring")
 
@@ -34,6 +31,9 @@ def _print(data: dict[str, Any]) -> None:
 
 def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
     """Install the index templates (waits for Elasticsearch)."""
+    from core.monitoring.es import from_settings, wait_ready
+    from core.monitoring.store import MonitoringStore
+
     if not settings.es_url:
         _print({"setup": "skipped", "reason": "ES_URL is unset: monitoring uses SQLite"})
         MonitoringStore(settings.db_url)
@@ -47,9 +47,7 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     """Sync MLflow runs into Elasticsearch: once, or every ``--follow`` seconds until SIGTERM."""
-    from core.monitoring.mlflow_export import (  # pylint: disable=import-outside-toplevel
-        MlflowFollower,
-    )
+    from core.monitoring.mlflow_export import MlflowFollower
 
     follower = MlflowFollower(settings, Indices(args.prefix))
     try:
@@ -69,11 +67,8 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
     """Compute drift; exit 3 when the verdict is drift (for schedulers)."""
-    from core.monitoring.jobs import (  # pylint: disable=import-outside-toplevel
-        DriftOptions,
-        run_drift,
-    )
-    from core.reference import load_reference  # pylint: disable=import-outside-toplevel
+    from core.monitoring.jobs import DriftOptions, run_drift
+    from core.reference import load_reference
 
     reference = load_reference(args.reference) if args.reference else None
     alpha = DriftOptions.alpha if args.alpha is None else args.alpha
@@ -105,6 +100,9 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_agent(args: argparse.Namespace, settings: Settings) -> int:
     """Run the host agent until SIGTERM/SIGINT (or ``--iterations``)."""
+    from core.monitoring.sink import SinkConfig, get_event_sink
+    from core.monitoring.store import MonitoringStore
+
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -151,6 +149,10 @@ def lower_priority(increment: int, autogroup: Path = Path("/proc/self/autogroup"
 
 def cmd_ship(args: argparse.Namespace, settings: Settings) -> int:
     """Ship the stored predictions to Elasticsearch until SIGTERM/SIGINT (or once, ``--once``)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from core.monitoring.outbox import PredictionShipper, ShipperConfig
+
     if not settings.es_url:
         # Nothing to do: without Elasticsearch the UI and /monitoring read the prediction table.
         _print(
@@ -182,6 +184,8 @@ def cmd_ship(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_kibana(args: argparse.Namespace, settings: Settings) -> int:
     """Import the dashboards into Kibana."""
+    from core.monitoring import kibana
+
     if not settings.kibana_url:
         print("KIBANA_URL is not set", file=sys.stderr)
         return 2
@@ -265,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
+    from core.monitoring import kibana
+    from core.monitoring.es import ES_ERRORS
+
     settings = get_settings()
     configure_logging(settings, service="churnops-monitoring")
     try:

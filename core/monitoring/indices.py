@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from elasticsearch import Elasticsearch
+if TYPE_CHECKING:  # the client is only an annotation here: the names load without it
+    from elasticsearch import Elasticsearch
 
 ELASTIC_VERSION = "8.19.21"
 """The Elastic stack version: the test zip, the stack images and the Kibana ndjson all use it."""

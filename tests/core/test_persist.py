@@ -29,7 +29,8 @@ from core.persist import (
     mark_latest,
     save_bundle,
 )
-from core.train import MODEL_FAMILIES, ModelFamily, fit_pipeline
+from core.families import MODEL_FAMILIES, ModelFamily
+from core.train import fit_pipeline
 from tests.factories import dataset, small_config
 
 

@@ -12,12 +12,11 @@ from sklearn.metrics import log_loss
 from threadpoolctl import threadpool_info
 
 from core.data import split_dataset, to_xy
+from core.families import MODEL_FAMILIES, ModelFamily
 from core.features import ChurnFeatures
 from core.train import (
-    MODEL_FAMILIES,
     HGBParams,
     LogRegParams,
-    ModelFamily,
     RFParams,
     TrainConfig,
     build_pipeline,
