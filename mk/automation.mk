@@ -72,11 +72,11 @@ data-drift: $(DEV_STAMP) ## Drift of DATA_CSV vs the champion's training referen
 
 .PHONY: docker-check
 docker-check: ## Fail with a clear message unless a Docker engine answers (first deploy gate)
-	@command -v docker >/dev/null || { \
-	  echo "pipeline-deploy needs Docker: the docker CLI is not installed." >&2; exit 1; }
-	@timeout 30 docker info >/dev/null 2>&1 || { \
-	  echo "pipeline-deploy needs a running Docker engine: 'docker info' failed." >&2; \
-	  echo "Run it where Docker runs (CI: docker.yml / the Jenkins Deploy stage)." >&2; exit 1; }
+	@command -v $(firstword $(DOCKER)) >/dev/null || { \
+	  echo "make $(or $(MAKECMDGOALS),docker-check) needs Docker: the docker CLI is not installed." >&2; exit 1; }
+	@timeout 30 $(DOCKER) info >/dev/null 2>&1 || { \
+	  echo "make $(or $(MAKECMDGOALS),docker-check) needs a running Docker engine: '$(DOCKER) info' failed." >&2; \
+	  echo "Start Docker (or run it where Docker runs: CI's docker.yml, the Jenkins Deploy stage)." >&2; exit 1; }
 
 .PHONY: model-version
 model-version: $(STAMP) ## Print the champion's registered model version (tags the images)

@@ -52,7 +52,7 @@ stack-config: ## Validate stack.yml offline with the docker CLI (variables from 
 	  && echo "$(STACK_FILE): valid (env: $(STACK_ENV), images: $$DOCKERHUB_USER/churnops-*:$$IMAGE_TAG)"
 
 .PHONY: docker-build
-docker-build: ## Build the API, UI and db images, tagged <git sha>, latest and model-v<champion version>
+docker-build: docker-check ## Build the API, UI and db images, tagged <git sha>, latest and model-v<champion version>
 	@$(load_stack_env); \
 	  model="$(MODEL_VERSION)"; \
 	  for kind in $(IMAGE_KINDS); do \
@@ -69,7 +69,7 @@ docker-build: ## Build the API, UI and db images, tagged <git sha>, latest and m
 	  done
 
 .PHONY: docker-push
-docker-push: ## Log in to the registry of DOCKERHUB_USER (token in env DOCKERHUB_TOKEN) and push all tags (the images side by side)
+docker-push: docker-check ## Log in to the registry of DOCKERHUB_USER (token in env DOCKERHUB_TOKEN) and push all tags (the images side by side)
 	@$(load_stack_env); \
 	  : "$${DOCKERHUB_TOKEN:?set DOCKERHUB_TOKEN (a Docker Hub access token) in the environment}"; \
 	  namespace=$$DOCKERHUB_USER; registry=; user=$$namespace; first=$${namespace%%/*}; \
@@ -100,7 +100,7 @@ secrets: ## Create missing secret files in SECRETS_DIR with random values (SMTP_
 	  done
 
 .PHONY: swarm-init
-swarm-init: ## Make this engine a Swarm manager if it is not one, and label it as the storage node
+swarm-init: docker-check ## Make this engine a Swarm manager if it is not one, and label it as the storage node
 	@state=$$($(DOCKER) info --format '{{.Swarm.LocalNodeState}}'); \
 	  if [ "$$state" != active ]; then \
 	    echo "== docker swarm init"; $(DOCKER) swarm init $(SWARM_INIT_ARGS); fi
@@ -110,7 +110,7 @@ swarm-init: ## Make this engine a Swarm manager if it is not one, and label it a
 	    "$$($(DOCKER) info --format '{{.Swarm.NodeID}}')"; fi
 
 .PHONY: deploy
-deploy: swarm-init secrets docker-build ## Init Swarm if needed, build the images, deploy the stack (STACK=churnops)
+deploy: docker-check swarm-init secrets docker-build ## Init Swarm if needed, build the images, deploy the stack (STACK=churnops)
 	@$(load_stack_env); export IMAGE_TAG="$(DEPLOY_TAG)"; \
 	  echo "== docker stack deploy $(STACK) ($$DOCKERHUB_USER/churnops-*:$$IMAGE_TAG)"; \
 	  $(DOCKER) stack deploy --with-registry-auth --detach=true -c $(STACK_FILE) $(STACK); \
@@ -143,13 +143,14 @@ smoke: $(STAMP) ## After a deploy: /ready, /predict with the documented churner,
 STACK_API_URL ?= http://localhost:8000
 .PHONY: stack-train
 stack-train: ## Train a champion inside the stack: POST /retrain (API key from SECRETS_DIR), wait for the gate
-	@job=$$(printf 'X-API-Key: %s\n' "$$(cat "$(SECRETS_DIR)/api_key")" \
-	    | curl -fsS -X POST -H @- "$(STACK_API_URL)/retrain" \
-	    | python3 -c 'import json, sys; print(json.load(sys.stdin)["job_id"])'); \
+	@down="stack-train: the API at $(STACK_API_URL) did not answer; is the stack deployed and healthy? (make stack-status)"; \
+	  started=$$(printf 'X-API-Key: %s\n' "$$(cat "$(SECRETS_DIR)/api_key")" \
+	    | curl -fsS -X POST -H @- "$(STACK_API_URL)/retrain") || { echo "$$down" >&2; exit 1; }; \
+	  job=$$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["job_id"])' "$$started"); \
 	  echo "== retrain job $$job"; \
 	  while :; do \
 	    answer=$$(printf 'X-API-Key: %s\n' "$$(cat "$(SECRETS_DIR)/api_key")" \
-	      | curl -fsS -H @- "$(STACK_API_URL)/retrain/$$job"); \
+	      | curl -fsS -H @- "$(STACK_API_URL)/retrain/$$job") || { echo "$$down" >&2; exit 1; }; \
 	    status=$$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["status"])' "$$answer"); \
 	    echo "   $$status"; \
 	    case "$$status" in succeeded) echo "$$answer"; break ;; failed) echo "$$answer" >&2; exit 1 ;; esac; \
@@ -159,5 +160,6 @@ stack-train: ## Train a champion inside the stack: POST /retrain (API key from S
 .PHONY: stack-test
 stack-test: $(DEV_STAMP) ## Live Swarm test: engine, local registry, build, deploy, smoke, faults (root; times in docs/deploy.md)
 	@mkdir -p var
+	@echo "== make stack-test: 18-40 min (docs/deploy.md); each phase prints a [stack figure] line as it ends"
 	trap 'bash scripts/stack.sh down' EXIT; \
-	  $(RUN)/pytest -m stack tests/stack -p no:cacheprovider $(PYTEST_ARGS)
+	  $(RUN)/pytest -m stack tests/stack -p no:cacheprovider -v -s $(PYTEST_ARGS)

@@ -35,9 +35,11 @@ json() {
   "$PYTHON" -c 'import json, sys; v = json.load(sys.stdin).get(sys.argv[1]); print("" if v is None else v)' "$1"
 }
 
-# wait_for URL SECONDS: poll until the URL answers 2xx; prints the last body.
+# wait_for URL SECONDS: poll until the URL answers 2xx; prints the last body. While it waits, a
+# line on stderr every 30 s says what it waits for and the last answer (a stack not deployed, a
+# task still starting), so a wait is never silent.
 wait_for() {
-  local url=$1 deadline=$((SECONDS + $2)) body=""
+  local url=$1 started=$SECONDS deadline=$((SECONDS + $2)) body="" said=$SECONDS
   while :; do
     if body=$(curl -fsS --max-time 5 "$url" 2>/dev/null); then
       printf '%s' "$body"
@@ -46,6 +48,10 @@ wait_for() {
     if ((SECONDS >= deadline)); then
       curl -sS --max-time 5 "$url" 2>&1 || true
       return 1
+    fi
+    if ((SECONDS - said >= 30)); then
+      said=$SECONDS
+      echo "   waiting for $url: $((SECONDS - started)) s of $2 s ($(curl -sS --max-time 5 -o /dev/null -w 'HTTP %{http_code}' "$url" 2>&1 | tail -n 1))" >&2
     fi
     sleep 5
   done

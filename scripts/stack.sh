@@ -38,6 +38,10 @@ UV_VERSION=${STACK_UV_VERSION:-$(sed -n 's/^ARG UV_IMAGE=.*:\([0-9.]*\)$/\1/p' "
 UV_IMAGE=${STACK_UV_IMAGE:-churnops-local/uv:$UV_VERSION}
 REGISTRY_MODULE=github.com/distribution/distribution/v3/cmd/registry
 REGISTRY_VERSION=${STACK_REGISTRY_VERSION:-v3.0.0}
+# what dockerd and containerd create outside the roots they are given (libnetwork's load-balancer
+# sandbox files under /var/lib/docker whatever --data-root says, runc's and containerd's state
+# folders): removed by `down` when they did not exist before `up`
+OUTSIDE=(/var/lib/docker /run/containerd /run/runc)
 SYSCTLS=(net/ipv4/ip_forward net/bridge/bridge-nf-call-iptables net/bridge/bridge-nf-call-ip6tables)
 TABLES=(filter nat mangle raw security)
 
@@ -81,6 +85,8 @@ save_state() {
     [ -r "/proc/sys/$s" ] && echo "$s $(cat "/proc/sys/$s")" >>"$STATE/sysctl"
   done
   if [ -d "$EXEC_ROOT" ]; then touch "$STATE/exec-root-existed"; fi
+  local path
+  for path in "${OUTSIDE[@]}"; do [ ! -e "$path" ] || echo "$path" >>"$STATE/outside-existed"; done
 }
 
 up() {
@@ -215,6 +221,11 @@ down() {
   local s v
   while read -r s v; do echo "$v" >"/proc/sys/$s" 2>/dev/null || true; done <"$STATE/sysctl"
   [ -f "$STATE/exec-root-existed" ] || rm -rf "$EXEC_ROOT"
+  rm -rf /var/lib/docker/network/files/lb_*  # a swarm's load-balancer sandboxes: ours, stopped
+  local path
+  for path in "${OUTSIDE[@]}"; do
+    grep -qxF "$path" "$STATE/outside-existed" 2>/dev/null || rm -rf "$path"
+  done
   rm -f "$SOCKET"
   rm -rf "$STATE"
   say "engine stopped, machine restored"
@@ -231,6 +242,7 @@ check_clean() {
   done
   iptables-save 2>/dev/null | grep -qi docker && { say "docker chains left in iptables"; dirty=1; }
   [ ! -d "$STATE" ] || { say "$STATE left"; dirty=1; }
+  compgen -G "/var/lib/docker/network/files/lb_*" >/dev/null && { say "swarm load-balancer files left in /var/lib/docker/network/files"; dirty=1; }
   return $dirty
 }
 

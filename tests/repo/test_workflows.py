@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, need
+from tests.net import free_port
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 JENKINSFILE = ROOT / "Jenkinsfile"
@@ -270,7 +271,12 @@ def test_deploy_without_docker_fails_with_a_clear_message(tmp_path: Path) -> Non
     env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
     result = make("docker-check", env=env)
     assert result.returncode != 0
-    assert "pipeline-deploy needs a running Docker engine" in result.stderr
+    assert "make docker-check needs a running Docker engine" in result.stderr
+    for target in ("deploy", "docker-build", "swarm-init"):  # each says so first, no raw error
+        result = make(target, env=env)
+        assert result.returncode != 0, target
+        assert f"make {target} needs a running Docker engine" in result.stderr, result.stderr
+        assert "Cannot connect" not in result.stderr, target
 
 
 @pytest.mark.parametrize(
@@ -283,3 +289,13 @@ def test_every_ci_runs_the_one_list_of_gates(source: str) -> None:
     assert re.search(r"\bgates\b", text), f"{source} does not run make gates"
     for gate in ("format-check", "typecheck", "make lint", "make security"):
         assert gate not in text, f"{source} lists the gate {gate!r} itself"
+
+
+def test_stack_train_without_a_stack_says_so_in_one_line(tmp_path: Path) -> None:
+    """No stack answering: one line naming the API's URL and what to check, no traceback."""
+    (tmp_path / "api_key").write_text("k")
+    url = f"http://127.0.0.1:{free_port()}"
+    result = make("stack-train", f"SECRETS_DIR={tmp_path}", f"STACK_API_URL={url}")
+    assert result.returncode != 0
+    assert f"stack-train: the API at {url} did not answer" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
