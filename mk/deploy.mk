@@ -137,7 +137,7 @@ stack-rollback: ## Roll the API and UI back to their previous image/spec
 	$(DOCKER) service rollback $(STACK)_ui
 
 .PHONY: smoke
-smoke: $(STAMP) ## After a deploy: /ready, /predict with the documented churner, Kibana status
+smoke: $(STAMP) ## After a deploy: /ready, /predict with the documented churner, UI, MLflow, Elasticsearch, Kibana
 	PYTHON=$(PY) SECRETS_DIR=$(SECRETS_DIR) STACK=$(STACK) DOCKER=$(DOCKER) scripts/smoke.sh
 
 STACK_API_URL ?= http://localhost:8000
