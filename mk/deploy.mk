@@ -68,8 +68,14 @@ docker-build: docker-check ## Build the API, UI and db images, tagged <git sha>,
 	      $(DOCKER_BUILD_ARGS) "$${context[@]}" || exit 1; \
 	  done
 
+# The token is checked before docker-push's recipe is expanded: its champion lookup (MODEL_VERSION)
+# starts the churnops CLI, seconds a missing token should not cost.
+.PHONY: docker-token
+docker-token:
+	@: "$${DOCKERHUB_TOKEN:?set DOCKERHUB_TOKEN (a Docker Hub access token) in the environment}"
+
 .PHONY: docker-push
-docker-push: docker-check ## Log in to the registry of DOCKERHUB_USER (token in env DOCKERHUB_TOKEN) and push all tags (the images side by side)
+docker-push: docker-check docker-token ## Log in to the registry of DOCKERHUB_USER (token in env DOCKERHUB_TOKEN) and push all tags (the images side by side)
 	@$(load_stack_env); \
 	  : "$${DOCKERHUB_TOKEN:?set DOCKERHUB_TOKEN (a Docker Hub access token) in the environment}"; \
 	  namespace=$$DOCKERHUB_USER; registry=; user=$$namespace; first=$${namespace%%/*}; \

@@ -299,3 +299,19 @@ def test_stack_train_without_a_stack_says_so_in_one_line(tmp_path: Path) -> None
     assert result.returncode != 0
     assert f"stack-train: the API at {url} did not answer" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_docker_push_without_a_token_says_so_before_anything_else(tmp_path: Path) -> None:
+    """An engine answers but DOCKERHUB_TOKEN is unset: the token's message comes first, before
+    the champion lookup that names the model tag (it would start the CLI and open a store)."""
+    fake = tmp_path / "bin" / "docker"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    var = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if k != "DOCKERHUB_TOKEN"}
+    env |= {"PATH": f"{fake.parent}{os.pathsep}{env['PATH']}", "VAR_DIR": str(var)}
+    result = make("docker-push", env=env)
+    assert result.returncode != 0
+    assert "set DOCKERHUB_TOKEN" in result.stderr
+    assert not var.exists()  # no store was opened to name a tag
