@@ -13,6 +13,9 @@ SRC := core api ui ops
 CLI := $(RUN)/churnops
 # Two installs from the same uv.lock: what running churnops needs (make run, serve, train...), and
 # the developer tools on top (make test, lint, watch...). The second never removes the first.
+# Both write the bytecode of every installed module (as the images do): with PYTHONDONTWRITEBYTECODE
+# set, nothing is cached on first import, and each process (each test worker) compiled mlflow,
+# sklearn, streamlit... again, ~10 s of every test run's collection.
 STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
@@ -26,12 +29,12 @@ help: ## Show this help
 # --- install ---------------------------------------------------------------------------------------
 $(STAMP): pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
-	$(UV) sync --frozen --no-dev --inexact --python $(PYTHON_VERSION)
+	$(UV) sync --frozen --no-dev --inexact --compile-bytecode --python $(PYTHON_VERSION)
 	@touch $@
 
 $(DEV_STAMP): pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
-	$(UV) sync --frozen --python $(PYTHON_VERSION)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON_VERSION)
 	@touch $@ $(STAMP)
 
 .PHONY: install
@@ -70,6 +73,11 @@ audit: $(DEV_STAMP) ## pip-audit of every locked dependency against PyPI's advis
 	@mkdir -p var
 	$(UV) export --frozen --all-groups --format requirements-txt --no-emit-project > var/requirements-audit.txt
 	$(PY) scripts/audit.py var/requirements-audit.txt
+
+# Test runs write the bytecode of core, api, ui and the tests (__pycache__, ignored, removed by
+# make clean) even where PYTHONDONTWRITEBYTECODE is set: else each test process (each xdist worker,
+# each CLI a test starts) compiles them all again, ~8 s of its start here.
+test test-fast: export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: test
 test: $(DEV_STAMP) ## Run every test (unit, data, model, api, ui, integration, e2e) with the coverage gate
