@@ -99,7 +99,12 @@ up() {
     echo "unix://$SOCKET"
     return
   fi
-  [ ! -e "$STATE/dockerd.pid" ] || die "$STATE holds a previous run: run '$0 down' first"
+  if [ -e "$STATE/dockerd.pid" ]; then
+    # an interrupted run (killed before its `down`): its record says what to put back, then the
+    # machine is as that run found it
+    say "$STATE holds an interrupted run (its engine does not answer): putting the machine back first"
+    down
+  fi
   save_state
   mkdir -p "$DATA_ROOT"
   say "starting dockerd (data root $DATA_ROOT)"
@@ -125,14 +130,18 @@ up() {
 }
 
 # --- down -----------------------------------------------------------------------------------------
-stop_pid() { # stop_pid PID NAME SECONDS: SIGTERM, wait, SIGKILL
+# is_running PID NAME: PID is alive and is NAME (a recorded PID of a killed run may since have
+# been given to another process, which must not be signalled)
+is_running() { [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]; }
+
+stop_pid() { # stop_pid PID NAME SECONDS: SIGTERM, wait, SIGKILL (only while PID is still NAME)
   local pid=$1 name=$2 wait=$3
-  kill -0 "$pid" 2>/dev/null || return 0
+  is_running "$pid" "$name" || return 0
   say "stopping $name ($pid)"
   kill -TERM "$pid" 2>/dev/null || true
   local deadline=$((SECONDS + wait))
-  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.5; done
-  if kill -0 "$pid" 2>/dev/null; then say "$name ignored SIGTERM: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; sleep 1; fi
+  while is_running "$pid" "$name" && ((SECONDS < deadline)); do sleep 0.5; done
+  if is_running "$pid" "$name"; then say "$name ignored SIGTERM: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; sleep 1; fi
 }
 
 remove_test_objects() { # what a test run makes: the swarm (with its stacks) and their volumes
