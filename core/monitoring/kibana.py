@@ -444,13 +444,22 @@ def import_saved_objects(
     files: Sequence[Path],
     auth: tuple[str, str] | None = None,
     timeout: float = 300.0,
+    *,
+    poll_interval: float = 3.0,
 ) -> int:
     """Import ndjson files with ``overwrite=true``; return the number of objects imported.
+
+    Args:
+        url: Kibana's base URL.
+        files: the ndjson files, imported in order.
+        auth: user and password, if Kibana needs them.
+        timeout: seconds to wait for Kibana to be available.
+        poll_interval: seconds between two checks of its status while waiting.
 
     Raises:
         KibanaError: when Kibana is unavailable or the answer lists errors / ``success: false``.
     """
-    wait_available(url, auth, timeout)
+    wait_available(url, auth, timeout, poll_interval)
     total = 0
     for path in files:
         with path.open("rb") as handle:

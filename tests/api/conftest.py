@@ -13,6 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from api.main import create_app
 from core.data import DatasetSplit
@@ -74,6 +75,31 @@ def client(make_app: AppFactory) -> Iterator[TestClient]:
     """A TestClient with the lifespan run (model loaded, writer started), sending the admin key
     (every role; who may do what is tested in test_auth.py: pass ``headers`` to override)."""
     with TestClient(make_app(), raise_server_exceptions=False) as test_client:
+        test_client.headers["X-API-Key"] = API_KEY
+        yield test_client
+
+
+def shared_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """What the ``settings`` fixture gives (ENV=test, the admin key, every store under a new tmp
+    dir), for an app that the tests of a module share."""
+    var_dir = tmp_path_factory.mktemp("shared-app") / "var"
+    return Settings(_env_file=None, env="test", var_dir=var_dir, api_key=SecretStr(API_KEY))
+
+
+@pytest.fixture(scope="module")
+def module_client(
+    bundle: ModelBundle, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """A ``client`` shared by the tests of a module that store nothing and read nothing stored
+    (each request is refused: 401, 415, 422...): one app start per module, not one per test
+    (each start migrates a new database and loads the model). Tests must not change its
+    headers or its app."""
+    app = create_app(
+        shared_settings(tmp_path_factory),
+        loader=Champion(LoadedModel(bundle, "1", {"source": "test"})),
+        watch_interval=0.05,
+    )
+    with TestClient(app, raise_server_exceptions=False) as test_client:
         test_client.headers["X-API-Key"] = API_KEY
         yield test_client
 

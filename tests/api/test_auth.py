@@ -23,8 +23,10 @@ from starlette.websockets import WebSocketDisconnect
 
 from api.auth import ROLE_KEYS, ROUTE_ROLES, Role, key_variable, role_table_markdown
 from api.main import create_app
+from core.persist import ModelBundle
+from core.registry import LoadedModel
 from core.settings import Settings
-from tests.api.conftest import AppFactory
+from tests.api.conftest import AppFactory, Champion, shared_settings
 from tests.conftest import ROOT
 
 KEYS = {
@@ -97,13 +99,23 @@ def keyed_settings(settings: Settings, **extra: Any) -> Settings:
     return settings.model_copy(update={**keys, **extra})
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def keyed(
-    make_app: AppFactory, settings: Settings, empty_registry_uri: str
+    bundle: ModelBundle, empty_registry_uri: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
     """An app with all four role keys set, the model loaded; its registry is the session's empty
-    MLflow store (every call here leaves it empty: promote and rollback are refused)."""
-    app = make_app(settings=keyed_settings(settings, mlflow_tracking_uri=empty_registry_uri))
+    MLflow store (every call here leaves it empty: promote and rollback are refused).
+
+    One app serves the module's tests (about 50), not one start each: they hold the status and
+    the text of each answer to the role table, and no call changes what a later one sees (the
+    bodies sent are refused, 4xx; the one call that acts reloads the same model).
+    """
+    conf = shared_settings(tmp_path_factory)
+    app = create_app(
+        keyed_settings(conf, mlflow_tracking_uri=empty_registry_uri),
+        loader=Champion(LoadedModel(bundle, "1", {"source": "test"})),
+        watch_interval=0.05,
+    )
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 

@@ -33,10 +33,10 @@ def _wait(predicate: Any, timeout: float = 20.0) -> None:
 
 @pytest.mark.parametrize("path", ["/model/reload", "/model/rollback", "/retrain"])
 @pytest.mark.parametrize("key", [None, "wrong", "test-ke", "test-key-longer", "ключ"])
-def test_admin_needs_the_key(client: TestClient, path: str, key: str | None) -> None:
+def test_admin_needs_the_key(module_client: TestClient, path: str, key: str | None) -> None:
     """401 without or with a wrong X-API-Key (constant-time compare, non-ASCII safe)."""
     headers = {"X-API-Key": key.encode("utf-8") if key is not None else b""}
-    answer = client.post(path, headers=headers)
+    answer = module_client.post(path, headers=headers)
     assert answer.status_code == 401
     assert answer.headers["www-authenticate"] == "APIKey"
 
@@ -54,14 +54,14 @@ BODIES: list[dict[str, Any]] = [
 @pytest.mark.parametrize("body", BODIES, ids=["json", "bad-json", "text", "binary", "multipart"])
 @pytest.mark.parametrize("key", [None, "wrong"])
 def test_admin_authenticates_before_it_looks_at_the_body(
-    client: TestClient, path: str, body: dict[str, Any], key: str | None
+    module_client: TestClient, path: str, body: dict[str, Any], key: str | None
 ) -> None:
     """401 first, whatever the content type or the body: never 415 or 422 to a stranger."""
     headers = {**body.get("headers", {}), "X-API-Key": key or ""}
-    answer = client.post(path, **{**body, "headers": headers})
+    answer = module_client.post(path, **{**body, "headers": headers})
     assert answer.status_code == 401, answer.text
-    uploads = client.app.state.churnops.settings.var_dir / "uploads"  # type: ignore[attr-defined]
-    assert not uploads.exists()
+    state = module_client.app.state.churnops  # type: ignore[attr-defined]
+    assert not (state.settings.var_dir / "uploads").exists()
 
 
 def test_with_the_key_the_content_type_and_body_are_judged(client: TestClient) -> None:

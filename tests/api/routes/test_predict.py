@@ -73,9 +73,9 @@ def test_bigml_spellings_accepted(client: TestClient) -> None:
         ({"account_length": {"v": 1}}, "account_length"),
     ],
 )
-def test_field_level_422(client: TestClient, change: dict[str, object], column: str) -> None:
+def test_field_level_422(module_client: TestClient, change: dict[str, object], column: str) -> None:
     """Bad values (lists and objects too): 422 naming the field, never a traceback."""
-    answer = client.post("/predict", json={**EXAMPLE_LOYAL, **change})
+    answer = module_client.post("/predict", json={**EXAMPLE_LOYAL, **change})
     assert answer.status_code == 422
     detail = answer.json()["detail"]
     assert any(item["column"] == column and item["msg"] for item in detail)
@@ -91,20 +91,24 @@ def test_missing_field_422(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
-def test_nan_and_infinity_rejected(client: TestClient, literal: str) -> None:
+def test_nan_and_infinity_rejected(module_client: TestClient, literal: str) -> None:
     """Non-finite numbers never reach the model."""
     body = pd.Series(EXAMPLE_LOYAL).to_json().replace('"total_day_minutes":265.1', "")
     raw = body.rstrip("}") + f',"total_day_minutes":{literal}}}'
     for path in ("/predict", "/predict/batch"):
         payload = raw if path == "/predict" else f"[{raw}]"
-        answer = client.post(path, content=payload, headers={"content-type": "application/json"})
+        answer = module_client.post(
+            path, content=payload, headers={"content-type": "application/json"}
+        )
         assert answer.status_code == 422, (path, answer.text)
 
 
 @pytest.mark.parametrize("body", [b"", b"{", b"[]", b"42", b'"x"'])
-def test_malformed_json_422(client: TestClient, body: bytes) -> None:
+def test_malformed_json_422(module_client: TestClient, body: bytes) -> None:
     """Broken or wrongly shaped JSON: 422."""
-    answer = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    answer = module_client.post(
+        "/predict", content=body, headers={"content-type": "application/json"}
+    )
     assert answer.status_code == 422
 
 
@@ -228,10 +232,10 @@ def test_batch_csv_upload_bigml_and_csv_out(
     ],
     ids=["empty", "broken", "no-file-field"],
 )
-def test_bad_uploads_422(client: TestClient, files: dict[str, tuple[str, str, str]]) -> None:
+def test_bad_uploads_422(module_client: TestClient, files: dict[str, tuple[str, str, str]]) -> None:
     """Empty, unreadable or misnamed uploads: 422."""
-    assert client.post("/predict/batch", files=files).status_code == 422
-    assert client.post("/predict/validate", files=files).status_code == 422
+    assert module_client.post("/predict/batch", files=files).status_code == 422
+    assert module_client.post("/predict/validate", files=files).status_code == 422
 
 
 def test_validate_reports_every_issue(client: TestClient) -> None:
@@ -309,7 +313,7 @@ def test_uuid_generation() -> None:
     ],
 )
 def test_every_error_answer_names_its_request(
-    client: TestClient,
+    module_client: TestClient,
     method: str,
     path: str,
     body: object,
@@ -320,10 +324,12 @@ def test_every_error_answer_names_its_request(
     a new UUIDv7 (never null), on the fast lane and on the routes alike."""
     import uuid  # pylint: disable=import-outside-toplevel
 
-    answer = client.request(method, path, json=body, headers=headers)
+    answer = module_client.request(method, path, json=body, headers=headers)
     assert answer.status_code == status, answer.text
     assert uuid.UUID(answer.json()["request_id"]).version == 7
-    named = client.request(method, path, json=body, headers={**headers, "X-Request-ID": "r-9"})
+    named = module_client.request(
+        method, path, json=body, headers={**headers, "X-Request-ID": "r-9"}
+    )
     assert named.status_code == status and named.json()["request_id"] == "r-9"
 
 

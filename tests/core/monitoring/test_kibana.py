@@ -99,10 +99,11 @@ def test_import_waits_for_available_and_checks_errors(fake_kibana: str) -> None:
     files = sorted(KIBANA_DIR.glob("*.ndjson"))
     _Kibana.status_calls = 0
     _Kibana.answer = {"success": True, "successCount": 3, "errors": []}
-    assert kibana.import_saved_objects(fake_kibana, files[:2], timeout=10) == 6
+    imported = kibana.import_saved_objects(fake_kibana, files[:2], timeout=10, poll_interval=0.05)
+    assert imported == 6
     assert _Kibana.status_calls >= 2
     _Kibana.answer = {"success": False, "successCount": 0, "errors": [{"id": "x", "error": {}}]}
     with pytest.raises(kibana.KibanaError, match="import failed"):
-        kibana.import_saved_objects(fake_kibana, files[:1], timeout=10)
+        kibana.import_saved_objects(fake_kibana, files[:1], timeout=10, poll_interval=0.05)
     with pytest.raises(kibana.KibanaError, match="not available"):
         kibana.wait_available("http://127.0.0.1:9", timeout=0.2, interval=0.1)

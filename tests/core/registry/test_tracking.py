@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -58,18 +59,28 @@ def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> No
     assert client.get_registered_model("race-check").name == "race-check"
 
 
-def test_a_broken_store_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_broken_store_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_registry_uri: str
+) -> None:
     """A store whose migration state is unknown (as a crashed first start leaves it) gives one
     clear error naming the file and the way out, not MLflow's traceback."""
-    var = tmp_path / "var"
-    registry.configure(Settings(var_dir=var, env="test"))
-    with sqlite3.connect(var / "mlflow.db") as conn:
-        conn.execute("UPDATE alembic_version SET version_num = 'half_migrated'")
+    # a store registry.configure created and migrated: the session's (creating one takes seconds)
+    registry.configure(
+        Settings(var_dir=tmp_path / "var", env="test", mlflow_tracking_uri=empty_registry_uri)
+    )
     monkeypatch.setattr(registry.client, "_PREPARED", set())
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # mlflow.set_tracking_uri exported the first store
+    # mlflow.set_tracking_uri may have exported the first store
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     broken = tmp_path / "copy"
     broken.mkdir()
-    (broken / "mlflow.db").write_bytes((var / "mlflow.db").read_bytes())
+    source = empty_registry_uri.removeprefix("sqlite:///")
+    with (
+        closing(sqlite3.connect(source)) as src,
+        closing(sqlite3.connect(broken / "mlflow.db")) as dst,
+    ):
+        src.backup(dst)  # a consistent copy, whoever else reads the session's store
+        dst.execute("UPDATE alembic_version SET version_num = 'half_migrated'")
+        dst.commit()
     with pytest.raises(registry.TrackingStoreBroken) as caught:
         registry.configure(Settings(var_dir=broken, env="test"))
     message = str(caught.value)
