@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.arguments import int_at_least
 from core.families import DEFAULT_FAMILY, MODEL_FAMILIES
 from core.settings import get_settings
 
@@ -237,7 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-target", dest="target", action="store_false", help="the churn column may be absent"
     )
     p.add_argument(
-        "--limit", type=int, default=20, help="show at most this many issues (default 20)"
+        "--limit",
+        type=int_at_least(1),
+        default=20,
+        help="show at most this many issues (default 20)",
     )
     p.set_defaults(func=cmd_validate)
 
@@ -252,7 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"model family (default {DEFAULT_FAMILY})",
     )
     p.add_argument(
-        "--cv-folds", type=int, default=5, help="folds of the reported CV F1; 0 skips (default 5)"
+        "--cv-folds",
+        type=int_at_least(0),
+        default=5,
+        help="folds of the reported CV F1; 0 skips (default 5)",
     )
     p.add_argument("--seed", type=int, default=42, help="random_state of the model (default 42)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -313,10 +320,10 @@ def cmd_registry(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one sub-command and return its exit code."""
     raw = list(sys.argv[1:] if argv is None else argv)
-    if raw and raw[0] in REGISTRY_COMMANDS:  # their own parser (and --help) lives there
-        return cmd_registry(raw)
-    args = build_parser().parse_args(raw)
     try:
+        if raw and raw[0] in REGISTRY_COMMANDS:  # their own parser (and --help) lives there
+            return cmd_registry(raw)
+        args = build_parser().parse_args(raw)
         return int(args.func(args))
     except Exception as exc:  # pylint: disable=broad-exception-caught  # one line, no traceback
         _err(_failure_line(exc))
@@ -326,12 +333,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _failure_line(exc: Exception) -> str:
     """The one stderr line of a failed command: ``invalid data: ...`` or ``error: ...``."""
     # Imported on this failure path only: --help and usage errors must not load pandas/sklearn.
+    from pydantic import ValidationError
+
     from core.data import NotTrainable
     from core.schema import SchemaError
     from core.tables import TableError
 
     if isinstance(exc, SchemaError):
         return f"invalid data: {_issues_line(exc)}"
+    if isinstance(exc, ValidationError):  # a setting or an option a model of core refused
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or exc.title
+        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return f"invalid value: {where}: {first['msg']}{more}"
     if isinstance(exc, (TableError, NotTrainable)):
         return f"invalid data: {exc}"
     if isinstance(exc, (OSError, RuntimeError)):  # a missing file, no champion, a broken store

@@ -1,7 +1,8 @@
 """``churnops {promote, rollback, champion, tune}``: the registry's command line.
 
-``make promote VERSION=n``, ``make rollback``, ``make champion`` and ``make tune`` call it; each
-command prints one JSON object on stdout (progress goes to stderr).
+``make promote VERSION=n``, ``make rollback``, ``make champion`` and ``make tune`` call it through
+:func:`core.cli.main`, which turns any failure into its one stderr line; each command prints one
+JSON object on stdout (progress goes to stderr).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from core.arguments import int_at_least
 from core.families import DEFAULT_FAMILY, MODEL_FAMILIES
 from core.settings import get_settings
 
@@ -22,7 +24,12 @@ def _print_json(data: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Promote, roll back, show the champion, or tune; returns the exit code."""
+    """Promote, roll back, show the champion, or tune; returns the exit code.
+
+    Raises:
+        RegistryError: no such version, no previous champion, an unreachable or broken store
+            (:func:`core.cli.main` prints it as one line and exits 1); any other failure likewise.
+    """
     parser = argparse.ArgumentParser(prog="churnops", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_promote = sub.add_parser("promote", help="force VERSION to champion (recorded)")
@@ -32,8 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_rollback.add_argument("--reason", default="manual rollback", help="why (recorded)")
     sub.add_parser("champion", help="print the champion and every version as JSON")
     p_tune = sub.add_parser("tune", help="hyper-parameter search as nested runs, best through gate")
-    p_tune.add_argument("--trials", type=int, default=8, help="number of sampled configurations")
-    p_tune.add_argument("--folds", type=int, default=3, help="cross-validation folds per trial")
+    p_tune.add_argument(
+        "--trials", type=int_at_least(1), default=8, help="number of sampled configurations"
+    )
+    p_tune.add_argument(
+        "--folds", type=int_at_least(2), default=3, help="cross-validation folds per trial"
+    )
     p_tune.add_argument(
         "--family",
         choices=MODEL_FAMILIES,
@@ -43,32 +54,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Imported once the arguments are parsed: MLflow takes seconds, --help and usage errors do not.
     # pylint: disable-next=import-outside-toplevel
-    from core.registry import CHAMPION, RegistryError, list_versions, promote, rollback
+    from core.registry import CHAMPION, list_versions, promote, rollback
 
     settings = get_settings()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    try:
-        if args.command == "promote":
-            _print_json(promote(settings, args.version, args.reason).model_dump())
-        elif args.command == "rollback":
-            _print_json(rollback(settings, args.reason).model_dump())
-        elif args.command == "champion":
-            versions = [v.model_dump(mode="json") for v in list_versions(settings)]
-            champion = next((v for v in versions if CHAMPION in v["aliases"]), None)
-            _print_json({"champion": champion, "versions": versions})
-        else:
-            # pylint: disable-next=import-outside-toplevel  # the training pipeline, for tune only
-            from core.tuning import tune
+    if args.command == "promote":
+        _print_json(promote(settings, args.version, args.reason).model_dump())
+    elif args.command == "rollback":
+        _print_json(rollback(settings, args.reason).model_dump())
+    elif args.command == "champion":
+        versions = [v.model_dump(mode="json") for v in list_versions(settings)]
+        champion = next((v for v in versions if CHAMPION in v["aliases"]), None)
+        _print_json({"champion": champion, "versions": versions})
+    else:
+        # pylint: disable-next=import-outside-toplevel  # the training pipeline, for tune only
+        from core.tuning import tune
 
-            result = tune(
-                settings, family=args.family, trials=args.trials, folds=args.folds,
-                on_progress=_stderr_progress,
-            )  # fmt: skip
-            _print_json(result.summary())
-    except RegistryError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
-        return 1
+        result = tune(
+            settings, family=args.family, trials=args.trials, folds=args.folds,
+            on_progress=_stderr_progress,
+        )  # fmt: skip
+        _print_json(result.summary())
     return 0
 
 

@@ -22,6 +22,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from core.arguments import int_at_least, port
 from core.settings import get_settings
 from ops import services
 
@@ -47,8 +48,10 @@ def _serve(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="churnops serve", description=_serve.__doc__)
     parser.add_argument("service", choices=("api", "ui", "shipper", "exporter"))
     parser.add_argument("--host", help="interface (API_HOST / UI_HOST)")
-    parser.add_argument("--port", type=int, help="port (API_PORT / UI_PORT)")
-    parser.add_argument("--workers", type=int, help="API worker processes (API_WORKERS)")
+    parser.add_argument("--port", type=port, help="port (API_PORT / UI_PORT)")
+    parser.add_argument(
+        "--workers", type=int_at_least(1), help="API worker processes (API_WORKERS)"
+    )
     args, extra = parser.parse_known_args(argv)
     if extra and args.service in ("api", "ui"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -31,6 +31,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from core.arguments import int_at_least, port
 from core.settings import Settings, get_settings
 from api.auth import KeyRing
 from ops import services
@@ -216,9 +217,9 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Names
     """Options; defaults from the settings (``API_PORT``, ``UI_PORT``, ``API_WORKERS``...)."""
     parser = argparse.ArgumentParser(prog="churnops run", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--host", default=None, help="interface of both servers (API_HOST/UI_HOST)")
-    parser.add_argument("--api-port", type=int, default=settings.api_port)
-    parser.add_argument("--ui-port", type=int, default=settings.ui_port)
-    parser.add_argument("--workers", type=int, default=settings.api_workers)
+    parser.add_argument("--api-port", type=port, default=settings.api_port)
+    parser.add_argument("--ui-port", type=port, default=settings.ui_port)
+    parser.add_argument("--workers", type=int_at_least(1), default=settings.api_workers)
     parser.add_argument("--no-train", action="store_true", help="never train, even without a model")
     parser.add_argument(
         "--train-args",

@@ -29,6 +29,7 @@ from typing import TextIO
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from core.arguments import positive_float
 from ops.interrupt import Interrupted, stop_on_signals
 
 PIPELINE_ORDER = ("code", "data", "train")
@@ -293,7 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="pipeline command; {name} becomes code, data or train (default: %(default)s)",
     )
     parser.add_argument(
-        "--debounce", type=float, default=1.5, help="seconds of quiet that end a burst of saves"
+        "--debounce",
+        type=positive_float,
+        default=1.5,
+        help="seconds of quiet that end a burst of saves",
     )
     parser.add_argument("--log-dir", type=Path, default=None, help="default: <root>/var/watch")
     parser.add_argument("--verbose", action="store_true", help="stream pipeline output")

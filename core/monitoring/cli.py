@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from core.arguments import int_at_least, positive_float, probability
 from core.logs import configure_logging
 from core.monitoring.host import DOCKER_SOCKET, DockerStats, run_agent
 from core.monitoring.indices import DEFAULT_PREFIX, DEPLOY_DIR, Indices, setup
@@ -210,13 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--deploy-dir", type=Path, default=DEPLOY_DIR, help="folder with elasticsearch/"
     )
-    sub.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the cluster")
+    sub.add_argument(
+        "--wait", type=positive_float, default=300.0, help="seconds to wait for the cluster"
+    )
     sub.set_defaults(func=cmd_setup)
 
     sub = commands.add_parser("export-mlflow", help="sync MLflow runs/metrics into Elasticsearch")
     sub.add_argument(
         "--follow",
-        type=float,
+        type=positive_float,
         metavar="SECONDS",
         help="keep running: export the new and changed runs every SECONDS (until SIGTERM)",
     )
@@ -228,10 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--csv", type=Path, help="compare this CSV instead of recent predictions")
     sub.add_argument("--reference", type=Path, help="reference.json (default: the champion's)")
-    sub.add_argument("--hours", type=float, default=24.0, help="window of recent predictions")
-    sub.add_argument("--limit", type=int, default=5000, help="most recent predictions to use")
     sub.add_argument(
-        "--alpha", type=float, help="family-wise false-alarm rate of the verdict (default 0.05)"
+        "--hours", type=positive_float, default=24.0, help="window of recent predictions"
+    )
+    sub.add_argument(
+        "--limit", type=int_at_least(1), default=5000, help="most recent predictions to use"
+    )
+    sub.add_argument(
+        "--alpha",
+        type=probability,
+        help="family-wise false-alarm rate of the verdict (default 0.05)",
     )
     sub.add_argument("--no-notify", action="store_true", help="do not send a notification")
     sub.add_argument("--retrain", action="store_true", help="POST /retrain to the API on drift")
@@ -241,15 +250,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(func=cmd_drift)
 
     sub = commands.add_parser("agent", help="host metrics (psutil + Docker socket) at an interval")
-    sub.add_argument("--interval", type=float, default=10.0, help="seconds between samples")
-    sub.add_argument("--iterations", type=int, help="stop after N samples (default: run forever)")
+    sub.add_argument(
+        "--interval", type=positive_float, default=10.0, help="seconds between samples"
+    )
+    sub.add_argument(
+        "--iterations", type=int_at_least(1), help="stop after N samples (default: run forever)"
+    )
     sub.add_argument("--docker-socket", type=Path, default=DOCKER_SOCKET, help="Docker API socket")
     sub.add_argument("--disk", default="/", help="filesystem whose usage is reported")
     sub.set_defaults(func=cmd_agent)
 
     sub = commands.add_parser("ship", help="ship stored predictions (the outbox) to Elasticsearch")
-    sub.add_argument("--interval", type=float, default=1.0, help="seconds to wait when all shipped")
-    sub.add_argument("--batch", type=int, default=2_000, help="rows per bulk request")
+    sub.add_argument(
+        "--interval", type=positive_float, default=1.0, help="seconds to wait when all shipped"
+    )
+    sub.add_argument("--batch", type=int_at_least(1), default=2_000, help="rows per bulk request")
     sub.add_argument(
         "--once", action="store_true", help="ship what is pending, then exit (1 if some is left)"
     )
@@ -261,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = commands.add_parser("kibana-import", help="import deploy/kibana/*.ndjson into Kibana")
     sub.add_argument("--folder", type=Path, default=DEPLOY_DIR / "kibana", help="ndjson folder")
-    sub.add_argument("--wait", type=float, default=300.0, help="seconds to wait for Kibana")
+    sub.add_argument(
+        "--wait", type=positive_float, default=300.0, help="seconds to wait for Kibana"
+    )
     sub.set_defaults(func=cmd_kibana)
     return parser
 

@@ -125,6 +125,25 @@ def test_errors_exit_1_with_a_message(
     bad = write_csv(raw_rows(5).assign(total_night_charge=-3.0), tmp_path / "bad.csv")
     assert main(["train", "--data", str(bad), "--quiet"]) == 1
     assert "invalid data" in capsys.readouterr().err
+    assert main(["train", "--cv-folds", "1", "--quiet"]) == 1  # refused by TrainConfig
+    err = capsys.readouterr().err
+    assert err.startswith("invalid value: ") and "cv_folds must be 0 (skip) or at least 2" in err
+
+
+@pytest.mark.parametrize("command", ["champion", "rollback"])
+def test_a_registry_command_s_failure_of_any_kind_is_one_line(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not only the registry's own errors: MLflow refusing the store URI is one line, exit 1."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "bogus://nowhere")
+    get_settings.cache_clear()
+    try:
+        assert main([command]) == 1
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("error: ") and "bogus://nowhere" in err
 
 
 @pytest.mark.parametrize("command", ["validate", "train", "evaluate", "predict"])

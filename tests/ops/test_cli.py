@@ -57,6 +57,20 @@ USAGE_ERRORS: list[tuple[list[str], str]] = [
     (["notify", "desktop"], "title"),
     (["notify", "email"], "subject"),
     (["notify", "flush", "--bogus"], "--bogus"),
+    # numbers out of their range are usage errors too, found before any work
+    (["validate", "--limit", "0"], "--limit: 0 is below the minimum, 1"),
+    (["train", "--cv-folds", "-1"], "--cv-folds: -1 is below the minimum, 0"),
+    (["tune", "--trials", "0"], "--trials: 0 is below the minimum, 1"),
+    (["tune", "--folds", "1"], "--folds: 1 is below the minimum, 2"),
+    (["serve", "api", "--port", "70000"], "--port: 70000 is not a TCP port"),
+    (["serve", "api", "--workers", "0"], "--workers: 0 is below the minimum, 1"),
+    (["run", "--api-port", "0"], "--api-port: 0 is below the minimum, 1"),
+    (["monitoring", "drift", "--alpha", "1.5"], "--alpha: 1.5 is not between 0 and 1"),
+    (["monitoring", "drift", "--hours", "nan"], "--hours: nan is not a finite number above 0"),
+    (["monitoring", "agent", "--interval", "0"], "--interval: 0 is not a finite number above 0"),
+    (["monitoring", "ship", "--batch", "-5"], "--batch: -5 is below the minimum, 1"),
+    (["monitoring", "export-mlflow", "--follow", "-1"], "--follow: -1 is not a finite"),
+    (["watch", "--debounce", "0"], "--debounce: 0 is not a finite number above 0"),
 ]
 
 HELP_CASES: list[list[str]] = [
