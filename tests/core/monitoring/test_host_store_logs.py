@@ -228,8 +228,10 @@ def test_cli_without_elasticsearch(
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["stored_in"] == "sqlite" and out["current_rows"] == 500
     assert out["verdict"] == "no_drift" and out["alpha"] == 0.05 and out["drifted_features"] == []
-    assert main(["drift", "--csv", str(csv), "--reference", str(ref), "--alpha", "2"]) == 1
-    assert "alpha must be in (0, 1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # a usage error, found before any work
+        main(["drift", "--csv", str(csv), "--reference", str(ref), "--alpha", "2"])
+    assert usage.value.code == 2
+    assert "--alpha: 2 is not between 0 and 1" in capsys.readouterr().err
     assert main(["kibana-import"]) == 2
     assert main(["drift", "--reference", str(ref)]) == 1  # no predictions yet
     with_es = {"ES_URL": f"http://127.0.0.1:{free_port()}"}
