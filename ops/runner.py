@@ -214,21 +214,6 @@ def notify_run(
         notify.send_email(f"[churnops] {title}", summary_text(run), settings)
 
 
-def champion_version(settings: Settings) -> str:
-    """The registered model version behind the ``champion`` alias.
-
-    Raises:
-        LookupError: when no version carries the alias.
-    """
-    # Imported here: mlflow is heavy and only this sub-command needs it.
-    from core import registry  # pylint: disable=import-outside-toplevel
-
-    for info in registry.list_versions(settings):
-        if "champion" in info.aliases:
-            return info.version
-    raise LookupError(f"no version of {settings.model_name} has the champion alias")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``churnops pipeline``: run a pipeline, or print the champion's model version."""
     parser = argparse.ArgumentParser(prog="churnops pipeline", description=main.__doc__)
@@ -254,11 +239,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     if args.command == "model-version":
+        # Imported here: mlflow is heavy and only this sub-command needs it.
+        from core.registry import champion_version  # pylint: disable=import-outside-toplevel
+
         try:
-            print(champion_version(settings))
-        except (LookupError, RuntimeError) as exc:
+            version = champion_version(settings)
+        except (ConnectionError, RuntimeError) as exc:  # unreachable server, broken store
             print(f"no champion model version: {exc}", file=sys.stderr)
             return 1
+        if version is None:
+            print(f"no champion model version: no version of {settings.model_name} is champion",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        print(version)
         return 0
     try:
         run = run_pipeline(

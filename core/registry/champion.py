@@ -31,6 +31,7 @@ from core.registry.client import (
     _probe,
     _version_by_alias,
     configure,
+    store_exists,
 )
 from core.registry.versions import _download_version, _load_downloaded
 from core.settings import Settings
@@ -174,11 +175,14 @@ def load_champion(settings: Settings, *, timeout: float = 3.0) -> LoadedModel:
 
 
 def champion_version(settings: Settings, *, timeout: float = 3.0) -> str | None:
-    """The version the ``champion`` alias points at now (None: no champion yet).
+    """The version the ``champion`` alias points at now (None: no champion yet, or no store yet,
+    which is not created).
 
     Raises:
         TrackingUnavailable: when an HTTP tracking server does not answer.
     """
+    if not store_exists(settings):
+        return None
     _probe(settings.tracking_uri, timeout)
     version = _version_by_alias(configure(settings), settings.model_name, CHAMPION)
     return None if version is None else str(version.version)

@@ -63,6 +63,19 @@ def _is_database(uri: str) -> bool:
     return uri.split(":", 1)[0].split("+", 1)[0] in {"sqlite", "postgresql", "mysql", "mssql"}
 
 
+def store_exists(settings: Settings) -> bool:
+    """Whether there is a store to read: a local SQLite file or file store that exists (a read
+    must not create one as a side effect); a server or a database server is assumed to be."""
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).is_file()
+    if uri.startswith("file:"):
+        return Path(uri.removeprefix("file://").removeprefix("file:")).is_dir()
+    if "://" not in uri:  # a plain path: MLflow's file store
+        return Path(uri).is_dir()
+    return True
+
+
 def _store_lock(settings: Settings, uri: str) -> FileLock:
     if uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///"))

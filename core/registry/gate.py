@@ -28,9 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.evaluate import QUALITY_THRESHOLDS, QualityThresholds
 from core.fingerprints import seen_mask
 from core.labelled import Quality, SampleRule
-from core.settings import Settings
+from core.settings import GateMetric, Settings
 
-GateMetric = Literal["f1", "roc_auc", "pr_auc"]
 Verdict = Literal["promoted", "rejected", "not_enough_rows", "rolled_back"]
 
 

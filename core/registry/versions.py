@@ -41,6 +41,7 @@ from core.registry.client import (
     _now,
     _version_by_alias,
     configure,
+    store_exists,
 )
 from core.registry.gate import FairHoldout, GateDecision, GatePolicy, decide, fair_holdout
 from core.settings import Settings
@@ -344,7 +345,10 @@ def _rollback(settings: Settings, reason: str) -> GateDecision:
 
 
 def list_versions(settings: Settings) -> list[VersionInfo]:
-    """Every version of ``churn-model``, newest first, with aliases, metrics and gate tags."""
+    """Every version of ``churn-model``, newest first, with aliases, metrics and gate tags
+    (none when there is no store yet: a read does not create one)."""
+    if not store_exists(settings):
+        return []
     client = configure(settings)
     name = settings.model_name
     try:

@@ -97,31 +97,11 @@ def test_cli_run_returns_the_failing_exit_code(
     assert automation.main(["run", "code", "lint", "--make", make, "--quiet", "--no-desktop"]) == 0
 
 
-def test_model_version_without_champion(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_model_version_without_a_store_says_so_and_creates_none(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from core import registry  # pylint: disable=import-outside-toplevel
-
-    monkeypatch.setattr(registry, "list_versions", lambda conf: [])
+    """A fresh clone (no MLflow store yet): exit 1 with the reason; the read creates no store
+    (``make docker-push`` and the image tags ask before anything was trained)."""
     assert automation.main(["model-version"]) == 1
     assert "no champion model version" in capsys.readouterr().err
-    del settings
-
-
-def test_model_version_of_the_champion(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from core import registry  # pylint: disable=import-outside-toplevel
-
-    class Info:
-        """The two fields of registry.VersionInfo that matter here."""
-
-        def __init__(self, version: str, aliases: list[str]) -> None:
-            self.version = version
-            self.aliases = aliases
-
-    versions = [Info("3", ["challenger"]), Info("2", ["champion"]), Info("1", [])]
-    monkeypatch.setattr(registry, "list_versions", lambda conf: versions)
-    assert automation.champion_version(settings) == "2"
-    assert automation.main(["model-version"]) == 0
-    assert capsys.readouterr().out.strip() == "2"
+    assert not list(settings.var_dir.glob("mlflow*"))

@@ -20,6 +20,7 @@ from core import registry
 from core.registry import CHALLENGER, CHAMPION
 from core.settings import Settings, get_settings
 from core.tuning import tune
+from ops import runner
 from tests import mlflow_factory as factory
 from tests.net import free_port
 
@@ -275,6 +276,8 @@ def test_cli_champion_promote_rollback(
         assert core_cli.main(["champion"]) == 0
         shown = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert CHAMPION in shown["champion"]["aliases"] and len(shown["versions"]) >= 4
+        assert runner.main(["model-version"]) == 0  # what tags the images: the same version
+        assert capsys.readouterr().out.strip() == shown["champion"]["version"]
         assert core_cli.main(["promote", "2", "--reason", "cli test"]) == 0
         promoted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert promoted["version"] == "2" and promoted["reason"] == "forced promotion: cli test"
