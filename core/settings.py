@@ -20,6 +20,8 @@ from pydantic_settings import (
 )
 
 #: The admin key in dev/test mode when API_KEY is unset (refused in prod mode).
+#: The metrics the promotion gate can compare (``GATE_METRIC``; core.registry.gate decides on it).
+GateMetric = Literal["f1", "roc_auc", "pr_auc"]
 DEV_API_KEY = "dev-api-key"
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "dev", "secret", DEV_API_KEY})
 #: Names the optional dotenv file (default ``.env`` in the working directory); empty: none. The
@@ -123,7 +125,7 @@ class Settings(BaseSettings):
         description="JSON of the TrainConfig that POST /retrain uses (default: TrainConfig()).",
     )
 
-    gate_metric: Literal["f1", "roc_auc", "pr_auc"] = Field(
+    gate_metric: GateMetric = Field(
         "f1", description="Metric the promotion gate compares between challenger and champion."
     )
     gate_margin: float = Field(
