@@ -25,6 +25,8 @@ DEPLOY_TAG ?= $(GIT_SHA)
 # Extra `docker build` options, e.g. the base images where no image registry is reachable:
 # DOCKER_BUILD_ARGS="--build-arg PYTHON_IMAGE=... --build-arg UV_IMAGE=... --network=host"
 DOCKER_BUILD_ARGS ?=
+# DOCKERHUB_USER of deploy/stack.env.example: fine to build and deploy on one node, not to push
+PLACEHOLDER_USER := your-dockerhub-user
 # The stack's own images: churnops-api (also mlflow, setup, shipper, exporter, agent), churnops-ui
 # and churnops-db (PostgreSQL from Debian, deploy/postgres/).
 IMAGE_KINDS := api ui db
@@ -70,14 +72,21 @@ docker-build: docker-check ## Build the API, UI and db images, tagged <git sha>,
 
 # The token is checked before docker-push's recipe is expanded: its champion lookup (MODEL_VERSION)
 # starts the churnops CLI, seconds a missing token should not cost.
+# What the login needs, checked before anything slow (the champion lookup that names a tag): a
+# token, and a namespace that is not the example file's placeholder.
 .PHONY: docker-token
 docker-token:
-	@: "$${DOCKERHUB_TOKEN:?set DOCKERHUB_TOKEN (a Docker Hub access token) in the environment}"
+	@$(load_stack_env); \
+	  : "$${DOCKERHUB_TOKEN:?set DOCKERHUB_TOKEN (a Docker Hub access token) in the environment}"; \
+	  if [ "$$DOCKERHUB_USER" = "$(PLACEHOLDER_USER)" ]; then \
+	    echo "DOCKERHUB_USER is the placeholder of deploy/stack.env.example ($(PLACEHOLDER_USER)):" \
+	      "set your Docker Hub user, or host[:port]/namespace, in deploy/stack.env or the environment" >&2; \
+	    exit 1; \
+	  fi
 
 .PHONY: docker-push
 docker-push: docker-check docker-token ## Log in to the registry of DOCKERHUB_USER (token in env DOCKERHUB_TOKEN) and push all tags (the images side by side)
 	@$(load_stack_env); \
-	  : "$${DOCKERHUB_TOKEN:?set DOCKERHUB_TOKEN (a Docker Hub access token) in the environment}"; \
 	  namespace=$$DOCKERHUB_USER; registry=; user=$$namespace; first=$${namespace%%/*}; \
 	  if [ "$$first" != "$$namespace" ] && [[ $$first == *[.:]* || $$first == localhost ]]; then \
 	    registry=$$first; user=$${namespace#*/}; \

@@ -315,3 +315,30 @@ def test_docker_push_without_a_token_says_so_before_anything_else(tmp_path: Path
     assert result.returncode != 0
     assert "set DOCKERHUB_TOKEN" in result.stderr
     assert not var.exists()  # no store was opened to name a tag
+
+
+def test_docker_push_with_the_example_s_placeholder_user_says_so(tmp_path: Path) -> None:
+    """A token but DOCKERHUB_USER still deploy/stack.env.example's placeholder: refused before
+    the login (which would fail at Docker Hub with a less helpful message) and the lookup."""
+    fake = tmp_path / "bin" / "docker"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    example = dict(
+        line.split("=", 1)
+        for line in (ROOT / "deploy" / "stack.env.example").read_text().splitlines()
+        if line and not line.startswith("#") and "=" in line
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DOCKERHUB_USER"}
+    env |= {
+        "PATH": f"{fake.parent}{os.pathsep}{env['PATH']}",
+        "VAR_DIR": str(tmp_path / "var"),
+        "DOCKERHUB_TOKEN": "t",
+    }
+    result = make("docker-push", "STACK_ENV=deploy/stack.env.example", env=env)
+    assert result.returncode != 0
+    assert (
+        f"DOCKERHUB_USER is the placeholder of deploy/stack.env.example "
+        f"({example['DOCKERHUB_USER']})" in result.stderr
+    )
+    assert not (tmp_path / "var").exists()
