@@ -96,10 +96,20 @@ run() {
     -E action.destructive_requires_name=false
 }
 
+# ours PID: PID's process group (start runs it in a session of its own) still holds the
+# Elasticsearch of this STATE; a recorded PID of a killed run may since belong to another process
+ours() {
+  local p
+  for p in $(pgrep -g "$1" 2>/dev/null); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qxF "ES_PATH_CONF=$STATE/config" && return 0
+  done
+  return 1
+}
+
 start() {
   local port=${1:-9200}
   mkdir -p "$STATE"
-  if [ -f "$STATE/es.pid" ] && kill -0 "$(cat "$STATE/es.pid")" 2>/dev/null; then
+  if [ -f "$STATE/es.pid" ] && ours "$(cat "$STATE/es.pid")"; then
     echo "already running: http://127.0.0.1:$(cat "$STATE/es.port")"; return 0
   fi
   fetch >/dev/null
@@ -122,9 +132,10 @@ stop() {
   [ -f "$STATE/es.pid" ] || { echo "not running"; return 0; }
   local pid
   pid=$(cat "$STATE/es.pid")
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-  kill -KILL -- "-$pid" 2>/dev/null || true
+  if ! ours "$pid"; then rm -f "$STATE/es.pid"; echo "not running (stale $STATE/es.pid removed)"; return 0; fi
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  for _ in $(seq 30); do ours "$pid" || break; sleep 1; done
+  if ours "$pid"; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
   rm -f "$STATE/es.pid"
   echo "stopped"
 }
