@@ -222,6 +222,9 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     signal.signal(signal.SIGTERM, stop)
     figures = Figures()
     try:
+        # whatever an earlier run killed before its own `down` left (its engine, swarm, stack),
+        # under this lock no run is using it: put the machine back first, then start from nothing
+        _stack_sh("down", env, timeout=600)
         started = time.monotonic()
         _stack_sh("up", env, timeout=600)
         figures["engine_start_seconds"] = round(time.monotonic() - started, 1)
