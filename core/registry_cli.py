@@ -33,7 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="churnops", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_promote = sub.add_parser("promote", help="force VERSION to champion (recorded)")
-    p_promote.add_argument("version", help="model version number of churn-model")
+    p_promote.add_argument(
+        "version", type=int_at_least(1), help="model version number of churn-model"
+    )
     p_promote.add_argument("--reason", default="manual promotion", help="why (recorded)")
     p_rollback = sub.add_parser("rollback", help="champion back to the previous champion")
     p_rollback.add_argument("--reason", default="manual rollback", help="why (recorded)")
@@ -60,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     if args.command == "promote":
-        _print_json(promote(settings, args.version, args.reason).model_dump())
+        _print_json(promote(settings, str(args.version), args.reason).model_dump())
     elif args.command == "rollback":
         _print_json(rollback(settings, args.reason).model_dump())
     elif args.command == "champion":

@@ -62,6 +62,18 @@ def _champion_change(settings: Settings) -> AbstractContextManager[None]:
     return exclusive(settings.db_url, CHAMPION_LOCK)
 
 
+def _nothing_registered(settings: Settings) -> RegistryError:
+    return RegistryError(
+        f"{settings.model_name}: no model registered yet (train one first: make train)"
+    )
+
+
+def _require_store(settings: Settings) -> None:
+    """A change of the champion on a fresh clone: refused before any store or lock is created."""
+    if not store_exists(settings):
+        raise _nothing_registered(settings)
+
+
 class VersionInfo(BaseModel):
     """One registered version, as ``GET /model/versions`` shows it."""
 
@@ -251,9 +263,10 @@ def promote(settings: Settings, version: str, reason: str) -> GateDecision:
     """Force ``version`` to champion without the gate, recorded on the version and its run.
 
     Raises:
-        RegistryError: when the version does not exist.
+        RegistryError: when the version does not exist (or nothing was registered yet).
         core.store.StoreError: another champion change held the lock too long.
     """
+    _require_store(settings)
     with _champion_change(settings):
         return _promote(settings, version, reason)
 
@@ -294,9 +307,10 @@ def rollback(settings: Settings, reason: str = "rollback") -> GateDecision:
     """Move ``champion`` back to the previous champion, recorded on both versions and runs.
 
     Raises:
-        RegistryError: when there is no previous champion.
+        RegistryError: when there is no previous champion (or nothing was registered yet).
         core.store.StoreError: another champion change held the lock too long.
     """
+    _require_store(settings)
     with _champion_change(settings):
         return _rollback(settings, reason)
 
@@ -304,7 +318,10 @@ def rollback(settings: Settings, reason: str = "rollback") -> GateDecision:
 def _rollback(settings: Settings, reason: str) -> GateDecision:
     client = configure(settings)
     name = settings.model_name
-    history = _history(client, name)
+    try:
+        history = _history(client, name)
+    except MlflowException as exc:  # a store, but no model registered in it
+        raise _nothing_registered(settings) from exc
     current = _version_by_alias(client, name, CHAMPION)
     if current is None:
         raise RegistryError(f"{name} has no champion to roll back")

@@ -130,6 +130,32 @@ def test_errors_exit_1_with_a_message(
     assert err.startswith("invalid value: ") and "cv_folds must be 0 (skip) or at least 2" in err
 
 
+@pytest.mark.parametrize("argv", [["rollback"], ["promote", "3"]])
+def test_a_champion_change_on_a_fresh_clone_says_train_first_and_creates_nothing(
+    settings: Settings, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err == "error: churn-model: no model registered yet (train one first: make train)\n"
+    assert not settings.var_dir.exists() or not list(settings.var_dir.iterdir())
+
+
+def test_rollback_on_a_store_with_nothing_registered_says_so(
+    settings: Settings,
+    empty_registry_uri: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    del settings
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", empty_registry_uri)
+    get_settings.cache_clear()
+    try:
+        assert main(["rollback"]) == 1
+    finally:
+        get_settings.cache_clear()
+    assert "no model registered yet" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", ["champion", "rollback"])
 def test_a_registry_command_s_failure_of_any_kind_is_one_line(
     command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -61,6 +61,7 @@ USAGE_ERRORS: list[tuple[list[str], str]] = [
     (["validate", "--limit", "0"], "--limit: 0 is below the minimum, 1"),
     (["train", "--cv-folds", "-1"], "--cv-folds: -1 is below the minimum, 0"),
     (["tune", "--trials", "0"], "--trials: 0 is below the minimum, 1"),
+    (["promote", "abc"], "version: 'abc' is not an integer"),
     (["tune", "--folds", "1"], "--folds: 1 is below the minimum, 2"),
     (["serve", "api", "--port", "70000"], "--port: 70000 is not a TCP port"),
     (["serve", "api", "--workers", "0"], "--workers: 0 is below the minimum, 1"),
