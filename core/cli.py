@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.arguments import int_at_least
+from core.arguments import doc_text, int_at_least
 from core.families import DEFAULT_FAMILY, MODEL_FAMILIES
 from core.settings import get_settings
 
@@ -231,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     model_help = "bundle directory; default: the last one trained under VAR_DIR/models"
 
     p = sub.add_parser(
-        "validate", help="check a CSV against the schema", description=cmd_validate.__doc__
+        "validate",
+        help="check a CSV against the schema",
+        description=doc_text(cmd_validate.__doc__),
     )
     p.add_argument("--data", type=Path, help=data_help)
     p.add_argument(
@@ -246,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser(
-        "train", help="train, evaluate and save a model", description=cmd_train.__doc__
+        "train", help="train, evaluate and save a model", description=doc_text(cmd_train.__doc__)
     )
     p.add_argument("--data", type=Path, help=data_help)
     p.add_argument(
@@ -270,7 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="score a saved model", description=cmd_evaluate.__doc__)
+    p = sub.add_parser(
+        "evaluate", help="score a saved model", description=doc_text(cmd_evaluate.__doc__)
+    )
     p.add_argument("--model", type=Path, help=model_help)
     p.add_argument("--data", type=Path, help=data_help + "; must contain churn")
     p.add_argument(
@@ -283,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
-        "predict", help="score a table of customers", description=cmd_predict.__doc__
+        "predict", help="score a table of customers", description=doc_text(cmd_predict.__doc__)
     )
     p.add_argument(
         "--input", type=Path, required=True, help="table of customers (19 raw columns + any)"

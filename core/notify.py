@@ -24,6 +24,7 @@ from email.parser import BytesParser
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
+from core.arguments import add_command, doc_text
 from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -204,15 +205,15 @@ def flush_outbox(settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``churnops notify {desktop,email,flush}``: send a notification by hand."""
-    parser = argparse.ArgumentParser(prog="churnops notify", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="churnops notify", description=doc_text(main.__doc__))
     sub = parser.add_subparsers(dest="command", required=True)
-    desktop = sub.add_parser("desktop", help="show a desktop notification")
+    desktop = add_command(sub, "desktop", "show a desktop notification")
     desktop.add_argument("title")
     desktop.add_argument("message")
-    email = sub.add_parser("email", help="send an email with the SMTP_* settings")
+    email = add_command(sub, "email", "send an email with the SMTP_* settings")
     email.add_argument("subject")
     email.add_argument("body")
-    sub.add_parser("flush", help="send the emails kept in <var_dir>/outbox")
+    add_command(sub, "flush", "send the emails kept in <var_dir>/outbox")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "desktop":

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from core.arguments import int_at_least
+from core.arguments import add_command, doc_text, int_at_least
 from core.families import DEFAULT_FAMILY, MODEL_FAMILIES
 from core.settings import get_settings
 
@@ -30,22 +30,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         RegistryError: no such version, no previous champion, an unreachable or broken store
             (:func:`core.cli.main` prints it as one line and exits 1); any other failure likewise.
     """
-    parser = argparse.ArgumentParser(prog="churnops", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="churnops", description=doc_text(main.__doc__))
     sub = parser.add_subparsers(dest="command", required=True)
-    p_promote = sub.add_parser("promote", help="force VERSION to champion (recorded)")
+    p_promote = add_command(sub, "promote", "force VERSION to champion (recorded)")
     p_promote.add_argument(
         "version", type=int_at_least(1), help="model version number of churn-model"
     )
     p_promote.add_argument("--reason", default="manual promotion", help="why (recorded)")
-    p_rollback = sub.add_parser("rollback", help="champion back to the previous champion")
+    p_rollback = add_command(sub, "rollback", "champion back to the previous champion")
     p_rollback.add_argument("--reason", default="manual rollback", help="why (recorded)")
-    sub.add_parser("champion", help="print the champion and every version as JSON")
-    p_tune = sub.add_parser("tune", help="hyper-parameter search as nested runs, best through gate")
+    add_command(sub, "champion", "print the champion and every version as JSON")
+    p_tune = add_command(sub, "tune", "hyper-parameter search as nested runs, best through gate")
     p_tune.add_argument(
-        "--trials", type=int_at_least(1), default=8, help="number of sampled configurations"
+        "--trials",
+        type=int_at_least(1),
+        default=8,
+        help="number of sampled configurations (default 8)",
     )
     p_tune.add_argument(
-        "--folds", type=int_at_least(2), default=3, help="cross-validation folds per trial"
+        "--folds",
+        type=int_at_least(2),
+        default=3,
+        help="cross-validation folds per trial (default 3)",
     )
     p_tune.add_argument(
         "--family",

@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from core.arguments import int_at_least, port
+from core.arguments import doc_text, int_at_least, port
 from core.settings import get_settings
 from ops import services
 
@@ -45,7 +45,7 @@ def _serve(argv: Sequence[str]) -> int:
     defined once in :mod:`ops.services` (the API prepares the stores and the API and UI check their
     port first). Arguments after ``shipper``/``exporter`` go to that command (e.g.
     ``--heartbeat FILE``)."""
-    parser = argparse.ArgumentParser(prog="churnops serve", description=_serve.__doc__)
+    parser = argparse.ArgumentParser(prog="churnops serve", description=doc_text(_serve.__doc__))
     parser.add_argument("service", choices=("api", "ui", "shipper", "exporter"))
     parser.add_argument("--host", help="interface (API_HOST / UI_HOST)")
     parser.add_argument("--port", type=port, help="port (API_PORT / UI_PORT)")
@@ -74,7 +74,9 @@ def _serve(argv: Sequence[str]) -> int:
 
 def _prepare(argv: Sequence[str]) -> int:
     """``churnops prepare``: create or migrate the stores now, once, under their locks."""
-    argparse.ArgumentParser(prog="churnops prepare", description=_prepare.__doc__).parse_args(argv)
+    argparse.ArgumentParser(
+        prog="churnops prepare", description=doc_text(_prepare.__doc__)
+    ).parse_args(argv)
     settings = get_settings()
     services.prepare_stores(settings)
     print(f"stores ready: {settings.db_url} · {settings.tracking_uri}")
@@ -88,7 +90,7 @@ def _migrate_store(argv: Sequence[str]) -> int:
     settings = get_settings()
     embedded = settings.model_copy(update={"database_url": None}).db_url
     parser = argparse.ArgumentParser(
-        prog="churnops migrate-store", description=_migrate_store.__doc__
+        prog="churnops migrate-store", description=doc_text(_migrate_store.__doc__)
     )
     parser.add_argument("--from", dest="source", default=embedded, help=f"default: {embedded}")
     parser.add_argument(
@@ -144,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch to one command; returns its exit code."""
     raw = list(sys.argv[1:] if argv is None else argv)
     if not raw or raw[0] in ("-h", "--help"):
-        print(__doc__)
+        print(doc_text(__doc__, whole=True))
         return 0 if raw else 2
     command, rest = raw[0], raw[1:]
     try:

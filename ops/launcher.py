@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from core.arguments import int_at_least, port
+from core.arguments import doc_text, int_at_least, port
 from core.settings import Settings, get_settings
 from api.auth import KeyRing
 from ops import services
@@ -215,7 +215,7 @@ def ensure_model(
 
 def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Namespace:
     """Options; defaults from the settings (``API_PORT``, ``UI_PORT``, ``API_WORKERS``...)."""
-    parser = argparse.ArgumentParser(prog="churnops run", description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(prog="churnops run", description=doc_text(__doc__))
     parser.add_argument("--host", default=None, help="interface of both servers (API_HOST/UI_HOST)")
     parser.add_argument("--api-port", type=port, default=settings.api_port)
     parser.add_argument("--ui-port", type=port, default=settings.ui_port)

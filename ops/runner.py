@@ -30,6 +30,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from core import notify
+from core.arguments import add_command, doc_text
 from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -216,9 +217,9 @@ def notify_run(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``churnops pipeline``: run a pipeline, or print the champion's model version."""
-    parser = argparse.ArgumentParser(prog="churnops pipeline", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="churnops pipeline", description=doc_text(main.__doc__))
     sub = parser.add_subparsers(dest="command", required=True)
-    run_p = sub.add_parser("run", help="run make targets as one pipeline, then notify")
+    run_p = add_command(sub, "run", "run make targets as one pipeline, then notify")
     run_p.add_argument("name", help="pipeline name: code, data, train, deploy, all")
     run_p.add_argument("steps", nargs="+", help="make targets, in order")
     run_p.add_argument(
@@ -234,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     run_p.add_argument("--no-desktop", action="store_true", help="skip the desktop notification")
     run_p.add_argument("--quiet", action="store_true", help="do not stream step output")
-    sub.add_parser("model-version", help="print the champion's registered model version")
+    add_command(sub, "model-version", "print the champion's registered model version")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = get_settings()

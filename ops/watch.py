@@ -29,7 +29,7 @@ from typing import TextIO
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from core.arguments import positive_float
+from core.arguments import doc_text, positive_float
 from ops.interrupt import Interrupted, stop_on_signals
 
 PIPELINE_ORDER = ("code", "data", "train")
@@ -286,7 +286,7 @@ class Watcher:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``churnops watch``: watch the project and run the matching pipeline on each change."""
-    parser = argparse.ArgumentParser(prog="churnops watch", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="churnops watch", description=doc_text(main.__doc__))
     parser.add_argument("--root", type=Path, default=Path("."), help="project folder to watch")
     parser.add_argument(
         "--command",

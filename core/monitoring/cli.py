@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core.arguments import int_at_least, positive_float, probability
+from core.arguments import add_command, int_at_least, positive_float, probability
 from core.logs import configure_logging
 from core.monitoring.host import DOCKER_SOCKET, DockerStats, run_agent
 from core.monitoring.indices import DEFAULT_PREFIX, DEPLOY_DIR, Indices, setup
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="index name prefix")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    sub = commands.add_parser("setup", help="install index/component templates in Elasticsearch")
+    sub = add_command(commands, "setup", "install index/component templates in Elasticsearch")
     sub.add_argument(
         "--deploy-dir", type=Path, default=DEPLOY_DIR, help="folder with elasticsearch/"
     )
@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.set_defaults(func=cmd_setup)
 
-    sub = commands.add_parser("export-mlflow", help="sync MLflow runs/metrics into Elasticsearch")
+    sub = add_command(commands, "export-mlflow", "sync MLflow runs/metrics into Elasticsearch")
     sub.add_argument(
         "--follow",
         type=positive_float,
@@ -226,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--heartbeat", type=Path, help="file touched on every turn (liveness probe)")
     sub.set_defaults(func=cmd_export)
 
-    sub = commands.add_parser(
-        "drift", help="drift tests (KS, z, chi-squared; Holm) of recent predictions or a CSV"
+    sub = add_command(
+        commands, "drift", "drift tests (KS, z, chi-squared; Holm) of recent predictions or a CSV"
     )
     sub.add_argument("--csv", type=Path, help="compare this CSV instead of recent predictions")
     sub.add_argument("--reference", type=Path, help="reference.json (default: the champion's)")
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.set_defaults(func=cmd_drift)
 
-    sub = commands.add_parser("agent", help="host metrics (psutil + Docker socket) at an interval")
+    sub = add_command(commands, "agent", "host metrics (psutil + Docker socket) at an interval")
     sub.add_argument(
         "--interval", type=positive_float, default=10.0, help="seconds between samples"
     )
@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--disk", default="/", help="filesystem whose usage is reported")
     sub.set_defaults(func=cmd_agent)
 
-    sub = commands.add_parser("ship", help="ship stored predictions (the outbox) to Elasticsearch")
+    sub = add_command(commands, "ship", "ship stored predictions (the outbox) to Elasticsearch")
     sub.add_argument(
         "--interval", type=positive_float, default=1.0, help="seconds to wait when all shipped"
     )
@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--heartbeat", type=Path, help="file touched on every turn (liveness probe)")
     sub.set_defaults(func=cmd_ship)
 
-    sub = commands.add_parser("kibana-import", help="import deploy/kibana/*.ndjson into Kibana")
+    sub = add_command(commands, "kibana-import", "import deploy/kibana/*.ndjson into Kibana")
     sub.add_argument("--folder", type=Path, default=DEPLOY_DIR / "kibana", help="ndjson folder")
     sub.add_argument(
         "--wait", type=positive_float, default=300.0, help="seconds to wait for Kibana"

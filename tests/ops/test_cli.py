@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess  # a fresh interpreter is the point of the test  # nosec B404
 import sys
 from typing import Any
@@ -108,7 +109,7 @@ print(json.dumps({"results": results, "loaded": loaded()}))
 @pytest.fixture(scope="module")
 def answers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Every case, answered by one fresh interpreter; keyed by the joined argv."""
-    cases = HELP_CASES + [argv for argv, _ in USAGE_ERRORS]
+    cases = [["--help"], *HELP_CASES, *(argv for argv, _ in USAGE_ERRORS)]
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -151,6 +152,19 @@ def test_help_exits_0_with_the_usage_text(argv: list[str], answers: dict[str, An
     assert result["err"] == ""
     if argv[0] in SUBCOMMANDS and len(argv) == 2:  # the group lists every sub-command above
         assert "{" + ",".join(SUBCOMMANDS[argv[0]]) + "}" in result["out"]
+    # plain text, not the docstrings' reST, and a description under the usage lines
+    assert not re.search(r"``|:(mod|func|class|data|meth):`", result["out"]), result["out"]
+    blocks = result["out"].split("\n\n")
+    assert len(blocks) > 2 and not blocks[1].startswith(
+        ("options:", "positional arguments:")
+    ), f"no description: {result['out']}"
+    assert blocks[1].rstrip()[-1] in ".)>", f"description cut mid-sentence? {blocks[1]!r}"
+
+
+def test_the_top_level_help_is_plain_text(answers: dict[str, Any]) -> None:
+    result = answers["by_argv"]["--help"]
+    assert result["code"] == 0 and "churnops serve" in result["out"]
+    assert not re.search(r"``|:(mod|func|class|data|meth):`", result["out"]), result["out"]
 
 
 @pytest.mark.parametrize("argv,problem", USAGE_ERRORS, ids=[" ".join(a) for a, _ in USAGE_ERRORS])
