@@ -184,10 +184,11 @@ def main() -> None:
     cols[2].metric("Predicted churn rate", pct((frame["label"] == "yes").mean()))
     with_feedback = frame["actual"].notna()
     agree = (frame.loc[with_feedback, "actual"] == frame.loc[with_feedback, "label"]).mean()
+    labelled = int(with_feedback.sum())
     cols[3].metric(
         "Accuracy on feedback",
-        pct(agree) if with_feedback.any() else "—",
-        help=f"{int(with_feedback.sum())} loaded prediction(s) have feedback",
+        f"{pct(agree)} (n = {labelled})" if labelled else "—",
+        help=f"{labelled} loaded prediction(s) have feedback: the sample size of this figure",
     )
     _charts(frame)
     st.dataframe(

@@ -10,8 +10,10 @@ def test_lists_predictions_with_charts(open_page, fake_api):
     assert_clean(at)
     assert metric(at, "Matching predictions") == "10"
     assert metric(at, "Predicted churn rate") == "40.0 %"
-    assert metric(at, "Accuracy on feedback") == "100.0 %"
     table = at.dataframe[0].value
+    labelled = int(table["actual"].notna().sum())
+    assert labelled > 0  # the figure shows its sample size
+    assert metric(at, "Accuracy on feedback") == f"100.0 % (n = {labelled})"
     assert len(table) == 10 and table["churn_probability"].iloc[0] == 0.1
     assert len(at.get("vega_lite_chart")) == 2  # volume and churn rate over time
     filters = fake_api.called("predictions")[0][0]
