@@ -400,13 +400,21 @@ def estimate_performance(
     # FN = sum of p over stay labels
     expected = _scores(np.sum(p[churn]), np.sum(1.0 - p[churn]), np.sum(p[~churn]), p.size)
     realized = _realized(p, churn, draws, seed)
+    # the denominators known before any label: precision's (the predicted churners) and
+    # accuracy's (every row); recall's (the true churners) is itself estimated, F1 has none
+    known = {"precision": int(churn.sum()), "accuracy": int(p.size)}
     return PerformanceEstimate(
         n=int(p.size),
         threshold=float(cut.flat[0]) if np.unique(cut).size == 1 else None,
         predicted_churners=int(churn.sum()),
         expected_churners=float(p.sum()),
         confidence=confidence,
-        **{name: _interval(value, realized[name], confidence) for name, value in expected.items()},
+        **{
+            name: _interval(value, realized[name], confidence).model_copy(
+                update={"n": known.get(name)}
+            )
+            for name, value in expected.items()
+        },
     )
 
 

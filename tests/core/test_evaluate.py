@@ -205,3 +205,13 @@ def test_a_reported_interval_holds_the_realized_metric_as_often_as_it_says(p: li
         assert inside.mean() >= 0.94, (name, inside.mean())
     if len(p) == 1 and p[0] < 0.5:
         assert estimate.recall.value is None and estimate.f1.value is None
+
+
+def test_the_estimate_shows_the_sample_size_of_each_proportion() -> None:
+    """Precision is a share of the predicted churners and accuracy of every row, both known before
+    any label; recall's denominator (the true churners) is itself estimated and F1 has none."""
+    p = np.array([0.05] * 200 + [0.7] * 20 + [0.4] * 5)
+    estimate = estimate_performance(p, 0.5)
+    assert estimate.precision.n == estimate.predicted_churners == 20
+    assert estimate.accuracy.n == estimate.n == 225
+    assert estimate.recall.n is None and estimate.f1.n is None
