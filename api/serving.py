@@ -17,7 +17,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from core.predict import ServedModel
-from core.registry import LoadedModel, champion_version, load_champion
+from core.registry import LoadedModel, RegistryError, champion_version, load_champion
 from core.settings import Settings
 from core.store import read_generation
 
@@ -96,7 +96,8 @@ class ModelManager:
                 loaded = self._loader(self._settings)
                 served = ServedModel.from_loaded(loaded, target, self._settings.model_name)
             except Exception as exc:  # pylint: disable=broad-exception-caught  # keep serving
-                self.error = f"{type(exc).__name__}: {exc}"
+                expected = isinstance(exc, RegistryError)  # e.g. no champion yet
+                self.error = str(exc) if expected else f"{type(exc).__name__}: {exc}"
                 self.generation = max(self.generation, target)
                 self._report(f"no champion loaded yet (retrying every {self.retry_after:.0f} s): "
                              f"{self.error}")  # fmt: skip

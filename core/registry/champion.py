@@ -163,7 +163,8 @@ def load_champion(settings: Settings, *, timeout: float = 3.0) -> LoadedModel:
     # Whatever failed on the registry side (HTTP, SQL, missing alias, bad artifact), serving can
     # still start from the last good local copy; the reason is reported, never swallowed.
     except Exception as exc:  # pylint: disable=broad-exception-caught
-        reason = f"{type(exc).__name__}: {exc}"
+        # the registry's own refusals read as sentences; anything else is named by its type
+        reason = str(exc) if isinstance(exc, RegistryError) else f"{type(exc).__name__}: {exc}"
         if not cache_info.is_file():
             raise ChampionUnavailable(f"no champion: {reason}; no local copy") from exc
         log.warning("registry unavailable (%s); serving the local copy", reason)

@@ -228,6 +228,17 @@ def test_no_champion_and_no_copy_is_an_error(tmp_path: Path) -> None:
         registry.list_versions(dead)  # fails fast instead of MLflow's minutes of retries
 
 
+def test_no_champion_yet_reads_as_a_sentence(empty_registry_uri: str, tmp_path: Path) -> None:
+    """A fresh store (nothing trained yet) is an expected state, not a crash: the reason the API
+    reports on /ready and in its log names no exception class."""
+    fresh = _settings(tmp_path / "var", empty_registry_uri)
+    with pytest.raises(registry.ChampionUnavailable) as caught:
+        registry.load_champion(fresh)
+    assert str(caught.value) == (
+        f"no champion: {fresh.model_name} has no champion alias yet; no local copy"
+    )
+
+
 def test_curve_and_plots_for_the_api(store: Settings, first: tuple[str, str]) -> None:
     """The API reads a version's curve and figures through the registry (no mlflow import)."""
     points = registry.training_curve(store, first[1])
