@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from core import schema
 from core.labelled import LabelledReport
@@ -383,8 +383,12 @@ class FeedbackRequest(BaseModel):
         min_length=1, max_length=36, description="Id from a prediction.", examples=[EXAMPLE_ID]
     )
     # the outcome as the data has it (True./false/1/oui...): the features' own yes/no rule
-    actual: Annotated[Label, BeforeValidator(schema.normalise_yes_no)] = Field(
-        description="Did the customer churn? yes/no, or true/false, 1/0 (any case).",
+    actual: Annotated[
+        Label,
+        BeforeValidator(schema.normalise_yes_no),
+        WithJsonSchema(schema.YES_NO_INPUT_SCHEMA, mode="validation"),  # what it accepts
+    ] = Field(
+        description="Did the customer churn? yes/no, or true/false, 1/0, oui/non (any case).",
         examples=["yes"],
     )
 

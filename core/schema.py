@@ -185,6 +185,26 @@ KNOWN_FIELDS: frozenset[str] = frozenset((*FEATURE_NAMES, TARGET))
 # What people type for yes/no (English, French, Excel's and pandas' booleans, BigML's "True.").
 _TRUTHY = frozenset({"yes", "y", "true", "true.", "t", "1", "1.0", "vrai", "oui"})
 _FALSY = frozenset({"no", "n", "false", "false.", "f", "0", "0.0", "faux", "non"})
+
+
+def _any_case(word: str) -> str:
+    """``word`` as an ECMA-262 pattern matching it in any case (JSON Schema has no ``(?i)``)."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+#: A yes/no input as :func:`normalise_yes_no` accepts it, as a JSON schema (a request body's
+#: documentation): these spellings in any case and with surrounding spaces, JSON booleans, 1/0.
+YES_NO_INPUT_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {
+            "type": "string",
+            "pattern": rf"^\s*({'|'.join(_any_case(w) for w in sorted(_TRUTHY | _FALSY))})\s*$",
+            "examples": sorted(_TRUTHY | _FALSY),
+        },
+        {"type": "boolean"},
+        {"type": "integer", "enum": [0, 1]},
+    ]
+}
 _AREA_CODE = re.compile(r"(?:area[ _-]?code[ _-]?)?(\d{3})(?:\.0+)?", re.IGNORECASE)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jsonschema
 import pytest
 import schemathesis
 import uvicorn
@@ -90,6 +91,24 @@ def live_url(tmp_path_factory: pytest.TempPathFactory, bundle: ModelBundle) -> I
     settings = Settings(var_dir=var, env="test", api_key=SecretStr("test-key"))
     with ThreadServer(settings, bundle) as server:
         yield server.url
+
+
+def test_feedback_s_documented_schema_is_what_it_accepts(module_client: TestClient) -> None:
+    """A client generated from the docs may send every spelling the API accepts, and none it
+    refuses: each value is checked against the documented request schema and the real route."""
+    document = module_client.get("/openapi.json").json()
+    body = document["paths"]["/feedback"]["post"]["requestBody"]["content"]["application/json"]
+    actual = body["schema"]["properties"]["actual"]  # the route documents its body inline
+    accepted: list[object] = ["yes", "no", "True.", "FALSE", "1", "0", "oui", "non", True, 0, 1]
+    for value in accepted:
+        jsonschema.validate(value, actual)  # documented
+        answer = module_client.post("/feedback", json={"prediction_id": "nope", "actual": value})
+        assert answer.status_code == 404, (value, answer.text)  # valid body, unknown prediction
+    for value in ["maybe", "", 2, None, ["yes"]]:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(value, actual)
+        answer = module_client.post("/feedback", json={"prediction_id": "nope", "actual": value})
+        assert answer.status_code == 422, (value, answer.text)
 
 
 CHECKS = [
