@@ -165,8 +165,11 @@ class _LockingConnection(sqlite3.Connection):
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """The settings of each connection. WAL is not one: it is a property of the file, set once
+    by :func:`prepare` under the migration lock (processes opening a new file together and each
+    switching it to WAL got "database is locked" at once: SQLite's busy timeout does not cover
+    the switch)."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -275,7 +278,8 @@ def _server_lock(conn: Connection) -> None:
 
 
 def prepare(engine: Engine) -> str:
-    """Create or upgrade the schema to the newest revision, under the migration lock.
+    """Switch a SQLite file to WAL, then create or upgrade the schema to the newest revision,
+    both under the migration lock (processes opening a new store together take turns).
 
     Idempotent and cheap when the schema is already current (one query).
 
@@ -289,6 +293,9 @@ def prepare(engine: Engine) -> str:
     where = _describe(engine)
     head = head_revision()
     try:
+        if _sqlite_file(str(engine.url)) is not None:
+            with _file_lock(engine), engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")  # persistent: once per file
         if current_revision(engine) == head:
             return head
         with _file_lock(engine), engine.begin() as conn:
